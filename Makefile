@@ -1,0 +1,41 @@
+# coresweep: two commands do everything on a fresh Linux machine with Python >= 3.10.
+#   make test    - create .venv if missing, install coresweep with its extras, run the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is only needed to build synthetic models. The CPU wheel keeps the venv small; override on
+# machines where another build is wanted (e.g. make TORCH_SPEC='torch' test).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint venv browser clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[build,test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests bench
+
+# Debian's chromium drives the report tests (headless, network blocked). Installed when missing and
+# apt-get is usable; elsewhere the browser test skips unless CORESWEEP_REQUIRE_BROWSER=1 (CI sets it).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the report tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: $(STAMP) browser
+	$(VENV)/bin/ruff check lib tests bench
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
