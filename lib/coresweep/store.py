@@ -1,0 +1,169 @@
+"""A run folder: `run.json` + long-form parquet tables under `data/<table>/`.
+
+Layout::
+
+    <run>/run.json                 fingerprint, params, configs, versions, start/end, sessions
+    <run>/.lock                    fcntl.flock held while a sweep writes here
+    <run>/data/trials/<key>__p<process>.parquet      one part per completed (config, process) unit
+    <run>/data/tokens/...  data/threads/...  data/samples/...  data/thread_samples/...
+    <run>/data/failures/<key>__p<process>__<n>.parquet   one part per failed attempt
+
+Each part is written to a hidden temp file and renamed (atomic on POSIX), and a unit's `trials`
+part is written last: a unit is complete exactly when its trials part exists, so a crash loses at
+most the unit in flight and a resume reruns only units without one. Parts of an incomplete unit
+are overwritten by the rerun (same file names). `pd.read_parquet("<run>/data/trials")` reads a
+table as one dataset; `load_table` concatenates the parts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import CoresweepError
+
+TABLES = ("trials", "tokens", "samples", "thread_samples", "threads", "failures")
+UNIT_TABLES = ("tokens", "samples", "thread_samples", "threads", "trials")  # trials LAST
+
+
+class RunLockedError(CoresweepError):
+    """Another sweep holds the run folder's lock."""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, df: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", s)
+
+
+class Store:
+    """Writer/reader of one run folder. Use as a context manager to hold the lock."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.data = self.path / "data"
+        self._lock_f: Any = None
+
+    # -- lock --------------------------------------------------------------------------------------
+    def lock(self) -> Store:
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise RunLockedError(
+                f"run folder {self.path} is in use by another sweep ({holder or 'unknown pid'}); "
+                "wait for it to finish or choose another out= folder"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} since {now_iso()}\n")
+        f.flush()
+        self._lock_f = f
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_f is not None:
+            fcntl.flock(self._lock_f.fileno(), fcntl.LOCK_UN)
+            self._lock_f.close()
+            self._lock_f = None
+
+    def __enter__(self) -> Store:
+        return self.lock()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.unlock()
+
+    # -- run.json ------------------------------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any]:
+        f = self.path / "run.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        blob = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
+        _atomic_write_bytes(self.path / "run.json", blob)
+
+    def update_meta(self, **kw: Any) -> dict[str, Any]:
+        meta = self.read_meta()
+        meta.update(kw)
+        self.write_meta(meta)
+        return meta
+
+    # -- units ---------------------------------------------------------------------------------------
+    @staticmethod
+    def unit_name(key: str, process: int) -> str:
+        return f"{_safe(key)}__p{int(process)}"
+
+    def completed_units(self) -> set[tuple[str, int]]:
+        d = self.data / "trials"
+        out = set()
+        if d.is_dir():
+            for f in d.glob("*.parquet"):
+                m = re.fullmatch(r"(.+)__p(\d+)\.parquet", f.name)
+                if m:
+                    out.add((m.group(1), int(m.group(2))))
+        return out
+
+    def write_unit(self, key: str, process: int, tables: dict[str, Any]) -> None:
+        """Write one completed unit's rows (DataFrames); the trials part goes last."""
+        name = self.unit_name(key, process)
+        for t in UNIT_TABLES:
+            df = tables.get(t)
+            if df is None or len(df) == 0:
+                if t == "trials":
+                    raise ValueError("a completed unit needs trials rows")
+                continue
+            d = self.data / t
+            d.mkdir(parents=True, exist_ok=True)
+            _atomic_write_parquet(d / f"{name}.parquet", df)
+
+    def write_failure(self, key: str, process: int, df: Any) -> Path:
+        d = self.data / "failures"
+        d.mkdir(parents=True, exist_ok=True)
+        base = self.unit_name(key, process)
+        n = len(list(d.glob(f"{base}__*.parquet")))
+        p = d / f"{base}__{n}.parquet"
+        _atomic_write_parquet(p, df)
+        return p
+
+    def load_table(self, table: str) -> Any:
+        import pandas as pd
+
+        d = self.data / table
+        parts = sorted(d.glob("*.parquet")) if d.is_dir() else []
+        if table != "trials" and table != "failures" and parts:
+            done = {self.unit_name(k, p) for k, p in self.completed_units()}
+            parts = [f for f in parts if f.stem in done]  # drop leftovers of incomplete units
+        frames = [pd.read_parquet(f) for f in parts]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,331 @@
+"""Sweeps: many trial configs, each in several fresh processes, interleaved, stored as they end.
+
+`sweep(configs, out=..., processes=3)` validates everything first (bad engine, placement, thread
+count or model raise before any trial), then runs every (config, process) unit in an interleaved
+order (round-robin, or a seeded shuffle per round), writes each unit's rows to the run folder as
+it completes, records failures (timeout, crash, signal, OOM, skipped SMT points) and goes on, and
+returns a `Run`. Running again on the same folder resumes: completed units are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import itertools
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import CoresweepError
+from .store import TABLES, Store, now_iso
+from .trial import PreparedTrial, TrialConfig, TrialResult, prepare, run_trial
+
+ORDERS = ("interleave", "shuffle", "sequential")
+
+
+def grid(base: TrialConfig | dict[str, Any] | None = None, **axes: Any) -> list[TrialConfig]:
+    """Expand parameters into configs: every list/tuple value is an axis, anything else is fixed.
+
+    >>> grid(model="tiny", threads=[1, 2], placement=["physical", "compact"], reps=3)  # 4 configs
+    `env` and `session` take a dict (fixed) or a list of dicts (an axis).
+    """
+    names = {f.name for f in dataclasses.fields(TrialConfig)}
+    unknown = sorted(set(axes) - names)
+    if unknown:
+        raise CoresweepError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
+    if isinstance(base, TrialConfig):
+        base_d = base.to_dict()
+    else:
+        base_d = dict(base or {})
+    fixed = {k: v for k, v in axes.items() if not isinstance(v, (list, tuple))}
+    varying = {k: list(v) for k, v in axes.items() if isinstance(v, (list, tuple))}
+    for k, v in varying.items():
+        if not v:
+            raise CoresweepError(f"grid axis {k!r} is empty")
+    out = []
+    for combo in itertools.product(*varying.values()):
+        d = {**base_d, **fixed, **dict(zip(varying, combo, strict=True))}
+        out.append(TrialConfig.from_dict(d))
+    return out
+
+
+def unit_order(
+    configs: Sequence[Any], processes: int, order: str = "interleave", seed: int = 0
+) -> list[tuple[int, int]]:
+    """(config index, process index) in run order. interleave: round-robin over configs each round;
+    shuffle: a seeded permutation per round; sequential: all processes of a config in a row."""
+    import numpy as np
+
+    if order not in ORDERS:
+        raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    n = len(configs)
+    if order == "sequential":
+        return [(i, p) for i in range(n) for p in range(processes)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in range(processes):
+        idx = list(range(n)) if order == "interleave" else [int(i) for i in rng.permutation(n)]
+        out.extend((i, p) for i in idx)
+    return out
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("coresweep", "onnxruntime", "onnxruntime-genai", "numpy", "pandas", "pyarrow", "psutil"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+@dataclass
+class Run:
+    """A run folder loaded as DataFrames (see docs/architecture.md for the columns)."""
+
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    trials: Any = None
+    tokens: Any = None
+    samples: Any = None
+    thread_samples: Any = None
+    threads: Any = None
+    failures: Any = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        store = Store(path)
+        if not (store.path / "run.json").exists():
+            raise CoresweepError(f"{path} is not a coresweep run folder (no run.json)")
+        tables = {t: store.load_table(t) for t in TABLES}
+        return cls(path=store.path, meta=store.read_meta(), **tables)
+
+    @cached_property
+    def summary(self) -> Any:
+        """One row per config (see analysis.summarize)."""
+        from .analysis import summarize
+
+        return summarize(self.trials, self.tokens)
+
+    def table(self) -> Any:
+        from .analysis import summary_table
+
+        return summary_table(self.summary)
+
+    def __repr__(self) -> str:
+        n = 0 if self.trials is None else len(self.trials)
+        f = 0 if self.failures is None else len(self.failures)
+        return f"Run({str(self.path)!r}, {n} trial rows, {f} failures)"
+
+
+def _unit_frames(res: TrialResult) -> dict[str, Any]:
+    import pandas as pd
+
+    return {
+        "trials": pd.DataFrame(res.trials),
+        "tokens": pd.DataFrame(res.tokens),
+        "samples": pd.DataFrame(res.samples),
+        "thread_samples": pd.DataFrame(res.thread_samples),
+        "threads": pd.DataFrame(res.threads),
+    }
+
+
+def _failure_frame(prep: PreparedTrial, res: TrialResult) -> Any:
+    import pandas as pd
+
+    cfg = prep.config
+    return pd.DataFrame(
+        [
+            {
+                "config_key": prep.key,
+                "label": cfg.display,
+                "threads": cfg.threads if cfg.threads is not None else -1,
+                "placement": cfg.placement,
+                "smt": cfg.smt or "asis",
+                "process": res.process,
+                "status": res.status,
+                "reason": res.reason or "",
+                "returncode": res.returncode if res.returncode is not None else 0,
+                "stderr_tail": res.stderr_tail,
+                "wall_s": res.wall_s,
+                "time": now_iso(),
+            }
+        ]
+    )
+
+
+def sweep(
+    configs: Iterable[TrialConfig] | TrialConfig,
+    out: str | Path | None = None,
+    processes: int = 3,
+    *,
+    order: str = "interleave",
+    seed: int = 0,
+    cooldown_s: float = 0.0,
+    timeout_s: float | None = 600.0,
+    sample_interval_s: float | None = 0.1,
+    progress: bool = True,
+    resume: bool = True,
+    params: dict[str, Any] | None = None,
+    topo: Any = None,
+    smt_root: str | Path = "/",
+    on_event: Callable[[dict], None] | None = None,
+    check_mem: bool = True,
+) -> Run:
+    """Run every config in `processes` fresh worker processes and return the Run.
+
+    out: run folder (created; default: a new temp dir). order: "interleave" (round-robin),
+    "shuffle" (seeded permutation per round) or "sequential". cooldown_s: sleep between units.
+    timeout_s: per worker process; the whole process group is killed. sample_interval_s: parent's
+    CPU/thread sampling period (None/0 = off). resume=False refuses a folder that already holds
+    completed units. on_event(dict) sees every worker protocol line plus "unit_end".
+    """
+    if isinstance(configs, TrialConfig):
+        configs = [configs]
+    configs = list(configs)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise CoresweepError(f"processes must be a positive integer, got {processes!r}")
+    if order not in ORDERS:
+        raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise CoresweepError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
+    from .topology import fingerprint, machine_name, read_topology
+
+    topo = topo if topo is not None else read_topology()
+    preps = prepare(configs, topo=topo, check_mem=check_mem, smt_root=smt_root)
+    keys = [p.key for p in preps]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise CoresweepError(f"duplicate configs in the sweep (same key {sorted(dup)}); remove repeats")
+    if out is None:
+        out = tempfile.mkdtemp(prefix=f"coresweep-{machine_name(topo)}-")
+    store = Store(out)
+    with store:
+        done = store.completed_units()
+        if done and not resume:
+            raise CoresweepError(
+                f"{store.path} already holds {len(done)} completed trial(s); pass resume=True "
+                "to continue it or choose a new out= folder"
+            )
+        meta = store.read_meta()
+        started = now_iso()
+        known = {c["key"]: c for c in meta.get("configs", [])}
+        for p in preps:
+            known[p.key] = {
+                "key": p.key,
+                "label": p.config.display,
+                "config": p.config.to_dict(),
+                "plan": p.plan.to_dict() if hasattr(p.plan, "to_dict") else list(p.plan.cpus),
+                "model_dir": p.model_dir,
+                "weight_bytes": p.weight_bytes,
+                "skip_reason": p.skip_reason,
+            }
+        meta.setdefault("created", started)
+        meta.update(
+            {
+                "start": meta.get("start", started),
+                "end": None,
+                "machine": machine_name(topo),
+                "fingerprint": fingerprint(topo),
+                "versions": _versions(),
+                "params": params if params is not None else meta.get("params", {}),
+                "sweep": {
+                    "processes": processes,
+                    "order": order,
+                    "seed": seed,
+                    "cooldown_s": cooldown_s,
+                    "timeout_s": timeout_s,
+                    "sample_interval_s": sample_interval_s,
+                },
+                "configs": list(known.values()),
+            }
+        )
+        sessions = meta.setdefault("sessions", [])
+        session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0}
+        sessions.append(session)
+        store.write_meta(meta)
+
+        skipped_before = set()
+        fails = store.load_table("failures")
+        if len(fails):
+            sk = fails[fails["status"] == "skipped"]
+            skipped_before = set(zip(sk["config_key"], sk["process"], strict=True))
+        units = unit_order(preps, processes, order, seed)
+        todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
+        session["resumed_units"] = len(units) - len(todo)
+        counts = {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0}
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True)
+        try:
+            for n, (i, p) in enumerate(todo):
+                prep = preps[i]
+                if prep.skip_reason and (prep.key, p) in skipped_before:
+                    bar.update(1)
+                    continue
+                res = _run_unit(prep, p, timeout_s, sample_interval_s, on_event, smt_root)
+                counts[res.status] = counts.get(res.status, 0) + 1
+                if res.ok:
+                    store.write_unit(prep.key, p, _unit_frames(res))
+                else:
+                    store.write_failure(prep.key, p, _failure_frame(prep, res))
+                if on_event:
+                    on_event(
+                        {"event": "unit_end", "key": prep.key, "process": p, "status": res.status,
+                         "reason": res.reason}
+                    )
+                post = {"cfg": prep.config.display[:30], **{k: v for k, v in counts.items() if v}}
+                if res.ok:
+                    dec = [r["decode_tok_s"] for r in res.trials]
+                    post["decode"] = f"{sorted(dec)[len(dec) // 2]:.1f} tok/s"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+                if cooldown_s and n < len(todo) - 1:
+                    time.sleep(cooldown_s)
+        finally:
+            bar.close()
+            meta = store.read_meta()
+            end = now_iso()
+            meta["end"] = end
+            if meta.get("sessions"):
+                meta["sessions"][-1].update({"end": end, **{f"units_{k}": v for k, v in counts.items()}})
+            store.write_meta(meta)
+    return Run.load(store.path)
+
+
+def _run_unit(
+    prep: PreparedTrial,
+    process: int,
+    timeout_s: float | None,
+    sample_interval_s: float | None,
+    on_event: Callable[[dict], None] | None,
+    smt_root: str | Path,
+) -> TrialResult:
+    cfg = prep.config
+    if cfg.smt_mode == "sysfs" and cfg.smt and not prep.skip_reason:
+        from .smt import SmtError, smt_state
+
+        try:
+            with smt_state(cfg.smt, smt_root):
+                return run_trial(
+                    prep, process, timeout_s=timeout_s, sample_interval_s=sample_interval_s,
+                    on_event=on_event,
+                )
+        except SmtError as exc:
+            return TrialResult(prep.key, process, ok=False, status="skipped", reason=str(exc))
+    return run_trial(
+        prep, process, timeout_s=timeout_s, sample_interval_s=sample_interval_s, on_event=on_event
+    )
+
+
+def run_stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,154 @@
+"""The trial worker: `python -m coresweep.worker [PAYLOAD_JSON | PATH | -]` (default: stdin).
+
+Order matters and is the point of this module:
+1. read the payload (config, plan CPUs, model dir) — nothing heavy imported yet;
+2. set the CPU affinity (os.sched_setaffinity) and the environment knobs of the config;
+3. only then import onnxruntime (through coresweep.engine), load the model (timed);
+4. warm-up generations (discarded), then the timed repetitions.
+
+Protocol: one JSON object per line, each with an "event" key, on a dedicated file descriptor that
+was stdout when the worker started; file descriptor 1 is then redirected to stderr so that anything
+the runtime prints (ORT logs) cannot corrupt the stream. Events, in order: hello, loaded, warmup
+(one per warm-up), timed_start, rep (one per repetition), timed_end, threads, done — or error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+# Captured at import time, before anything else in this module can import the runtime.
+_ORT_PRELOADED = "onnxruntime" in sys.modules
+
+
+def _read_payload(argv: list[str]) -> dict[str, Any]:
+    if argv and argv[0] != "-":
+        arg = argv[0]
+        if arg.lstrip().startswith("{"):
+            return json.loads(arg)
+        return json.loads(Path(arg).read_text())
+    return json.loads(sys.stdin.read())
+
+
+def _rusage() -> resource.struct_rusage:
+    return resource.getrusage(resource.RUSAGE_SELF)
+
+
+def _vm_hwm_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _Proto:
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        fd = os.dup(1)
+        os.dup2(2, 1)  # native writes to stdout now land in stderr
+        self.f = os.fdopen(fd, "w", buffering=1)
+
+    def emit(self, event: str, **kw: Any) -> None:
+        self.f.write(json.dumps({"event": event, **kw}, default=str) + "\n")
+        self.f.flush()
+
+
+def run(payload: dict[str, Any], proto: _Proto) -> None:
+    from .trial import ENV_KNOBS, TrialConfig, check_memory, read_threads
+
+    cfg = TrialConfig.from_dict(payload["config"])
+    cpus = [int(c) for c in payload["cpus"]]
+    ort_before_affinity = _ORT_PRELOADED or "onnxruntime" in sys.modules
+    # 1) affinity and environment FIRST
+    os.sched_setaffinity(0, cpus)
+    for k, v in cfg.env.items():
+        os.environ[str(k)] = str(v)
+    knobs = {k: os.environ.get(k) for k in sorted(set(ENV_KNOBS) | set(cfg.env))}
+    proto.emit(
+        "hello",
+        pid=os.getpid(),
+        key=payload.get("key"),
+        process=payload.get("process"),
+        affinity=sorted(os.sched_getaffinity(0)),
+        env_knobs=knobs,
+        onnxruntime_imported_before_affinity=ort_before_affinity,
+    )
+    check_memory(payload["model_dir"])
+    # 2) now the runtime
+    import onnxruntime
+
+    from .engine import SessionConfig, make_engine, make_prompt
+
+    sess = SessionConfig(threads=cfg.threads, affinities=payload.get("affinities"), **cfg.session)
+    engine = make_engine(cfg.engine, payload["model_dir"], sess)
+    load_s = float(engine.load())
+    proto.emit(
+        "loaded",
+        load_s=load_s,
+        onnxruntime_version=onnxruntime.__version__,
+        session=sess.to_dict() if hasattr(sess, "to_dict") else {},
+        threads=read_threads("self"),
+        rss_bytes=_vm_hwm_bytes(),
+    )
+    prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, seed=cfg.seed)
+    for i in range(cfg.warmups):
+        g = engine.generate(prompt, cfg.gen_tokens)
+        proto.emit("warmup", index=i, decode_tok_s=g.decode_tok_s, ttft_s=g.ttft_s)
+    proto.emit("timed_start")
+    before = read_threads("self")
+    t_start = time.perf_counter()
+    for rep in range(cfg.reps):
+        r0 = _rusage()
+        g = engine.generate(prompt, cfg.gen_tokens)
+        r1 = _rusage()
+        du, ds = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+        e2e = float(g.e2e_s)
+        peak = max(r1.ru_maxrss * 1024, _vm_hwm_bytes() or 0)
+        proto.emit(
+            "rep",
+            rep=rep,
+            ttft_s=float(g.ttft_s),
+            prefill_tok_s=float(g.prefill_tok_s),
+            decode_tok_s=float(g.decode_tok_s),
+            e2e_s=e2e,
+            n_tokens=len(g.tokens),
+            token_latencies_s=[float(x) for x in g.token_latencies_s],
+            peak_rss_bytes=int(peak),
+            cpu_user_s=du,
+            cpu_sys_s=ds,
+            ctx_vol=r1.ru_nvcsw - r0.ru_nvcsw,
+            ctx_invol=r1.ru_nivcsw - r0.ru_nivcsw,
+            cpu_util_pct=100.0 * (du + ds) / e2e if e2e > 0 else float("nan"),
+            checksum=g.checksum,
+        )
+    wall = time.perf_counter() - t_start
+    after = read_threads("self")
+    proto.emit("timed_end", wall_s=wall)
+    proto.emit("threads", before=before, after=after, wall_s=wall)
+    proto.emit("done")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    proto = _Proto()
+    try:
+        payload = _read_payload(argv)
+        run(payload, proto)
+    except Exception as exc:  # reported to the parent, which records a failed trial
+        traceback.print_exc(file=sys.stderr)
+        proto.emit("error", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
