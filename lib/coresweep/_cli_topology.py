@@ -1,0 +1,78 @@
+"""`coresweep topology`: print the machine model (readable, or JSON), from this machine or a tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import CoresweepError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "topology",
+        help="show CPUs, cores, SMT siblings, caches, NUMA, hybrid parts and cgroup limits",
+        description=(
+            "Show the machine model coresweep places threads on: one row per logical CPU with its "
+            "package, core, SMT siblings, L2/L3 domain, NUMA node and kind (P/E), after a header "
+            "with counts, caches, SMT state and cgroup limits. See docs/topology.md."
+        ),
+    )
+    p.add_argument("--json", action="store_true", help="print the whole model as JSON")
+    p.add_argument(
+        "--sysfs",
+        metavar="DIR",
+        default="/",
+        help="read a captured tree laid out like / (DIR/sys/..., DIR/proc/...) instead of this machine",
+    )
+    p.add_argument(
+        "--fingerprint",
+        action="store_true",
+        help="with --json: print the full machine fingerprint (versions, env, THP, load average)",
+    )
+    p.add_argument(
+        "--capture",
+        metavar="DEST",
+        help="copy the files the model is read from into DEST (a tree usable with --sysfs)",
+    )
+    p.add_argument(
+        "--plan",
+        metavar="STRATEGY",
+        help="also show the placement plan for STRATEGY (needs --threads), e.g. physical or 0-3",
+    )
+    p.add_argument("--threads", type=int, help="thread count for --plan")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .topology import capture_tree, fingerprint, read_topology
+
+    root = Path(args.sysfs)
+    if args.capture:
+        files = capture_tree(args.capture, root)
+        print(f"captured {len(files)} files into {args.capture}")
+        return 0
+    if args.plan is not None and args.threads is None:
+        raise CoresweepError("--plan needs --threads N (a positive integer)")
+    topo = read_topology(root)
+    plan = None
+    if args.plan is not None:
+        from .placement import make_plan
+
+        plan = make_plan(topo, args.threads, args.plan)
+    if args.json:
+        data = fingerprint(topo) if args.fingerprint else topo.to_dict()
+        if plan is not None:
+            data = dict(data, plan=plan.to_dict())
+        json.dump(data, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+        return 0
+    print(topo.summary())
+    if plan is not None:
+        print()
+        print(f"Plan:       {plan.description}")
+        print(f"Mask:       {plan.cpulist}")
+        print(f"ORT:        session.intra_op_thread_affinities = {plan.ort_affinity_string()!r}")
+    return 0
