@@ -254,6 +254,12 @@ def prepare(
             plan = make_plan(topo, n, strategy, oversubscribe=True)
         else:
             plan = make_plan(topo, cfg.threads, strategy, oversubscribe=cfg.oversubscribe)
+        prep_aff = None
+        if cfg.pin_threads and cfg.threads and cfg.threads > 1:
+            prep_aff = plan.ort_affinity_string() or None
+        from .engine import SessionConfig  # light: the engine imports onnxruntime lazily
+
+        SessionConfig(threads=cfg.threads, affinities=prep_aff, **cfg.session)  # raises ModelError
         mk = (cfg.model, cfg.precision)
         if mk not in models:
             from .models import resolve_model
@@ -310,12 +316,19 @@ def read_thread_stat(path: str | Path) -> dict[str, Any] | None:
     lpar, rpar = raw.index("("), raw.rindex(")")
     name = raw[lpar + 1 : rpar]
     rest = raw[rpar + 2 :].split()  # rest[0] is field 3 (state)
+    user_s, sys_s = int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+    # schedstat's first field is the thread's on-CPU time in ns (exact; stat has 10 ms ticks)
+    try:
+        cpu_s = int(Path(path).with_name("schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        cpu_s = user_s + sys_s
     return {
         "tid": int(raw[:lpar]),
         "name": name,
         "state": rest[0],
-        "user_s": int(rest[11]) / CLK_TCK,
-        "sys_s": int(rest[12]) / CLK_TCK,
+        "user_s": user_s,
+        "sys_s": sys_s,
+        "cpu_s": cpu_s,
         "last_cpu": int(rest[36]),
     }
 
@@ -357,12 +370,12 @@ def verify_placement(
     seen: dict[int, set[int]] | None = None,
     ort_default: bool = False,
     busy_fraction: float = 0.10,
-    min_busy_s: float = 0.02,
+    min_busy_s: float = 0.002,
 ) -> dict[str, Any]:
     """Compare what the threads did during the timed phase with the plan.
 
     before/after: read_threads() snapshots around the timed repetitions. A thread is busy when its
-    CPU time grew by more than max(min_busy_s, busy_fraction * wall_s). Returns per-thread rows and
+    on-CPU time (schedstat) grew by more than max(min_busy_s, busy_fraction * wall_s). Returns per-thread rows and
     a verdict: placement_ok, busy_threads, cpus_used, oversubscribed, reasons.
     """
     plan = set(plan_cpus)
@@ -371,9 +384,10 @@ def verify_placement(
     threshold = max(min_busy_s, busy_fraction * max(wall_s, 0.0))
     rows = []
     for t in after:
-        t0 = b.get(t["tid"], {"user_s": 0.0, "sys_s": 0.0})
+        t0 = b.get(t["tid"], {"user_s": 0.0, "sys_s": 0.0, "cpu_s": 0.0})
         du = max(0.0, t["user_s"] - t0["user_s"])
         ds = max(0.0, t["sys_s"] - t0["sys_s"])
+        dc = max(0.0, t.get("cpu_s", t["user_s"] + t["sys_s"]) - t0.get("cpu_s", t0["user_s"] + t0["sys_s"]))
         cpus_seen = set(seen.get(t["tid"], set())) | {t["last_cpu"]}
         rows.append(
             {
@@ -384,7 +398,8 @@ def verify_placement(
                 "seen_cpus": format_cpulist(cpus_seen),
                 "user_s": du,
                 "sys_s": ds,
-                "busy": (du + ds) > threshold,
+                "cpu_s": dc,
+                "busy": dc > threshold,
             }
         )
     busy = [r for r in rows if r["busy"]]
@@ -504,7 +519,7 @@ class _Sampler(threading.Thread):
             threads = read_threads(self.pid, status=False)
             dt = None if self._prev_t is None else t - self._prev_t
             for th in threads:
-                cpu_s = th["user_s"] + th["sys_s"]
+                cpu_s = th["cpu_s"]
                 prev = self._prev.get(th["tid"])
                 util = 100.0 * (cpu_s - prev) / dt if (dt and prev is not None) else float("nan")
                 self._prev[th["tid"]] = cpu_s
@@ -700,7 +715,8 @@ def run_trial(
                 "seen_cpus": str(t["last_cpu"]),
                 "user_s": t["user_s"],
                 "sys_s": t["sys_s"],
-                "busy": (t["user_s"] + t["sys_s"]) > 0.05,
+                "cpu_s": t.get("cpu_s", t["user_s"] + t["sys_s"]),
+                "busy": t.get("cpu_s", t["user_s"] + t["sys_s"]) > 0.05,
             }
         )
     for r in verdict["rows"]:
@@ -752,18 +768,8 @@ def run_trial(
                 "checksum": r["checksum"],
             }
         )
-        lat = r["token_latencies_s"]
-        res.tokens.append(
-            {
-                "config_key": key,
-                "process": process,
-                "rep": r["rep"],
-                "token_index": 0,
-                "latency_s": r["ttft_s"],
-                "phase": "prefill",
-            }
-        )
-        for i, x in enumerate(lat, start=1):
+        # engine: token_latencies_s[0] is the TTFT (from start), then the gap to the previous token
+        for i, x in enumerate(r["token_latencies_s"]):
             res.tokens.append(
                 {
                     "config_key": key,
@@ -771,7 +777,7 @@ def run_trial(
                     "rep": r["rep"],
                     "token_index": i,
                     "latency_s": x,
-                    "phase": "decode",
+                    "phase": "prefill" if i == 0 else "decode",
                 }
             )
     if not res.trials:

@@ -1,0 +1,232 @@
+"""One trial: config identity, /proc readers, placement verdicts, the worker, faults, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from coresweep.errors import CoresweepError, ModelError, PlacementError
+from coresweep.trial import (
+    ENGINES,
+    TrialConfig,
+    check_memory,
+    prepare,
+    read_threads,
+    run_trial,
+    verify_placement,
+)
+
+# -- no model needed --------------------------------------------------------------------------
+
+
+def test_config_key_is_stable_and_ignores_label():
+    a = TrialConfig(model="tiny", threads=2, env={"OMP_NUM_THREADS": "2", "A": "1"})
+    b = TrialConfig(model="tiny", threads=2, env={"A": "1", "OMP_NUM_THREADS": "2"}, label="x")
+    assert a.key() == b.key() and len(a.key()) == 12
+    assert a.key() != TrialConfig(model="tiny", threads=1).key()
+    assert TrialConfig.from_dict(a.to_dict()) == a
+    assert json.loads(json.dumps(a.to_dict())) == a.to_dict()
+    with pytest.raises(CoresweepError, match="unknown trial config field"):
+        TrialConfig.from_dict({"thread": 2})
+
+
+def test_engines_mirror_engine_module():
+    from coresweep import engine
+
+    assert ENGINES == engine.ENGINES
+
+
+def test_importing_the_package_does_not_import_onnxruntime():
+    code = (
+        "import sys, coresweep, coresweep.worker, coresweep.trial, coresweep.sweep, "
+        "coresweep.store, coresweep.analysis, coresweep.smt\n"
+        "coresweep.sweep; coresweep.Run; coresweep.TrialConfig\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported'\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_read_threads_self():
+    ev = threading.Event()
+    t = threading.Thread(target=ev.wait, name="probe")
+    t.start()
+    try:
+        rows = read_threads("self")
+    finally:
+        ev.set()
+        t.join()
+    assert len(rows) >= 2
+    me = [r for r in rows if r["tid"] == os.getpid()][0]
+    assert me["allowed"] and me["last_cpu"] in os.sched_getaffinity(0)
+    assert me["user_s"] >= 0 and me["sys_s"] >= 0
+    assert read_threads(999_999_999) == []
+
+
+def _th(tid, allowed, cpu, cpu_s):
+    return {"tid": tid, "name": f"t{tid}", "allowed": allowed, "last_cpu": cpu,
+            "user_s": cpu_s, "sys_s": 0.0, "cpu_s": cpu_s}
+
+
+def test_verdict_oversubscribed_and_outside():
+    before = [_th(1, "0", 0, 0.0), _th(2, "0", 0, 0.0), _th(3, "0", 0, 0.0)]
+    after = [_th(1, "0", 0, 1.0), _th(2, "0", 0, 1.0), _th(3, "0", 0, 0.001)]
+    v = verify_placement([0], before, after, wall_s=2.0)
+    assert not v["placement_ok"] and v["oversubscribed"] and v["busy_threads"] == 2
+    assert "2 busy threads on 1 CPU: oversubscribed" in v["reasons"]
+    ok = verify_placement([0, 1], before[:2], [_th(1, "0-1", 0, 1.0), _th(2, "0-1", 1, 1.0)],
+                          wall_s=2.0, seen={1: {0}, 2: {1}})
+    assert ok["placement_ok"] and ok["reasons"] == [] and ok["cpus_used"] == "0-1"
+    out = verify_placement([0], [], [_th(1, "0", 0, 1.0), _th(2, "1", 1, 1.0)], wall_s=2.0,
+                           ort_default=True)
+    assert not out["placement_ok"]
+    assert any("ORT default mode pinned its own threads outside the plan" in r for r in out["reasons"])
+
+
+def test_memory_refusal(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x" * 1000)
+    with pytest.raises(ModelError, match="refusing to load"):
+        check_memory(tmp_path, available=10)
+    assert check_memory(tmp_path, available=10_000) == 1000
+
+
+@pytest.mark.parametrize(
+    "cfg, err, match",
+    [
+        (TrialConfig(engine="torch"), CoresweepError, "unknown engine 'torch'; valid engines: ort, genai"),
+        (TrialConfig(threads=0), PlacementError, "positive integer"),
+        (TrialConfig(placement="bogus"), PlacementError, "valid strategies"),
+        (TrialConfig(placement="0-99"), PlacementError, "99"),
+        (TrialConfig(model="/no/such/model"), ModelError, "neither a preset"),
+        (TrialConfig(session={"spin": True}), CoresweepError, "unknown session option"),
+        (TrialConfig(session={"execution_mode": "fast"}), ModelError, "execution_mode"),
+        (TrialConfig(gen_tokens=0), CoresweepError, "gen_tokens"),
+        (TrialConfig(smt="maybe"), CoresweepError, "smt"),
+    ],
+)
+def test_bad_input_errors_before_any_trial(tmp_path, cfg, err, match, monkeypatch):
+    import coresweep.sweep as sw
+
+    def boom(*a, **k):
+        raise AssertionError("a trial started")
+
+    monkeypatch.setattr(sw, "run_trial", boom)
+    with pytest.raises(err, match=match):
+        sw.sweep([cfg], out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+# -- with the tiny model ------------------------------------------------------------------------
+
+
+def _cfg(model, **kw):
+    base = dict(model=str(model), prompt_tokens=8, gen_tokens=100, warmups=1, reps=2)
+    base.update(kw)
+    return TrialConfig(**base)
+
+
+@pytest.mark.slow
+def test_one_trial_rows_and_placement(tiny_int4):
+    events = []
+    cfg = _cfg(tiny_int4, threads=1, placement="0", env={"OMP_NUM_THREADS": "7"}, gen_tokens=6)
+    (prep,) = prepare([cfg])
+    res = run_trial(prep, 0, sample_interval_s=0.05, on_event=events.append)
+    assert res.ok, (res.reason, res.stderr_tail)
+    hello = next(e for e in events if e["event"] == "hello")
+    assert hello["onnxruntime_imported_before_affinity"] is False
+    assert hello["affinity"] == [0]
+    assert hello["env_knobs"]["OMP_NUM_THREADS"] == "7"
+    assert [e["event"] for e in events if e["event"] != "warmup"][-6:] == [
+        "loaded", "timed_start", "rep", "rep", "timed_end", "threads"] or events[-1]["event"] == "done"
+    assert len(res.trials) == 2
+    for r in res.trials:
+        assert r["ttft_s"] > 0 and r["decode_tok_s"] > 0 and r["e2e_s"] >= r["ttft_s"]
+        assert r["load_s"] > 0 and r["peak_rss_bytes"] > 0 and r["n_tokens"] == 6
+        assert r["cpus"] == "0" and json.loads(r["env"])["OMP_NUM_THREADS"] == "7"
+        assert r["placement_ok"], r["placement_reasons"]
+        assert r["busy_threads"] == 1 and r["cpus_used"] == "0"
+    assert len({r["checksum"] for r in res.trials}) == 1
+    assert len(res.tokens) == 2 * 6
+    assert {t["phase"] for t in res.tokens} == {"prefill", "decode"}
+    whens = {t["when"] for t in res.threads}
+    assert whens == {"after_load", "decode"}
+    assert all(t["allowed"] == "0" for t in res.threads)
+    assert res.samples and {s["cpu"] for s in res.samples} == set(range(os.cpu_count()))
+
+
+@pytest.mark.slow
+def test_two_threads_on_one_cpu_flagged_oversubscribed(tiny_int4):
+    cfg = _cfg(tiny_int4, threads=2, placement="0", oversubscribe=True)
+    (prep,) = prepare([cfg])
+    res = run_trial(prep, 0)
+    assert res.ok, (res.reason, res.stderr_tail)
+    p = res.placement
+    assert p["oversubscribed"] and not p["placement_ok"] and p["busy_threads"] >= 2
+    assert any("oversubscribed" in r for r in p["reasons"])
+    decode_rows = [t for t in res.threads if t["when"] == "decode" and t["busy"]]
+    assert len(decode_rows) >= 2 and all(t["allowed"] == "0" for t in decode_rows)
+    assert all(not r["placement_ok"] and r["oversubscribed"] for r in res.trials)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_ort_default_mode_mismatch_is_flagged(tiny_int4):
+    cfg = _cfg(tiny_int4, threads=None, placement="0")
+    (prep,) = prepare([cfg])
+    res = run_trial(prep, 0)
+    assert res.ok, (res.reason, res.stderr_tail)
+    assert not res.placement["placement_ok"]
+    assert any("ORT default mode pinned its own threads outside the plan" in r
+               for r in res.placement["reasons"])
+
+
+@pytest.mark.slow
+def test_timeout_kills_the_process_group(tiny_int4):
+    events = []
+    (prep,) = prepare([_cfg(tiny_int4, threads=1, gen_tokens=2000, reps=100)])
+    res = run_trial(prep, 0, timeout_s=2.0, on_event=events.append)
+    assert not res.ok and res.status == "timeout" and "timeout after 2 s" in res.reason
+    pid = events[0]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
+@pytest.mark.slow
+def test_crash_is_recorded_with_signal(tiny_int4):
+    (prep,) = prepare([_cfg(tiny_int4, threads=1, gen_tokens=2000, reps=100)])
+
+    def on_event(e):
+        if e["event"] == "loaded":
+            os.kill(e_pid[0], signal.SIGKILL)
+        if e["event"] == "spawn":
+            e_pid.append(e["pid"])
+
+    e_pid: list[int] = []
+    res = run_trial(prep, 0, on_event=on_event)
+    assert not res.ok and res.status == "failed"
+    assert res.reason.startswith("killed by SIGKILL") and res.returncode == -9
+
+
+@pytest.mark.slow
+def test_cli_trial_json(tiny_int4, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "coresweep", "trial", "--model", str(tiny_int4), "--threads", "1",
+         "--cpus", "0", "--prompt-tokens", "8", "--gen-tokens", "4", "--processes", "1",
+         "--reps", "2", "--out", str(tmp_path / "run"), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["config"]["threads"] == 1 and d["key"] == TrialConfig.from_dict(d["config"]).key()
+    assert d["statistics"]["decode_tok_s_median"] > 0 and d["statistics"]["n_reps"] == 2
+    assert d["placement"]["placement_ok"] is True and "noisy" in d["flags"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "coresweep", "trial", "--model", str(tiny_int4), "--threads", "1",
+         "--engine", "torch"], capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown engine 'torch'" in bad.stderr
