@@ -1,0 +1,105 @@
+"""`coresweep model build|list|info`: synthetic presets and real ONNX models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("model", help="build synthetic models, list them, inspect any model")
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION")
+    sub.required = True
+
+    from .models import PRECISIONS, PRESETS
+
+    b = sub.add_parser("build", help="build a synthetic preset into the model cache")
+    b.add_argument("preset", choices=list(PRESETS), metavar="PRESET",
+                   help=f"one of: {', '.join(PRESETS)}")
+    b.add_argument("--precision", default="int4", choices=list(PRECISIONS))
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set layers=4 (repeatable)")
+    b.add_argument("--cache", default=None, metavar="DIR",
+                   help="model cache (default $CORESWEEP_CACHE or ~/.cache/coresweep/models)")
+    b.add_argument("--accuracy-level", type=int, default=4, metavar="N",
+                   help="MatMulNBits accuracy_level for int4/int8 (4 = int8 activations, default)")
+    b.add_argument("--prune-lm-head", action="store_true",
+                   help="compute logits for the last position only (faster prefill)")
+    b.add_argument("--force", action="store_true", help="rebuild even when the model exists")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_build)
+
+    ls = sub.add_parser("list", help="list the models built in the cache")
+    ls.add_argument("--cache", default=None, metavar="DIR")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+
+    i = sub.add_parser("info", help="IO contract, KV layout, quantisation and bytes per token")
+    i.add_argument("model", metavar="DIR|PRESET", help="a model dir, an .onnx file or a preset name")
+    i.add_argument("--precision", default="int4", choices=list(PRECISIONS),
+                   help="precision when MODEL is a preset")
+    i.add_argument("--cache", default=None, metavar="DIR")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .models import build_model, parse_overrides
+
+    d = build_model(args.preset, args.precision, overrides=parse_overrides(args.overrides),
+                    accuracy_level=args.accuracy_level, cache_dir=args.cache,
+                    progress=not args.quiet, force=args.force, prune_lm_head=args.prune_lm_head)
+    m = json.loads((d / "manifest.json").read_text())
+    print(d)
+    print(f"  parameters {m['parameter_count']:,}  onnx {m['onnx_bytes'] / 1e6:.1f} MB  "
+          f"bytes/token {m['bytes_per_token'] / 1e6:.1f} MB  built in {m['build_seconds']} s")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .models import list_models, model_cache_dir
+
+    rows = list_models(args.cache)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"cache: {model_cache_dir(args.cache)}")
+    if not rows:
+        print("  (no models built; try `coresweep model build tiny`)")
+    for r in rows:
+        print(f"  {r['name']:<48} {r['precision']:<5} {(r['onnx_bytes'] or 0) / 1e6:9.1f} MB  "
+              f"{r['built_at']}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .models import PRESETS, inspect_model, resolve_model
+
+    spec = args.model
+    path = resolve_model(spec, args.precision, build=False, cache_dir=args.cache) \
+        if spec in PRESETS else resolve_model(spec, build=False)
+    info = inspect_model(path)
+    if args.json:
+        d = info.to_dict()
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    print(f"model      {info.onnx_path}")
+    print(f"format     {'onnxruntime-genai (genai_config.json)' if info.is_genai else 'plain ONNX'}"
+          f"{', position_ids' if info.has_position_ids else ''}")
+    print(f"inputs     {', '.join(n for n in info.inputs if not n.startswith('past_key_values'))}"
+          f", past_key_values.[0-{info.num_layers - 1}].key/value")
+    print(f"outputs    logits {info.outputs['logits']['shape']}, present.[0-{info.num_layers - 1}]"
+          ".key/value")
+    print(f"KV         {info.num_layers} layers x {info.kv_heads} heads x {info.head_dim} "
+          f"({info.kv_dtype}); "
+          f"{'one shared past/present buffer (GroupQueryAttention)' if info.shares_kv_buffer else 'concatenated per step'}")
+    print(f"vocab      {info.vocab_size}   context {info.max_context}")
+    print(f"ops        {', '.join(f'{k} x{v}' for k, v in info.quant_ops.items()) or '-'}")
+    print(f"weights    {info.weight_bytes / 1e6:.1f} MB; read per decoded token "
+          f"{info.bytes_per_token / 1e6:.1f} MB + KV {info.kv_bytes_per_position} B per position")
+    print(f"tokenizer  {info.tokenizer_dir or '-'}")
+    if info.manifest:
+        m = info.manifest
+        print(f"preset     {m.get('preset')} {m.get('precision')} (built {m.get('built_at')}, "
+              f"{m.get('parameter_count'):,} parameters)")
+    return 0

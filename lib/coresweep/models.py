@@ -1,0 +1,895 @@
+"""Synthetic presets (built offline with the onnxruntime-genai model builder) and real ONNX models.
+
+A preset is a Qwen2 architecture configuration with random, seeded weights: CPU speed depends on
+shapes and data types, not on weight values. `build_model` writes a sharded safetensors checkpoint
+tensor by tensor (no full fp32 model is ever materialised by coresweep), trains a byte-level BPE
+tokenizer on the text shipped in ``coresweep/data`` (padded to the preset's vocabulary with the
+real Qwen2 special-token ids), runs the builder in a child process, and moves the result into the
+cache atomically. `inspect_model` reads the IO contract of any decoder ONNX model (the builder's
+output or an optimum / onnx-community export) without creating a session.
+
+Nothing here imports onnxruntime: a worker process must be able to import coresweep, set its CPU
+affinity and only then import onnxruntime.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+FORMAT_VERSION = 1
+SEED = 1234
+PRECISIONS = ("int4", "int8", "fp32")
+ENV_CACHE = "CORESWEEP_CACHE"
+
+# Real Qwen2 / Qwen2.5 special tokens and their ids (tokenizer_config.json of Qwen2.5).
+QWEN2_SPECIAL_TOKENS: dict[str, int] = {
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+}
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_COMMON = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-6,
+    "initializer_range": 0.02,
+    "attention_dropout": 0.0,
+    "use_sliding_window": False,
+    "bos_token_id": 151643,
+    "eos_token_id": 151643,
+}
+
+PRESETS: dict[str, dict] = {
+    "tiny": {
+        **_COMMON,
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 2048,
+        "max_position_embeddings": 4096,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "bos_token_id": 2045,
+        "eos_token_id": 2045,
+    },
+    "qwen2.5-0.5b": {
+        **_COMMON,
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+    },
+    "deepseek-r1-distill-qwen-1.5b": {
+        **_COMMON,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 131072,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+    },
+}
+
+# Short names accepted by --set (key=value) next to the config's own field names.
+ALIASES = {
+    "layers": "num_hidden_layers",
+    "hidden": "hidden_size",
+    "intermediate": "intermediate_size",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "vocab": "vocab_size",
+    "context": "max_position_embeddings",
+    "max_positions": "max_position_embeddings",
+    "tied": "tie_word_embeddings",
+}
+_INT_FIELDS = {
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "vocab_size", "max_position_embeddings", "bos_token_id", "eos_token_id",
+}
+_FLOAT_FIELDS = {"rope_theta", "rms_norm_eps", "initializer_range"}
+_BOOL_FIELDS = {"tie_word_embeddings"}
+_OVERRIDABLE = _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS
+
+
+# --------------------------------------------------------------------------------------------
+# cache and preset resolution
+
+
+def model_cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The model cache: `override`, else $CORESWEEP_CACHE, else the user cache dir."""
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "coresweep" / "models").resolve()
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ModelError(f"override {key}={value!r}: expected true/false")
+    try:
+        if key in _INT_FIELDS:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        return float(value)
+    except (TypeError, ValueError):
+        kind = "an integer" if key in _INT_FIELDS else "a number"
+        raise ModelError(f"override {key}={value!r}: expected {kind}") from None
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings (CLI --set) into an overrides dict (values still strings)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ModelError(f"--set {item!r}: expected key=value, e.g. layers=4")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def preset_config(preset: str, overrides: dict | None = None) -> dict:
+    """The full Qwen2 config of `preset` with `overrides` applied and checked."""
+    if preset not in PRESETS:
+        raise ModelError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = dict(PRESETS[preset])
+    for raw_key, value in (overrides or {}).items():
+        key = ALIASES.get(raw_key, raw_key)
+        if key not in _OVERRIDABLE:
+            valid = sorted(_OVERRIDABLE | set(ALIASES))
+            raise ModelError(f"unknown override {raw_key!r}; valid keys: {', '.join(valid)}")
+        cfg[key] = _coerce(key, value)
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "max_position_embeddings"):
+        if cfg[key] <= 0:
+            raise ModelError(f"{key}={cfg[key]} must be positive")
+    h, nh, kvh = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    if h % nh:
+        raise ModelError(f"hidden_size={h} must be divisible by num_attention_heads={nh}")
+    if nh % kvh:
+        raise ModelError(f"num_attention_heads={nh} must be divisible by num_key_value_heads={kvh}")
+    if (h // nh) % 2:
+        raise ModelError(f"head_dim={h // nh} must be even (rotary embedding)")
+    for key in ("hidden_size", "intermediate_size"):
+        if cfg[key] % 32:
+            raise ModelError(f"{key}={cfg[key]} must be a multiple of 32 (4-bit block size)")
+    if cfg["vocab_size"] < 512:
+        raise ModelError(f"vocab_size={cfg['vocab_size']} must be at least 512")
+    cfg.setdefault("head_dim", h // nh)
+    cfg["head_dim"] = h // nh
+    return cfg
+
+
+def special_token_ids(vocab_size: int) -> dict[str, int]:
+    """Real Qwen2 ids when the vocabulary holds them, else the top three ids (small presets)."""
+    if vocab_size > max(QWEN2_SPECIAL_TOKENS.values()):
+        return dict(QWEN2_SPECIAL_TOKENS)
+    return {tok: vocab_size - 3 + i for i, tok in enumerate(QWEN2_SPECIAL_TOKENS)}
+
+
+def _fix_special_ids(cfg: dict) -> dict:
+    ids = special_token_ids(cfg["vocab_size"])
+    cfg["bos_token_id"] = ids["<|endoftext|>"]
+    cfg["eos_token_id"] = ids["<|endoftext|>"]
+    return cfg
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir", "torch", "transformers",
+                 "tokenizers", "safetensors", "numpy"):
+        try:
+            out[dist] = _metadata.version(dist)
+        except _metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def build_key(preset: str, precision: str, cfg: dict, *, accuracy_level: int,
+              prune_lm_head: bool, seed: int = SEED) -> dict:
+    """Everything that determines a model's content (the manifest 'key' section)."""
+    v = _versions()
+    return {
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "precision": precision,
+        "config": cfg,
+        "accuracy_level": accuracy_level if precision in ("int4", "int8") else None,
+        "block_size": 32 if precision in ("int4", "int8") else None,
+        "prune_lm_head": prune_lm_head,
+        "seed": seed,
+        "corpus_sha256": _corpus_sha(),
+        "builder": v["onnxruntime-genai"],
+        "transformers": v["transformers"],
+        "tokenizers": v["tokenizers"],
+    }
+
+
+def _key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _model_dirname(preset: str, precision: str, key: dict) -> str:
+    extra = ""
+    if precision in ("int4", "int8") and key["accuracy_level"] != 4:
+        extra += f"-acc{key['accuracy_level']}"
+    if key["prune_lm_head"]:
+        extra += "-prune"
+    return f"{preset}-{precision}{extra}-{_key_hash(key)}"
+
+
+# --------------------------------------------------------------------------------------------
+# offline tokenizer
+
+
+def _data_dir() -> Path:
+    return Path(__file__).resolve().parent / "data"
+
+
+def _corpus_paths() -> list[Path]:
+    return sorted(p for p in _data_dir().glob("*.txt"))
+
+
+def _corpus_sha() -> str:
+    h = hashlib.sha256()
+    for p in _corpus_paths():
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_tokenizer(vocab_size: int, out_dir: str | os.PathLike) -> dict:
+    """Train a byte-level BPE tokenizer on the shipped corpus and pad it to `vocab_size`.
+
+    Ids: trained BPE tokens first, then filler tokens ``<|fill_N|>`` (plain vocabulary entries that
+    decode to themselves), with the Qwen2 special tokens at their real ids; every id in
+    [0, vocab_size) decodes. Writes tokenizer.json + tokenizer_config.json (with a ChatML chat
+    template) + special_tokens_map.json loadable by transformers.AutoTokenizer.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = special_token_ids(vocab_size)
+    first_special = min(specials.values())
+    bpe_size = min(4096, first_special - 64)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=bpe_size,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    tok.train([str(p) for p in _corpus_paths()], trainer)
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    trained = len(vocab)
+    next_id = trained
+    fill = 0
+    special_ids = set(specials.values())
+    by_id = {i: t for t, i in specials.items()}
+    while next_id < vocab_size:
+        if next_id in special_ids:
+            vocab[by_id[next_id]] = next_id  # also in the model vocab: no holes in the id space
+        else:
+            vocab[f"<|fill_{fill}|>"] = next_id
+            fill += 1
+        next_id += 1
+    data["model"]["vocab"] = vocab
+    data["added_tokens"] = [
+        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+        for t, i in sorted(specials.items(), key=lambda kv: kv[1])
+    ]
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    tk_cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 131072,
+        "bos_token": None,
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "clean_up_tokenization_spaces": False,
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "chat_template": CHAT_TEMPLATE,
+        "added_tokens_decoder": {
+            str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                     "single_word": False, "special": True}
+            for t, i in specials.items()
+        },
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(tk_cfg, indent=2))
+    (out / "special_tokens_map.json").write_text(
+        json.dumps({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, indent=2))
+    return {"trained_tokens": trained, "filler_tokens": fill, "special_tokens": specials,
+            "vocab_size": vocab_size}
+
+
+# --------------------------------------------------------------------------------------------
+# random checkpoint
+
+
+def _tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, init) of every Qwen2ForCausalLM weight, grouped by shard order."""
+    h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    hd = cfg["head_dim"]
+    q = cfg["num_attention_heads"] * hd
+    kv = cfg["num_key_value_heads"] * hd
+    specs = [("model.embed_tokens.weight", (v, h), "normal")]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        specs += [
+            (p + "input_layernorm.weight", (h,), "ones"),
+            (p + "self_attn.q_proj.weight", (q, h), "normal"),
+            (p + "self_attn.q_proj.bias", (q,), "normal"),
+            (p + "self_attn.k_proj.weight", (kv, h), "normal"),
+            (p + "self_attn.k_proj.bias", (kv,), "normal"),
+            (p + "self_attn.v_proj.weight", (kv, h), "normal"),
+            (p + "self_attn.v_proj.bias", (kv,), "normal"),
+            (p + "self_attn.o_proj.weight", (h, q), "normal"),
+            (p + "post_attention_layernorm.weight", (h,), "ones"),
+            (p + "mlp.gate_proj.weight", (inter, h), "normal"),
+            (p + "mlp.up_proj.weight", (inter, h), "normal"),
+            (p + "mlp.down_proj.weight", (h, inter), "normal"),
+        ]
+    specs.append(("model.norm.weight", (h,), "ones"))
+    if not cfg["tie_word_embeddings"]:
+        specs.append(("lm_head.weight", (v, h), "normal"))
+    return specs
+
+
+def parameter_count(cfg: dict) -> int:
+    n = 0
+    for _, shape, _ in _tensor_specs(cfg):
+        size = 1
+        for d in shape:
+            size *= d
+        n += size
+    return n
+
+
+def write_checkpoint(cfg: dict, out_dir: str | os.PathLike, *, seed: int = SEED,
+                     shard_bytes: int = 1 << 30) -> Path:
+    """Write a random-weight Qwen2 checkpoint (config.json + sharded fp32 safetensors).
+
+    Each tensor comes from its own generator seeded from (seed, name), so the weights do not depend
+    on shard size or order, and at most one shard (~1 GB) is in memory at a time.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_fields = {k: v for k, v in cfg.items() if k not in ("architectures",)}
+    config = Qwen2Config(**hf_fields)
+    config.architectures = ["Qwen2ForCausalLM"]
+    config.save_pretrained(out)
+    # Make sure the numbers that matter made it into config.json (transformers renames fields).
+    saved = json.loads((out / "config.json").read_text())
+    saved["torch_dtype"] = "float32"
+    saved["dtype"] = "float32"
+    (out / "config.json").write_text(json.dumps(saved, indent=2))
+
+    std = float(cfg.get("initializer_range", 0.02))
+    weight_map: dict[str, str] = {}
+    shards: list[dict[str, Any]] = [{}]
+    sizes = [0]
+
+    def flush(final: bool = False) -> None:
+        idx = len(shards)
+        name = f"shard-{idx:05d}.safetensors"
+        save_file(shards[-1], str(out / name), metadata={"format": "pt"})
+        for t in shards[-1]:
+            weight_map[t] = name
+        shards[-1] = {}
+        sizes[-1] = 0
+        if not final:
+            shards.append({})
+            sizes.append(0)
+
+    for name, shape, init in _tensor_specs(cfg):
+        if init == "ones":
+            t = torch.ones(shape, dtype=torch.float32)
+        else:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+            t = torch.randn(shape, generator=g, dtype=torch.float32).mul_(std)
+        nbytes = t.numel() * 4
+        if shards[-1] and sizes[-1] + nbytes > shard_bytes:
+            flush()
+        shards[-1][name] = t
+        sizes[-1] += nbytes
+    flush(final=True)
+    # rename to the HF convention model-0000i-of-0000n.safetensors
+    files = sorted(set(weight_map.values()))
+    rename = {f: f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" for i, f in enumerate(files)}
+    for old, new in rename.items():
+        os.rename(out / old, out / new)
+    weight_map = {k: rename[v] for k, v in weight_map.items()}
+    total = parameter_count(cfg) * 4
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return out
+
+
+def write_preset_checkpoint(preset: str, out_dir: str | os.PathLike, *,
+                            overrides: dict | None = None, seed: int = SEED) -> Path:
+    """Checkpoint + tokenizer of a preset in `out_dir` (a Hugging Face folder)."""
+    cfg = _fix_special_ids(preset_config(preset, overrides))
+    write_checkpoint(cfg, out_dir, seed=seed)
+    build_tokenizer(cfg["vocab_size"], out_dir)
+    return Path(out_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# build
+
+
+def _read_manifest(model_dir: Path) -> dict | None:
+    try:
+        return json.loads((model_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _run_builder(hf_dir: Path, out_dir: Path, cache: Path, precision: str, extra: list[str],
+                 log_path: Path) -> None:
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
+           "-o", str(out_dir), "-p", precision, "-e", "cpu", "-c", str(cache)]
+    if extra:
+        cmd += ["--extra_options", *extra]
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    with open(log_path, "w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        raise ModelError(
+            f"the onnxruntime-genai model builder failed (exit {proc.returncode}); "
+            f"log {log_path}:\n" + "\n".join(tail))
+
+
+def build_model(preset: str, precision: str = "int4", *, overrides: dict | None = None,
+                accuracy_level: int = 4, cache_dir=None, progress: bool = True,
+                force: bool = False, prune_lm_head: bool = False) -> Path:
+    """Build a synthetic preset into the cache (atomically) and return its model dir.
+
+    Skips all work when a model dir with the same manifest key already exists (unless `force`).
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+    if accuracy_level not in (0, 1, 2, 3, 4):
+        raise ModelError(f"accuracy_level={accuracy_level!r}; valid levels: 0, 1, 2, 3, 4")
+    cfg = _fix_special_ids(preset_config(preset, overrides))
+    key = build_key(preset, precision, cfg, accuracy_level=accuracy_level,
+                    prune_lm_head=prune_lm_head)
+    cache = model_cache_dir(cache_dir)
+    final = cache / _model_dirname(preset, precision, key)
+    if not force:
+        m = _read_manifest(final)
+        if m is not None and m.get("key") == key:
+            return final
+    cache.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    # one builder per model at a time (parallel test sessions share the cache)
+    with open(cache / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force:
+            m = _read_manifest(final)
+            if m is not None and m.get("key") == key:
+                return final
+        return _build_locked(preset, precision, cfg, key, cache, final, overrides,
+                             accuracy_level, prune_lm_head, progress)
+
+
+def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy_level,
+                  prune_lm_head, progress) -> Path:
+    from tqdm.auto import tqdm
+
+    steps = ["checkpoint", "tokenizer", f"onnx {precision} (builder)", "manifest"]
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=cache))
+    bar = tqdm(total=len(steps), desc=f"build {final.name}", disable=not progress, unit="step")
+    try:
+        hf_dir = tmp / "hf"
+        out_dir = tmp / "model"
+        bar.set_postfix_str(steps[0])
+        write_checkpoint(cfg, hf_dir)
+        bar.update()
+        bar.set_postfix_str(steps[1])
+        tok_info = build_tokenizer(cfg["vocab_size"], hf_dir)
+        bar.update()
+        bar.set_postfix_str(steps[2])
+        extra = []
+        if precision in ("int4", "int8"):
+            extra.append(f"accuracy_level={accuracy_level}")
+        if prune_lm_head:
+            extra.append("prune_lm_head=true")
+        out_dir.mkdir()
+        _run_builder(hf_dir, out_dir, tmp / "builder-cache", precision, extra,
+                     tmp / "build.log")
+        shutil.move(str(tmp / "build.log"), out_dir / "build.log")
+        bar.update()
+        bar.set_postfix_str(steps[3])
+        shutil.rmtree(hf_dir, ignore_errors=True)
+        shutil.rmtree(tmp / "builder-cache", ignore_errors=True)
+        info = inspect_model(out_dir)
+        files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+        manifest = {
+            "key": key,
+            "name": final.name,
+            "preset": preset,
+            "overrides": dict(overrides or {}),
+            "config": cfg,
+            "precision": precision,
+            "accuracy_level": key["accuracy_level"],
+            "block_size": key["block_size"],
+            "prune_lm_head": prune_lm_head,
+            "seed": SEED,
+            "versions": _versions(),
+            "parameter_count": parameter_count(cfg),
+            "bytes_per_token": info.bytes_per_token,
+            "weight_bytes": info.weight_bytes,
+            "kv_bytes_per_position": info.kv_bytes_per_position,
+            "bytes_per_token_note": (
+                "weights a decode step reads: every MatMul/MatMulNBits weight (with scales), the "
+                "lm_head and one embedding row; the KV cache adds kv_bytes_per_position for "
+                "each position already in the context"),
+            "quant_ops": info.quant_ops,
+            "tokenizer": tok_info,
+            "files": files,
+            "onnx_bytes": sum(v for k, v in files.items() if ".onnx" in k),
+            "build_seconds": round(time.perf_counter() - t0, 2),
+            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "builder_command": (out_dir / "build.log").read_text().splitlines()[0],
+        }
+        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        bar.update()
+        old = None
+        if final.exists():
+            old = cache / f".{final.name}.{os.getpid()}.old"
+            os.rename(final, old)
+        os.rename(out_dir, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def list_models(cache_dir=None) -> list[dict]:
+    """Manifests of the built models in the cache (name, dir, preset, precision, sizes)."""
+    cache = model_cache_dir(cache_dir)
+    out = []
+    if not cache.is_dir():
+        return out
+    for d in sorted(cache.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        m = _read_manifest(d)
+        if m is None:
+            continue
+        out.append({"name": d.name, "dir": str(d), "preset": m.get("preset"),
+                    "precision": m.get("precision"), "parameter_count": m.get("parameter_count"),
+                    "onnx_bytes": m.get("onnx_bytes"), "bytes_per_token": m.get("bytes_per_token"),
+                    "built_at": m.get("built_at")})
+    return out
+
+
+def resolve_model(spec: str | os.PathLike, precision: str = "int4", *, build: bool = True,
+                  cache_dir=None, overrides: dict | None = None, progress: bool = True) -> Path:
+    """A preset name (built on demand when `build`) or a path to a model dir / .onnx file.
+
+    Returns a directory, or the .onnx file path when `spec` names a file.
+    """
+    text = str(spec)
+    if text in PRESETS:
+        if build:
+            return build_model(text, precision, overrides=overrides, cache_dir=cache_dir,
+                               progress=progress)
+        cfg = _fix_special_ids(preset_config(text, overrides))
+        key = build_key(text, precision, cfg, accuracy_level=4, prune_lm_head=False)
+        d = model_cache_dir(cache_dir) / _model_dirname(text, precision, key)
+        if _read_manifest(d) is None:
+            raise ModelError(f"preset {text!r} ({precision}) is not built in {d.parent}; run "
+                             f"`coresweep model build {text} --precision {precision}`")
+        return d
+    path = Path(text).expanduser()
+    if path.exists():
+        return path.resolve()
+    raise ModelError(f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing "
+                     "directory or .onnx file")
+
+
+# --------------------------------------------------------------------------------------------
+# inspection of any decoder ONNX model
+
+_PAST_RE = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+_PRESENT_RE = re.compile(r"^present\.(\d+)\.(key|value)$")
+_DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8, 16: 2, 21: 1, 22: 1}
+_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 7: "int64", 6: "int32"}
+
+
+@dataclass
+class ModelInfo:
+    dir: str
+    onnx_path: str
+    inputs: dict[str, dict] = field(default_factory=dict)     # name -> {"dtype", "shape"}
+    outputs: dict[str, dict] = field(default_factory=dict)
+    has_position_ids: bool = False
+    num_layers: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    kv_dtype: str = "float32"
+    vocab_size: int | None = None
+    max_context: int | None = None
+    shares_kv_buffer: bool = False            # GroupQueryAttention: one past/present buffer
+    logits_last_only: bool = False            # lm_head pruned: logits [batch, 1, vocab]
+    quant_ops: dict[str, int] = field(default_factory=dict)
+    bytes_per_token: int = 0
+    weight_bytes: int = 0
+    kv_bytes_per_position: int = 0
+    tokenizer_dir: str | None = None
+    is_genai: bool = False
+    manifest: dict | None = None
+    past_names: list[tuple[str, str]] = field(default_factory=list)     # per layer (key, value)
+    present_names: list[tuple[str, str]] = field(default_factory=list)
+    logits_dtype: str = "float32"
+    eos_token_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["past_names"] = [list(x) for x in self.past_names]
+        d["present_names"] = [list(x) for x in self.present_names]
+        return d
+
+
+def _onnx_candidates(d: Path) -> list[Path]:
+    found = sorted(d.glob("*.onnx")) + sorted((d / "onnx").glob("*.onnx"))
+    return [p for p in found if p.is_file()]
+
+
+def find_onnx(path: str | os.PathLike) -> Path:
+    """The decoder .onnx file for a dir or file path; ModelError when none or ambiguous."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelError(f"model path {str(p)!r} does not exist")
+    if p.is_file():
+        if p.suffix != ".onnx":
+            raise ModelError(f"{str(p)!r} is not an .onnx file; give a model directory or a .onnx file")
+        return p.resolve()
+    genai = p / "genai_config.json"
+    if genai.is_file():
+        try:
+            fname = json.loads(genai.read_text())["model"]["decoder"]["filename"]
+        except (ValueError, KeyError, TypeError):
+            fname = None
+        if fname and (p / fname).is_file():
+            return (p / fname).resolve()
+    cands = _onnx_candidates(p)
+    if not cands:
+        raise ModelError(f"no ONNX decoder in {str(p)!r}: expected model.onnx, onnx/model*.onnx or a "
+                         "genai_config.json naming the decoder file")
+    if len(cands) == 1:
+        return cands[0].resolve()
+    listing = ", ".join(str(c.relative_to(p)) for c in cands)
+    raise ModelError(f"{str(p)!r} holds several ONNX files ({listing}); pick one by giving its "
+                     f"file path, e.g. {str(cands[0])!r}")
+
+
+def _dims(value_info) -> list:
+    t = value_info.type.tensor_type
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+
+
+def _nbytes(init) -> int:
+    n = 1
+    for d in init.dims:
+        n *= d
+    if init.data_type in (22, 21):  # INT4/UINT4 packed
+        return (n + 1) // 2
+    return n * _DTYPE_BYTES.get(init.data_type, 4)
+
+
+def _load_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def inspect_model(path: str | os.PathLike) -> ModelInfo:
+    """Read a decoder model's IO contract, KV layout, quantisation ops and bytes per token."""
+    import onnx
+
+    onnx_path = find_onnx(path)
+    mdir = onnx_path.parent
+    top = Path(path).expanduser().resolve()
+    if top.is_file():
+        top = mdir.parent if mdir.name == "onnx" else mdir
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse error is a bad model file
+        raise ModelError(f"cannot read ONNX model {str(onnx_path)!r}: {exc}") from exc
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    inputs = {i.name: {"dtype": _DTYPE_NAMES.get(i.type.tensor_type.elem_type,
+                                                  str(i.type.tensor_type.elem_type)),
+                       "shape": _dims(i)} for i in g.input if i.name not in init_names}
+    outputs = {o.name: {"dtype": _DTYPE_NAMES.get(o.type.tensor_type.elem_type,
+                                                   str(o.type.tensor_type.elem_type)),
+                        "shape": _dims(o)} for o in g.output}
+    past: dict[int, dict[str, str]] = {}
+    for name in inputs:
+        m = _PAST_RE.match(name)
+        if m:
+            past.setdefault(int(m.group(1)), {})[m.group(2)] = name
+    present: dict[int, dict[str, str]] = {}
+    for name in outputs:
+        m = _PRESENT_RE.match(name)
+        if m:
+            present.setdefault(int(m.group(1)), {})[m.group(2)] = name
+    missing = [n for n in ("input_ids", "attention_mask") if n not in inputs]
+    if missing or not past or "logits" not in outputs or set(past) != set(present):
+        raise ModelError(
+            f"{str(onnx_path)!r} is not a causal LM with a KV cache: expected inputs input_ids, "
+            "attention_mask, past_key_values.N.key/value (optional position_ids) and outputs logits, "
+            f"present.N.key/value; found inputs {sorted(inputs)} and outputs {sorted(outputs)}")
+    layers = sorted(past)
+    if layers != list(range(len(layers))) or any(len(past[i]) != 2 or len(present.get(i, {})) != 2
+                                                 for i in layers):
+        raise ModelError(f"{str(onnx_path)!r}: incomplete past/present key/value pairs per layer")
+    cfg = _load_json(mdir / "config.json") or _load_json(top / "config.json") or {}
+    gcfg = _load_json(mdir / "genai_config.json") or _load_json(top / "genai_config.json")
+    gdec = (gcfg or {}).get("model", {}).get("decoder", {})
+    kv_shape = list(inputs[past[0]["key"]]["shape"])
+    if len(kv_shape) == 4:
+        if not isinstance(kv_shape[1], int):
+            kv_shape[1] = gdec.get("num_key_value_heads") or cfg.get("num_key_value_heads")
+        if not isinstance(kv_shape[3], int):
+            hd = gdec.get("head_size") or cfg.get("head_dim")
+            if not hd and cfg.get("hidden_size") and cfg.get("num_attention_heads"):
+                hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+            kv_shape[3] = hd
+    if len(kv_shape) != 4 or not isinstance(kv_shape[1], int) or not isinstance(kv_shape[3], int):
+        raise ModelError(f"{str(onnx_path)!r}: KV input {past[0]['key']} has shape {kv_shape}; "
+                         "expected [batch, kv_heads, past_len, head_dim] with known heads/head_dim "
+                         "(from the graph, config.json or genai_config.json)")
+    kv_dtype = inputs[past[0]["key"]]["dtype"]
+    logits_shape = outputs["logits"]["shape"]
+    vocab = logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None
+
+    quant_ops: dict[str, int] = {}
+    ops: dict[str, int] = {}
+    for n in g.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    for op in ("MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeLinear", "MatMulInteger",
+               "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "GroupQueryAttention",
+               "MultiHeadAttention", "SkipSimplifiedLayerNormalization",
+               "SimplifiedLayerNormalization", "RotaryEmbedding"):
+        if op in ops:
+            quant_ops[op] = ops[op]
+    gqa = "GroupQueryAttention" in ops
+
+    # bytes a decode step reads: weights of MatMul-like ops in full, one row of gathered tables
+    inits = {i.name: i for i in g.initializer}
+    counted: set[str] = set()
+    weight_bytes = 0
+    per_token = 0
+    for n in g.node:
+        row_inputs: tuple[int, ...] = ()
+        if n.op_type in ("Gather", "GatherBlockQuantized"):
+            row_inputs = (0,)
+        elif n.op_type == "GroupQueryAttention":
+            row_inputs = tuple(range(len(n.input)))  # cos/sin caches: one row per step
+        for idx, name in enumerate(n.input):
+            if name not in inits or name in counted:
+                continue
+            counted.add(name)
+            b = _nbytes(inits[name])
+            weight_bytes += b
+            if idx in row_inputs and inits[name].dims:
+                rows = inits[name].dims[0] or 1
+                if n.op_type == "GatherBlockQuantized" and idx == 0:
+                    # scales/zero points of the gathered row come with it
+                    for extra in n.input[1:]:
+                        if extra in inits and extra not in counted and inits[extra].dims[0] == rows:
+                            counted.add(extra)
+                            eb = _nbytes(inits[extra])
+                            weight_bytes += eb
+                            per_token += eb // rows
+                per_token += b // rows
+            else:
+                per_token += b
+    for name, init in inits.items():  # initializers used by no node input listed above
+        if name not in counted:
+            weight_bytes += _nbytes(init)
+
+    max_ctx = None
+    if gcfg:
+        max_ctx = gcfg.get("model", {}).get("context_length")
+    if not max_ctx:
+        max_ctx = cfg.get("max_position_embeddings")
+    if vocab is None:
+        vocab = cfg.get("vocab_size") or (gcfg or {}).get("model", {}).get("vocab_size")
+    tok_dir = None
+    for d in (mdir, top):
+        if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file():
+            tok_dir = str(d)
+            break
+    kv_heads, head_dim = kv_shape[1], kv_shape[3]
+    kv_el = 2 if kv_dtype in ("float16", "bfloat16") else 4
+    manifest = _load_json(mdir / "manifest.json")
+    eos = (gcfg or {}).get("model", {}).get("eos_token_id")
+    if eos is None:
+        gen_cfg = _load_json(mdir / "generation_config.json") or _load_json(
+            top / "generation_config.json") or {}
+        eos = gen_cfg.get("eos_token_id", cfg.get("eos_token_id"))
+    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    return ModelInfo(
+        dir=str(mdir), onnx_path=str(onnx_path), inputs=inputs, outputs=outputs,
+        has_position_ids="position_ids" in inputs, num_layers=len(layers), kv_heads=kv_heads,
+        head_dim=head_dim, kv_dtype=kv_dtype, vocab_size=vocab,
+        max_context=int(max_ctx) if max_ctx else None, shares_kv_buffer=gqa,
+        logits_last_only=len(logits_shape) == 3 and logits_shape[1] == 1,
+        quant_ops=quant_ops, bytes_per_token=per_token, weight_bytes=weight_bytes,
+        kv_bytes_per_position=2 * len(layers) * kv_heads * head_dim * kv_el,
+        tokenizer_dir=tok_dir, is_genai=gcfg is not None, manifest=manifest,
+        past_names=[(past[i]["key"], past[i]["value"]) for i in layers],
+        present_names=[(present[i]["key"], present[i]["value"]) for i in layers],
+        logits_dtype=outputs["logits"]["dtype"], eos_token_ids=eos_ids,
+    )

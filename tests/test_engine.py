@@ -1,0 +1,125 @@
+"""Engines: greedy parity ORT vs onnxruntime-genai, timestamps, session options, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from coresweep.engine import (
+    Generation,
+    OrtEngine,
+    SessionConfig,
+    make_engine,
+    make_prompt,
+    token_checksum,
+)
+from coresweep.errors import ModelError
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def prompt(tiny_int4):
+    return make_prompt(tiny_int4, 48, seed=3)
+
+
+def _check_generation(g: Generation, prompt_len: int, n: int) -> None:
+    assert len(g.tokens) == n and len(g.token_ns) == n and g.prompt_tokens == prompt_len
+    assert g.start_ns < g.token_ns[0] and g.token_ns == sorted(g.token_ns)
+    assert g.ttft_s > 0 and math.isfinite(g.decode_tok_s) and g.decode_tok_s > 0
+    assert g.prefill_tok_s == pytest.approx(prompt_len / g.ttft_s)
+    lat = g.token_latencies_s
+    assert len(lat) == n and lat[0] == pytest.approx(g.ttft_s) and min(lat) >= 0
+    assert g.e2e_s == pytest.approx(sum(lat))
+    assert g.checksum == token_checksum(g.tokens) and len(g.checksum) == 16
+
+
+@pytest.mark.parametrize("precision", ["int4", "fp32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_greedy_parity_ort_vs_genai(precision, threads, request, prompt):
+    model = request.getfixturevalue(f"tiny_{precision}")
+    s = SessionConfig(threads=threads)
+    ort_gen = make_engine("ort", model, s).generate(prompt, N)
+    genai_gen = make_engine("genai", model, s).generate(prompt, N)
+    _check_generation(ort_gen, len(prompt), N)
+    _check_generation(genai_gen, len(prompt), N)
+    assert ort_gen.tokens == genai_gen.tokens
+    assert ort_gen.checksum == genai_gen.checksum
+    assert ort_gen.extra["kv_mode"] == "shared"
+
+
+def test_shared_and_concat_kv_agree(tiny_fp32, prompt):
+    s = SessionConfig(threads=1)
+    shared = make_engine("ort", tiny_fp32, s).generate(prompt, N)
+    concat = OrtEngine(tiny_fp32, s, kv_mode="concat").generate(prompt, N)
+    assert concat.extra["kv_mode"] == "concat" and shared.tokens == concat.tokens
+
+
+def test_eos_is_ignored_exactly_n_tokens(tiny_int4, prompt):
+    s = SessionConfig(threads=1)
+    free = make_engine("ort", tiny_int4, s).generate(prompt, N)
+    eos = [free.tokens[0]]  # pretend the first token is end-of-sequence
+    a = make_engine("ort", tiny_int4, s, eos_token_ids=eos).generate(prompt, N)
+    b = make_engine("genai", tiny_int4, s, eos_token_ids=eos).generate(prompt, N)
+    assert len(a.tokens) == len(b.tokens) == N
+    assert eos[0] not in a.tokens and a.tokens == b.tokens
+
+
+def test_engine_reuse_and_load_seconds(tiny_int4, prompt):
+    e = make_engine("ort", tiny_int4, SessionConfig(threads=1, spinning=False,
+                                                      dynamic_block_base=4))
+    assert e.load() > 0 and e.load_seconds > 0
+    first = e.generate(prompt, 8)
+    assert e.generate(prompt, 8).tokens == first.tokens
+    assert e.generate(prompt[:5], 3).prompt_tokens == 5
+
+
+def test_session_config_records_everything():
+    d = SessionConfig(threads=2, affinities="2").to_dict()
+    assert d["intra_op_num_threads"] == 2 and d["mode"] == "explicit"
+    assert d["config_entries"]["session.intra_op_thread_affinities"] == "2"
+    assert d["config_entries"]["session.intra_op.allow_spinning"] == "1"
+    assert d["config_entries"]["session.dynamic_block_base"] == "0"
+    default = SessionConfig(threads=None).to_dict()
+    assert default["mode"] == "ort-default" and default["intra_op_num_threads"] == 0
+    assert "session.intra_op_thread_affinities" not in default["config_entries"]
+    so = SessionConfig(threads=3, spinning=False).ort_session_options()
+    assert so.intra_op_num_threads == 3 and so.inter_op_num_threads == 1
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_session_config_errors():
+    with pytest.raises(ModelError, match="threads=0"):
+        SessionConfig(threads=0)
+    with pytest.raises(ModelError, match="exactly threads-1=1"):
+        SessionConfig(threads=2, affinities="1;2")
+    with pytest.raises(ModelError, match="execution_mode='fast'; valid: sequential, parallel"):
+        SessionConfig(threads=1, execution_mode="fast")
+    with pytest.raises(ModelError, match="graph_optimization"):
+        SessionConfig(threads=1, graph_optimization="max")
+
+
+def test_engine_errors(tiny_int4, prompt):
+    s = SessionConfig(threads=1)
+    with pytest.raises(ModelError, match="unknown engine 'vllm'; valid engines: ort, genai"):
+        make_engine("vllm", tiny_int4, s)
+    e = make_engine("ort", tiny_int4, s)
+    with pytest.raises(ModelError, match="exceeds the model's context of 4096"):
+        e.generate([1] * 4090, 10)
+    with pytest.raises(ModelError, match="exceeds the model's context of 4096"):
+        make_prompt(tiny_int4, 5000)
+    with pytest.raises(ModelError, match="outside the vocabulary"):
+        e.generate([5, 99999], 2)
+    with pytest.raises(ModelError, match="gen_tokens"):
+        e.generate(prompt, 0)
+    assert e.session is None  # all raised before any work
+    with pytest.raises(ModelError, match="cannot set spinning=False"):
+        make_engine("genai", tiny_int4, SessionConfig(threads=1, spinning=False)).load()
+
+
+def test_make_prompt(tiny_int4):
+    a = make_prompt(tiny_int4, 64, seed=1)
+    assert a == make_prompt(tiny_int4, 64, seed=1) != make_prompt(tiny_int4, 64, seed=2)
+    assert len(a) == 64 and all(0 <= t < 2045 for t in a)
+    chat = make_prompt(tiny_int4, 0, text="How many threads should I use?")
+    assert chat[0] == 2046 and 2047 in chat  # <|im_start|> user ... <|im_end|>
