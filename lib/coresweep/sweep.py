@@ -329,3 +329,14 @@ def _run_unit(
 
 def run_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+class _CallableModule(type(sys)):
+    """`coresweep.sweep` names both this module and the function: importing the submodule rebinds
+    the package attribute to the module, so the module itself forwards calls to `sweep()`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Run:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,178 @@
+"""Sweeps: grid, interleaving, tables, failures, SIGKILL + resume, lock, the Run object."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import coresweep
+import pytest
+from coresweep.errors import CoresweepError
+from coresweep.store import RunLockedError, Store
+from coresweep.sweep import Run, grid, sweep, unit_order
+from coresweep.trial import TrialConfig
+
+
+def test_grid_and_order():
+    cfgs = grid(model="tiny", threads=[1, 2], placement=["physical", "compact"], reps=2)
+    assert len(cfgs) == 4 and {c.reps for c in cfgs} == {2}
+    assert len({c.key() for c in cfgs}) == 4
+    assert len(grid(TrialConfig(threads=2), env=[{}, {"OMP_NUM_THREADS": "1"}])) == 2
+    with pytest.raises(CoresweepError, match="unknown config field"):
+        grid(thread=[1])
+    assert unit_order(cfgs, 2) == [(0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (2, 1), (3, 1)]
+    sh = unit_order(cfgs, 3, "shuffle", seed=1)
+    assert sh == unit_order(cfgs, 3, "shuffle", seed=1) and sorted(sh) == sorted(unit_order(cfgs, 3))
+    assert unit_order(cfgs, 2, "sequential")[:2] == [(0, 0), (0, 1)]
+    with pytest.raises(CoresweepError, match="valid: interleave"):
+        unit_order(cfgs, 2, "random")
+
+
+def test_lazy_exports():
+    import coresweep.sweep as mod
+
+    # the submodule import rebinds coresweep.sweep to the module; it stays callable as sweep()
+    assert callable(coresweep.sweep) and callable(mod)
+    assert coresweep.Run is Run and coresweep.TrialConfig is TrialConfig
+    with pytest.raises(CoresweepError, match="processes must be"):
+        coresweep.sweep([TrialConfig()], processes=0)
+
+
+def _two(model):
+    base = dict(model=str(model), prompt_tokens=8, gen_tokens=40, warmups=1, reps=2)
+    return [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
+
+
+@pytest.mark.slow
+def test_two_config_sweep_tables(tiny_int4, tmp_path):
+    cfgs = _two(tiny_int4)
+    run = sweep(cfgs, out=tmp_path / "run", processes=2, progress=False, sample_interval_s=0.05,
+                params={"purpose": "test"})
+    t = run.trials
+    assert len(t) == 2 * 2 * 2 and set(t["config_key"]) == {c.key() for c in cfgs}
+    assert t.groupby("config_key")["process"].nunique().tolist() == [2, 2]
+    assert (t["ok"]).all() and (t["decode_tok_s"] > 0).all() and (t["ttft_s"] > 0).all()
+    assert t["placement_ok"].all() and not t["oversubscribed"].any()
+    for col in ("config_key", "label", "engine", "threads", "placement", "cpus", "smt",
+                "prompt_tokens", "gen_tokens", "process", "rep", "ok", "load_s", "ttft_s",
+                "prefill_tok_s", "decode_tok_s", "e2e_s", "peak_rss_bytes", "cpu_user_s",
+                "cpu_sys_s", "ctx_vol", "ctx_invol", "checksum", "placement_ok", "busy_threads",
+                "oversubscribed", "cpu_util_pct"):
+        assert col in t, col
+    assert len(run.tokens) == 8 * 40
+    assert list(run.tokens.columns[:6]) == ["config_key", "process", "rep", "token_index",
+                                            "latency_s", "phase"]
+    assert {"config_key", "process", "t_s", "cpu", "util_pct"} <= set(run.samples.columns)
+    assert {"config_key", "process", "when", "tid", "name", "allowed", "last_cpu", "user_s",
+            "sys_s", "busy"} <= set(run.threads.columns)
+    assert set(run.threads["when"]) == {"after_load", "decode"}
+    assert len(run.failures) == 0
+    s = run.summary
+    assert len(s) == 2 and (s["n_processes"] == 2).all() and (s["n_reps"] == 4).all()
+    assert (s["decode_tok_s_ci_lo"] <= s["decode_tok_s_median"]).all()
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["fingerprint"] and meta["params"] == {"purpose": "test"} and meta["end"]
+    assert meta["versions"]["onnxruntime"] and len(meta["configs"]) == 2
+    again = Run.load(tmp_path / "run")
+    assert len(again.trials) == 8 and len(again.summary) == 2
+    # everything done: a resume runs nothing
+    spawned = []
+    sweep(cfgs, out=tmp_path / "run", processes=2, progress=False,
+          on_event=lambda e: spawned.append(e) if e["event"] == "spawn" else None)
+    assert spawned == []
+    with pytest.raises(CoresweepError, match="resume=True"):
+        sweep(cfgs, out=tmp_path / "run", processes=2, progress=False, resume=False)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume(tiny_int4, tmp_path):
+    cfgs = _two(tiny_int4)
+    pids: list[int] = []
+
+    def killer(e):
+        if e["event"] == "spawn":
+            pids.append(e["pid"])
+        elif e["event"] == "loaded" and len(pids) == 3:  # third unit: kill it mid-trial
+            os.kill(pids[-1], signal.SIGKILL)
+
+    run = sweep(cfgs, out=tmp_path / "run", processes=2, progress=False, on_event=killer)
+    assert len(pids) == 4  # the sweep went on after the kill
+    assert len(run.trials) == 3 * 2  # three completed units, none lost
+    (f,) = run.failures.to_dict("records")
+    assert f["status"] == "failed" and f["reason"].startswith("killed by SIGKILL")
+    assert f["returncode"] == -9 and f["config_key"] == cfgs[0].key() and f["process"] == 1
+    spawned = []
+    run2 = sweep(cfgs, out=tmp_path / "run", processes=2, progress=False,
+                 on_event=lambda e: spawned.append(e) if e["event"] == "spawn" else None)
+    assert [(e["key"], e["process"]) for e in spawned] == [(cfgs[0].key(), 1)]
+    assert len(run2.trials) == 4 * 2
+    assert sorted(run2.summary["n_processes"]) == [2, 2]
+    assert len(json.loads((tmp_path / "run" / "run.json").read_text())["sessions"]) == 2
+
+
+@pytest.mark.slow
+def test_killed_sweep_process_resumes(tiny_int4, tmp_path):
+    """SIGKILL the whole sweep (parent and worker) mid-run: completed units survive."""
+    out = tmp_path / "run"
+    code = textwrap.dedent(
+        f"""
+        from coresweep.sweep import sweep
+        from coresweep.trial import TrialConfig
+        base = dict(model={str(tiny_int4)!r}, prompt_tokens=8, gen_tokens=40, warmups=1, reps=2)
+        cfgs = [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
+        sweep(cfgs, out={str(out)!r}, processes=3, progress=False, cooldown_s=0.5)
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.time() + 120
+    while len(Store(out).completed_units()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    done = Store(out).completed_units()
+    assert 2 <= len(done) < 6
+    before = Run.load(out)
+    assert len(before.trials) == 2 * len(done)
+    spawned = []
+    run = sweep(_two(tiny_int4), out=out, processes=3, progress=False,
+                on_event=lambda e: spawned.append(e) if e["event"] == "spawn" else None)
+    assert len(spawned) == 6 - len(done)
+    assert not {(e["key"], e["process"]) for e in spawned} & done
+    assert len(run.trials) == 6 * 2
+
+
+@pytest.mark.slow
+def test_lock_refuses_concurrent_sweep(tiny_int4, tmp_path):
+    with Store(tmp_path / "run"):
+        with pytest.raises(RunLockedError, match="in use by another sweep"):
+            sweep(_two(tiny_int4), out=tmp_path / "run", processes=1, progress=False)
+
+
+@pytest.mark.slow
+def test_timeout_recorded_and_sweep_goes_on(tiny_int4, tmp_path):
+    slow = TrialConfig(model=str(tiny_int4), threads=1, prompt_tokens=8, gen_tokens=2000, reps=100)
+    fast = TrialConfig(model=str(tiny_int4), threads=1, prompt_tokens=8, gen_tokens=8, reps=1)
+    run = sweep([slow, fast], out=tmp_path / "run", processes=1, progress=False, timeout_s=3)
+    (f,) = run.failures.to_dict("records")
+    assert f["status"] == "timeout" and "timeout after 3 s" in f["reason"]
+    assert f["config_key"] == slow.key()
+    assert list(run.trials["config_key"].unique()) == [fast.key()]
+    assert list(run.summary["config_key"]) == [fast.key()]
+
+
+@pytest.mark.slow
+def test_skipped_smt_point_is_recorded(tiny_int4, tmp_path):
+    root = tmp_path / "fake"
+    (root / "sys/devices/system/cpu/smt").mkdir(parents=True)
+    (root / "sys/devices/system/cpu/smt/control").write_text("notsupported\n")
+    cfg = TrialConfig(model=str(tiny_int4), threads=1, smt="off", smt_mode="sysfs", reps=1,
+                      prompt_tokens=8, gen_tokens=4)
+    run = sweep([cfg], out=tmp_path / "run", processes=2, progress=False, smt_root=root)
+    assert len(run.trials) == 0
+    assert list(run.failures["status"]) == ["skipped", "skipped"]
+    assert "notsupported" in run.failures["reason"].iloc[0]
