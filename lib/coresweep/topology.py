@@ -1062,6 +1062,7 @@ _CAPTURE_FILES = (
     "proc/self/cgroup",
     "proc/sys/kernel/osrelease",
     "proc/sys/kernel/numa_balancing",
+    "proc/sys/kernel/hostname",
     "sys/kernel/mm/transparent_hugepage/enabled",
     "sys/devices/system/cpu/online",
     "sys/devices/system/cpu/offline",
