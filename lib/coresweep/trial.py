@@ -505,12 +505,16 @@ class _Sampler(threading.Thread):
         self.seen: dict[int, set[int]] = {}  # timed phase only
         self._prev: dict[int, float] = {}
         self._prev_t: float | None = None
+        self.n = 0  # samples taken
+        self.cpu_s = 0.0  # the sampler thread's own CPU time
 
     def run(self) -> None:
         import psutil
 
+        c0 = time.thread_time()
         psutil.cpu_percent(percpu=True, interval=None)  # prime
         while not self.stop_event.wait(self.interval):
+            self.n += 1
             t = time.monotonic()
             t_s = t - self.t0
             phase = self.phase_ref[0]
@@ -537,6 +541,7 @@ class _Sampler(threading.Thread):
                 if phase == "timed":
                     self.seen.setdefault(th["tid"], set()).add(th["last_cpu"])
             self._prev_t = t
+            self.cpu_s = time.thread_time() - c0
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -668,6 +673,8 @@ def run_trial(
     stderr_f.close()
     res.stderr_tail, res.returncode = tail, rc
     res.info = {k: v for k, v in events.items() if k in ("hello", "loaded")}
+    if sampler:
+        res.info["sampler"] = {"n": sampler.n, "cpu_s": sampler.cpu_s, "interval_s": sample_interval_s}
     if sampler:
         for s in sampler.samples:
             res.samples.append({"config_key": key, "process": process, **s})
