@@ -67,6 +67,17 @@ EXPECT = {
         hybrid=None, cg=(1, "2-5,7", 1.5), model="Intel(R) Core(TM) i7-7700 CPU @ 3.60GHz",
         name="intel-core-i7-7700-4c7t",
     ),
+    "server-epyc-7313p": dict(
+        packages=1, cores=16, online="0-31", offline="", allowed="0-31", tpc=2,
+        nodes={0: "0-31"}, l2=16, l3=4, smt=(True, True), smt_control="on",
+        hybrid=None, cg=(2, "0-31", 32.0), model="AMD EPYC 7313P 16-Core Processor",
+        name="amd-epyc-7313p-16c32t",
+    ),
+    "arm-graviton3-64c": dict(
+        packages=1, cores=64, online="0-63", offline="", allowed="0-63", tpc=1,
+        nodes={0: "0-63"}, l2=64, l3=0, smt=(False, False), smt_control=None,
+        hybrid=None, cg=(2, "0-63", 64.0), model="Neoverse-V1", name="neoverse-v1-64c",
+    ),
 }
 
 
@@ -119,10 +130,12 @@ def test_structure_is_consistent(topos, name):
             assert t.cpus[s].siblings == ci.siblings, "siblings are symmetric"
             assert t.cpus[s].package == ci.package and t.cpus[s].core_id == ci.core_id
         assert ci.node is not None and c in t.numa_nodes[ci.node].cpus
-        assert ci.l2 is not None and ci.l3 is not None
+        assert ci.l2 is not None and (ci.l3 is not None or not t.cache_domains(3))
         assert set(ci.siblings) <= set(t.cache_domains(2)[ci.l2].cpus), "SMT siblings share L2"
     for lvl in (1, 2, 3):
         doms = t.cache_domains(lvl)
+        if lvl == 3 and not doms:
+            continue
         flat = sorted(c for d in doms for c in d.cpus)
         assert flat == list(t.online), f"L{lvl} domains partition the online CPUs"
         assert all(d.size_bytes and d.size_bytes > 0 for d in doms)
@@ -206,6 +219,24 @@ def test_smt_off_at_runtime(topos):
     assert "no SMT here" in t.smt_note() and "smt/control=off" in t.smt_note()
     # affinity keeps 0-15 but only online CPUs are allowed
     assert t.affinity == tuple(range(16)) and t.allowed == tuple(range(8))
+
+
+def test_epyc_has_four_llc_domains_in_one_node(topos):
+    t = topos["server-epyc-7313p"]
+    assert len(t.numa_nodes) == 1 and t.llc_level == 3
+    assert [format_cpulist(v) for v in t.llc_domains()] == [
+        "0-3,16-19", "4-7,20-23", "8-11,24-27", "12-15,28-31"
+    ]
+    assert t.llc_of(5) == t.llc_of(21) == 1
+
+
+def test_arm_without_smt_dir_l3_or_model_name(topos):
+    t = topos["arm-graviton3-64c"]
+    assert t.smt_control is None and t.smt_active is None and not t.has_smt()
+    assert t.llc_level == 2 and len(t.llc_domains()) == 64  # no shared cache reported
+    assert t.isa["asimddp"] and t.isa["i8mm"] and t.isa["sve"] and not t.isa["avx2"]
+    assert t.arch == "aarch64" and t.freq["max_mhz"] is None and t.governor is None
+    assert "no SMT here (one logical CPU per core)" in t.summary()
 
 
 def test_vm_matches_design_facts(topos):

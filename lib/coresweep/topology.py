@@ -444,10 +444,25 @@ def _meminfo_total(text: str | None) -> int | None:
     return int(m.group(1)) * 1024 if m else None
 
 
+# arm64 /proc/cpuinfo names no model: (implementer, part) -> core name, as lscpu does
+_ARM_PARTS = {
+    (0x41, 0xD03): "Cortex-A53",
+    (0x41, 0xD07): "Cortex-A57",
+    (0x41, 0xD08): "Cortex-A72",
+    (0x41, 0xD0B): "Cortex-A76",
+    (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD40): "Neoverse-V1",
+    (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4F): "Neoverse-V2",
+    (0xC0, 0xAC3): "Ampere-1",
+}
+
+
 def _cpuinfo(text: str | None) -> tuple[str | None, set[str], str | None]:
     model = None
     flags: set[str] = set()
     vendor = None
+    impl = part = None
     if not text:
         return model, flags, vendor
     for line in text.splitlines():
@@ -460,8 +475,16 @@ def _cpuinfo(text: str | None) -> tuple[str | None, set[str], str | None]:
             flags = set(val.split())
         elif key == "vendor_id" and vendor is None:
             vendor = val
-        elif key == "hardware" and model is None:
-            model = val
+        elif key == "cpu implementer" and impl is None:
+            impl = val
+        elif key == "cpu part" and part is None:
+            part = val
+    if model is None and impl and part:
+        try:
+            key2 = (int(impl, 16), int(part, 16))
+            model = _ARM_PARTS.get(key2, f"ARM implementer {impl} part {part}")
+        except ValueError:
+            pass
     return model, flags, vendor
 
 
@@ -491,6 +514,8 @@ def _walk_up(base: Path, rel: str) -> list[Path]:
     mounted as the root): when ``base/rel`` does not exist, fall back to the mount root alone.
     """
     rel = rel.strip("/")
+    if ".." in rel.split("/"):  # a path outside our cgroup namespace: only the root is visible
+        rel = ""
     leaf = base / rel if rel else base
     if not leaf.is_dir():
         return [base] if base.is_dir() else []
@@ -895,10 +920,14 @@ def _summary(topo: Topology) -> str:
             L.append(f"Cache:      {line}")
     llc = topo.llc_domain_map()
     if llc:
-        L.append(
-            f"LLC:        {len(llc)} domain(s) usable: "
-            + "; ".join(f"llc:{i} = {format_cpulist(v)}" for i, v in llc.items())
-        )
+        shown = list(llc.items())
+        text = "; ".join(f"llc:{i} = {format_cpulist(v)}" for i, v in shown[:8])
+        if len(shown) > 8:
+            text += f"; ... llc:{shown[-1][0]} = {format_cpulist(shown[-1][1])}"
+        per_core = all(len({tuple(topo.cpus[c].siblings) for c in v}) == 1 for v in llc.values())
+        if per_core and len(llc) > 1:
+            text += " (one per core: no cache shared between cores is reported)"
+        L.append(f"LLC:        {len(llc)} domain(s) usable (level L{topo.llc_level or '?'}): {text}")
     cg = topo.cgroup
     if cg.version is None:
         L.append(f"cgroup:     none found; budget {cg.budget:g} CPUs")
