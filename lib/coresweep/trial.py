@@ -307,20 +307,35 @@ def format_cpulist(cpus: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def read_thread_stat(path: str | Path) -> dict[str, Any] | None:
-    """Parse /proc/PID/task/TID/stat: name, utime/stime seconds, last CPU (field 39)."""
+def _read(path: str) -> str | None:
     try:
-        raw = Path(path).read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_thread_stat(path: str | Path) -> dict[str, Any] | None:
+    """Parse /proc/PID/task/TID/stat: name, utime/stime seconds, last CPU (field 39), and the
+    exact on-CPU time from the sibling schedstat file (cpu_s)."""
+    path = str(path)
+    raw = _read(path)
+    if not raw:
         return None
     lpar, rpar = raw.index("("), raw.rindex(")")
     name = raw[lpar + 1 : rpar]
     rest = raw[rpar + 2 :].split()  # rest[0] is field 3 (state)
     user_s, sys_s = int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
     # schedstat's first field is the thread's on-CPU time in ns (exact; stat has 10 ms ticks)
+    sched = _read(path[: -len("stat")] + "schedstat")
     try:
-        cpu_s = int(Path(path).with_name("schedstat").read_text().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
+        cpu_s = int(sched.split()[0]) / 1e9 if sched else user_s + sys_s
+    except (ValueError, IndexError):
         cpu_s = user_s + sys_s
     return {
         "tid": int(raw[:lpar]),
@@ -335,25 +350,25 @@ def read_thread_stat(path: str | Path) -> dict[str, Any] | None:
 
 def read_threads(pid: int | str = "self", *, proc: str | Path = "/proc", status: bool = True) -> list[dict]:
     """Every thread of a process: tid, name, allowed CPUs (Cpus_allowed_list), last CPU, CPU time."""
-    base = Path(proc) / str(pid) / "task"
+    base = f"{proc}/{pid}/task"
     rows = []
     try:
         tids = sorted(os.listdir(base), key=int)
     except (FileNotFoundError, ProcessLookupError):
         return rows
     for tid in tids:
-        st = read_thread_stat(base / tid / "stat")
+        st = read_thread_stat(f"{base}/{tid}/stat")
         if st is None:
             continue
         if status:
-            st["allowed"] = ""
-            try:
-                for line in (base / tid / "status").read_text().splitlines():
-                    if line.startswith("Cpus_allowed_list:"):
-                        st["allowed"] = line.split(":", 1)[1].strip()
-                        break
-            except (FileNotFoundError, ProcessLookupError):
+            text = _read(f"{base}/{tid}/status")
+            if text is None:
                 continue
+            st["allowed"] = ""
+            for line in text.splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    st["allowed"] = line.split(":", 1)[1].strip()
+                    break
         rows.append(st)
     return rows
 
