@@ -230,3 +230,20 @@ def test_cli_trial_json(tiny_int4, tmp_path):
          "--engine", "torch"], capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 2 and "unknown engine 'torch'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_interrupt_kills_the_worker(tiny_int4):
+    (prep,) = prepare([_cfg(tiny_int4, threads=1, gen_tokens=2000, reps=100)])
+    pids: list[int] = []
+
+    def on_event(e):
+        if e["event"] == "spawn":
+            pids.append(e["pid"])
+        if e["event"] == "loaded":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(prep, 0, on_event=on_event)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pids[0], 0)

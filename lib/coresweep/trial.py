@@ -12,6 +12,7 @@ Nothing here imports onnxruntime: only the worker does, after it has set its aff
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -635,36 +636,45 @@ def run_trial(
     reps: list[dict] = []
     error: str | None = None
     timed_out = False
-    while True:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            raw = lines.get(timeout=wait)
-        except queue.Empty:
-            timed_out = True
-            break
-        if raw is None:
-            break
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            continue  # not a protocol line
-        if not isinstance(msg, dict) or "event" not in msg:
-            continue
-        ev = msg["event"]
-        if on_event:
-            on_event(msg)
-        if ev == "loaded":
-            phase[0] = "warmup"
-        elif ev == "timed_start":
-            phase[0] = "timed"
-        elif ev == "timed_end":
-            phase[0] = "end"
-        if ev == "rep":
-            reps.append(msg)
-        elif ev == "error":
-            error = msg.get("message", "worker error")
-        else:
-            events[ev] = msg
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                raw = lines.get(timeout=wait)
+            except queue.Empty:
+                timed_out = True
+                break
+            if raw is None:
+                break
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue  # not a protocol line
+            if not isinstance(msg, dict) or "event" not in msg:
+                continue
+            ev = msg["event"]
+            if on_event:
+                on_event(msg)
+            if ev == "loaded":
+                phase[0] = "warmup"
+            elif ev == "timed_start":
+                phase[0] = "timed"
+            elif ev == "timed_end":
+                phase[0] = "end"
+            if ev == "rep":
+                reps.append(msg)
+            elif ev == "error":
+                error = msg.get("message", "worker error")
+            else:
+                events[ev] = msg
+    except BaseException:  # KeyboardInterrupt (notebook interrupt), an on_event error, ...
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if sampler:
+            sampler.stop()
+        stderr_f.close()
+        raise
     if timed_out:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
