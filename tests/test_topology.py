@@ -213,6 +213,16 @@ def test_cgroup_v1_offline_cpu(topos):
     assert t.smt_available()  # core 3 has both 3 and 7 usable
 
 
+def test_old_kernel_falls_back_to_thread_siblings():
+    """Linux 4.19 has no core_cpus_list, die_id or cluster_id: thread_siblings_list is used."""
+    topo_dir = FIX / "desktop-cgv1-offline/sys/devices/system/cpu/cpu3/topology"
+    assert not (topo_dir / "core_cpus_list").exists() and not (topo_dir / "die_id").exists()
+    t = read_topology(FIX / "desktop-cgv1-offline")
+    assert t.siblings(3) == (3, 7) and t.cpus[3].die == 0 and t.cpus[3].cluster is None
+    s = read_topology(FIX / "server-2s-xeon-6226r")  # 5.15: die_id yes, cluster_id no
+    assert s.cpus[0].cluster is None and s.siblings(0) == (0, 32)
+
+
 def test_smt_off_at_runtime(topos):
     t = topos["laptop-i7-11800h-smt-off"]
     assert t.smt_active is False and not t.has_smt()
@@ -283,6 +293,8 @@ def test_fixture_files_are_kernel_shaped():
         cpu = FIX / m / "sys/devices/system/cpu"
         for d in sorted(cpu.glob("cpu[0-9]*/topology")):
             for name in ("core_cpus", "thread_siblings", "package_cpus", "die_cpus"):
+                if not (d / name).exists():  # older kernels: no core_cpus/die_cpus/package_cpus
+                    continue
                 lst = (d / f"{name}_list").read_text()
                 assert mask_to_cpus((d / name).read_text().strip()) == parse_cpulist(lst)
                 checked += 1
