@@ -104,7 +104,8 @@ def test_summary_counts(topos, name):
     assert all(v.mem_total_bytes and v.mem_total_bytes > 0 for v in t.numa_nodes.values())
     assert len(t.cache_domains(2)) == e["l2"]
     assert len(t.cache_domains(3)) == e["l3"]
-    assert (t.has_smt(), t.smt_available()) == e["smt"]
+    assert (t.smt_hardware(), t.smt_available()) == e["smt"]
+    assert t.has_smt() == t.smt_available()
     assert t.smt_control == e["smt_control"]
     hy = None if t.hybrid is None else {k: format_cpulist(v) for k, v in t.hybrid.items()}
     assert hy == e["hybrid"]
@@ -225,7 +226,7 @@ def test_old_kernel_falls_back_to_thread_siblings():
 
 def test_smt_off_at_runtime(topos):
     t = topos["laptop-i7-11800h-smt-off"]
-    assert t.smt_active is False and not t.has_smt()
+    assert t.smt_active is False and not t.has_smt() and not t.smt_hardware()
     assert "no SMT here" in t.smt_note() and "smt/control=off" in t.smt_note()
     # affinity keeps 0-15 but only online CPUs are allowed
     assert t.affinity == tuple(range(16)) and t.allowed == tuple(range(8))

@@ -262,14 +262,22 @@ class Topology:
             )
         return self.cpus[cpu].siblings
 
-    def has_smt(self) -> bool:
-        """True when some physical core has two or more online logical CPUs."""
+    def smt_hardware(self) -> bool:
+        """True when some physical core has two or more online logical CPUs (whoever may use them)."""
         return any(len(c.cpus) > 1 for c in self.cores)
 
     def smt_available(self) -> bool:
         """True when this process may use two or more siblings of some core (an SMT test is possible)."""
         a = set(self.allowed)
         return any(len(a.intersection(c.cpus)) > 1 for c in self.cores)
+
+    def has_smt(self) -> bool:
+        """SMT usable here: some core has 2+ siblings in ``allowed`` (same as smt_available()).
+
+        A container pinned to one CPU of each core has SMT hardware (``smt_hardware()``) but no
+        SMT it can measure, so this is False there: "SMT on" runs are skipped.
+        """
+        return self.smt_available()
 
     def smt_note(self) -> str:
         """One line saying why SMT comparisons are or are not possible here."""
@@ -281,7 +289,7 @@ class Topology:
             why.append(f"smt/control={self.smt_control}")
         if self.smt_active is not None:
             why.append(f"smt/active={int(self.smt_active)}")
-        if self.has_smt():
+        if self.smt_hardware():
             why.append("siblings exist but not two of one core in the allowed CPUs")
         else:
             why.append("one logical CPU per core")
@@ -365,7 +373,7 @@ class Topology:
             "smt": {
                 "control": self.smt_control,
                 "active": self.smt_active,
-                "has_smt": self.has_smt(),
+                "hardware": self.smt_hardware(),
                 "available": self.smt_available(),
                 "note": self.smt_note(),
             },
