@@ -1,10 +1,11 @@
 """Cost of the parent's CPU/thread sampler on decode speed (target: < 1 %).
 
-Runs the same trial config in fresh worker processes with the sampler on (default period 100 ms)
-and off, alternating on/off (order flipped every round so neither mode always goes first), and
-compares decode tok/s: per process the median over its repetitions, then the median over
-processes per mode. overhead % = (off - on) / off * 100, with a bootstrap 95 % CI over processes.
-Also prints the sampler thread's own CPU time per sample. The figure is printed last.
+Paired design: on a shared machine the spread between processes (often 10-40 %) swamps a 1 %
+effect, so the sampler is switched on and off *between repetitions of the same worker process*
+(alternating; the starting state flips from one process to the next). Per process the overhead is
+(median decode tok/s with sampling off − with it on) / off; the figure is the median over
+processes with a bootstrap 95 % CI. Also prints the sampler thread's own CPU time per sample.
+The overhead figure is printed last.
 
     .venv/bin/python bench/sampler_overhead.py [--model tiny] [--threads 1] [--processes 8]
 """
@@ -22,8 +23,8 @@ def main() -> None:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--placement", default="auto")
-    ap.add_argument("--processes", type=int, default=8, help="processes per mode")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=12, help="timed reps per process (half on, half off)")
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--gen-tokens", type=int, default=1000)
     ap.add_argument("--interval", type=float, default=0.1, help="sampling period, s")
@@ -33,43 +34,48 @@ def main() -> None:
                       prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
                       reps=args.reps, warmups=1)
     (prep,) = prepare([cfg])
-    per: dict[str, list[float]] = {"on": [], "off": []}
-    samples, sampler_cpu = 0, 0.0
-    timed_s = 0.0
+    overheads, on_all, off_all = [], [], []
+    samples, sampler_cpu, wall = 0, 0.0, 0.0
     for p in range(args.processes):
-        order = ("on", "off") if p % 2 == 0 else ("off", "on")
-        for mode in order:
-            res = run_trial(prep, p, sample_interval_s=args.interval if mode == "on" else None)
-            if not res.ok:
-                raise SystemExit(f"trial failed: {res.reason}\n{res.stderr_tail}")
-            dec = float(np.median([r["decode_tok_s"] for r in res.trials]))
-            per[mode].append(dec)
-            if mode == "on":
-                s = res.info.get("sampler", {})
-                samples += s.get("n", 0)
-                sampler_cpu += s.get("cpu_s", 0.0)
-                timed_s += res.wall_s
-            print(f"process {p:2d} sampler {mode:3s}: decode {dec:9.2f} tok/s", flush=True)
-    on, off = np.array(per["on"]), np.array(per["off"])
+        def state(rep: int, p: int = p) -> bool:
+            return (rep + p) % 2 == 0
+
+        current = [state(0)]
+
+        def on_event(e: dict, p: int = p, current: list = current) -> None:
+            if e["event"] == "rep":  # rep k ended: rep k+1 starts now
+                current[0] = state(e["rep"] + 1, p)
+
+        res = run_trial(prep, p, sample_interval_s=args.interval, on_event=on_event,
+                        sample_gate=lambda current=current: current[0])
+        if not res.ok:
+            raise SystemExit(f"trial failed: {res.reason}\n{res.stderr_tail}")
+        on = [r["decode_tok_s"] for r in res.trials if state(r["rep"], p)]
+        off = [r["decode_tok_s"] for r in res.trials if not state(r["rep"], p)]
+        oh = (np.median(off) - np.median(on)) / np.median(off) * 100
+        overheads.append(oh)
+        on_all += on
+        off_all += off
+        s = res.info.get("sampler", {})
+        samples += s.get("n", 0)
+        sampler_cpu += s.get("cpu_s", 0.0)
+        wall += res.wall_s
+        print(f"process {p:2d}: decode on {np.median(on):9.2f} tok/s, off {np.median(off):9.2f} "
+              f"tok/s, overhead {oh:+.2f} %", flush=True)
+    oh = np.array(overheads)
     rng = np.random.default_rng(0)
-    boots = []
-    for _ in range(4000):
-        a = rng.choice(on, on.size)
-        b = rng.choice(off, off.size)
-        boots.append((np.median(b) - np.median(a)) / np.median(b) * 100)
+    boots = [np.median(rng.choice(oh, oh.size)) for _ in range(4000)]
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    overhead = (np.median(off) - np.median(on)) / np.median(off) * 100
-    print(f"model {args.model}, {args.threads} thread(s), {args.processes} processes per mode, "
+    print(f"model {args.model}, {args.threads} thread(s), {args.processes} processes x "
           f"{args.reps} reps x {args.gen_tokens} tokens, sampling every {args.interval * 1e3:.0f} ms")
-    print(f"decode median: sampler on {np.median(on):.2f} tok/s, off {np.median(off):.2f} tok/s")
+    print(f"decode median over all reps: sampler on {np.median(on_all):.2f} tok/s, "
+          f"off {np.median(off_all):.2f} tok/s")
     if samples:
         print(f"sampler thread: {sampler_cpu / samples * 1e3:.3f} ms CPU per sample "
-              f"({samples} samples, {100 * sampler_cpu / max(timed_s, 1e-9):.2f} % of one CPU "
-              "over the worker lifetimes)")
-    print(f"between-process CV: on {np.std(on, ddof=1) / np.mean(on) * 100:.1f} %, "
-          f"off {np.std(off, ddof=1) / np.mean(off) * 100:.1f} %")
-    print(f"sampler overhead on decode tok/s: {overhead:.2f} % (95 % CI {lo:.2f} .. {hi:.2f} %; "
-          "target < 1 %)")
+              f"({samples} samples; {100 * sampler_cpu / samples / args.interval:.2f} % of one CPU "
+              "while sampling)")
+    print(f"sampler overhead on decode tok/s: {np.median(oh):.2f} % (95 % CI {lo:.2f} .. "
+          f"{hi:.2f} %; target < 1 %)")
 
 
 if __name__ == "__main__":

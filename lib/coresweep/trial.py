@@ -512,9 +512,10 @@ def _oom_kills() -> int | None:
 class _Sampler(threading.Thread):
     """Parent-side timeline: per-CPU utilisation (psutil) and the worker's threads (/proc)."""
 
-    def __init__(self, pid: int, interval: float, t0: float, phase_ref: list[str]):
+    def __init__(self, pid: int, interval: float, t0: float, phase_ref: list[str], gate: Any = None):
         super().__init__(daemon=True, name="coresweep-sampler")
         self.pid, self.interval, self.t0, self.phase_ref = pid, interval, t0, phase_ref
+        self.gate = gate  # optional callable: sample only while gate() is true
         self.stop_event = threading.Event()
         self.samples: list[dict] = []
         self.thread_samples: list[dict] = []
@@ -530,6 +531,9 @@ class _Sampler(threading.Thread):
         c0 = time.thread_time()
         psutil.cpu_percent(percpu=True, interval=None)  # prime
         while not self.stop_event.wait(self.interval):
+            if self.gate is not None and not self.gate():
+                self._prev_t = None  # no utilisation across a gap
+                continue
             self.n += 1
             t = time.monotonic()
             t_s = t - self.t0
@@ -584,12 +588,15 @@ def run_trial(
     sample_interval_s: float | None = 0.1,
     on_event: Any = None,
     env: dict[str, str] | None = None,
+    sample_gate: Any = None,
 ) -> TrialResult:
     """Run one prepared config in one fresh worker process and collect its rows.
 
     The worker runs in a new session (process group); on timeout the whole group is killed with
     SIGKILL. sample_interval_s=None or 0 disables the parent's sampler (used to measure its cost).
     on_event(dict) is called for every protocol line (with "pid" added to the first, "spawn").
+    sample_gate: optional callable; the sampler skips its tick while it returns False (used by
+    bench/sampler_overhead.py to switch sampling on and off between repetitions of one process).
     """
     cfg, key = prep.config, prep.key
     res = TrialResult(key=key, process=process, ok=False, status="failed")
@@ -629,7 +636,7 @@ def run_trial(
     phase = ["spawn"]
     sampler = None
     if sample_interval_s:
-        sampler = _Sampler(proc.pid, sample_interval_s, t0, phase)
+        sampler = _Sampler(proc.pid, sample_interval_s, t0, phase, sample_gate)
         sampler.start()
     deadline = None if not timeout_s else t0 + timeout_s
     events: dict[str, Any] = {}
