@@ -1,0 +1,66 @@
+"""`coresweep run PARAMS.yaml [-p key=value ...] [--out DIR] [--notebooks ...]` and
+`coresweep report [RUN_DIR ...]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .report import run_batch
+
+    run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
+              html_reports=not args.no_html, progress=not args.quiet)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import rerender
+
+    index = rerender(args.run_dirs)
+    print(index)
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from . import params as P
+
+    if args.params:
+        import json
+
+        v = P.validate(P.load(args.params, args.p or []))
+        print(json.dumps(v.to_dict(), indent=1))
+        return 0
+    for k, p in P.SCHEMA.items():
+        choices = f" [{', '.join(map(str, p.choices))}]" if p.choices else ""
+        print(f"{k:18} {p.type_name():28} default {p.default!r}{choices}\n{'':18} {p.help}")
+    return 0
+
+
+def register(subparsers) -> None:
+    r = subparsers.add_parser(
+        "run", help="run every notebook with papermill into reports/<machine>-<timestamp>/",
+        description="Validate the parameters and every trial first, build the model if it is a "
+        "missing preset, run the notebooks with papermill, render self-contained HTML, the "
+        "summary (markdown + CSV) and reports/index.html. Re-running with --out on the same "
+        "folder reuses finished trials.")
+    r.add_argument("params", help="parameter file (YAML), e.g. params/quick.yaml")
+    r.add_argument("-p", action="append", metavar="KEY=VALUE",
+                   help="override a parameter (repeatable), e.g. -p threads=1,2,4 -p reps=3")
+    r.add_argument("--out", metavar="DIR", help="run folder (default reports/<machine>-<time>)")
+    r.add_argument("--notebooks", nargs="+", metavar="NB",
+                   help="only these notebooks (00_machine 01_threads 02_affinity 03_smt, or 00..03)")
+    r.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    r.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bars")
+    r.set_defaults(func=_run)
+
+    rep = subparsers.add_parser(
+        "report", help="re-render HTML, summaries and reports/index.html of run folders")
+    rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                     help="run folders (default: every run under reports/)")
+    rep.set_defaults(func=_report)
+
+    pp = subparsers.add_parser("params", help="list the parameters, or validate a parameter file")
+    pp.add_argument("params", nargs="?", help="parameter file to validate and resolve")
+    pp.add_argument("-p", action="append", metavar="KEY=VALUE", help="override a parameter")
+    pp.set_defaults(func=_params)

@@ -1,0 +1,446 @@
+"""Figures for the notebooks and reports: one function per figure, each returning a matplotlib
+Figure. Inputs are the long-form tables of a run (columns in docs/architecture.md) and the
+per-config summary of :func:`coresweep.analysis.summarize`. Every figure says what it shows and in
+which unit, and carries a caption naming the machine and the model (:func:`caption`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+_METRIC_LABEL = {
+    "ttft_s": ("time to first token", "ms", 1000.0),
+    "prefill_tok_s": ("prefill throughput", "tokens/s", 1.0),
+    "decode_tok_s": ("decode throughput", "tokens/s", 1.0),
+    "e2e_s": ("end-to-end time", "s", 1.0),
+    "cpu_util_pct": ("process CPU use", "% of one CPU", 1.0),
+}
+
+
+def _style() -> None:
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def caption(machine: str | None = None, cpu: str | None = None, model: str | None = None,
+            extra: str | None = None) -> str:
+    """"machine · CPU · model" line placed under every figure."""
+    parts = [p for p in (machine and f"machine: {machine}", cpu and f"CPU: {cpu}",
+                         model and f"model: {model}", extra) if p]
+    return " · ".join(parts)
+
+
+def caption_for(run: Any = None, params: Mapping[str, Any] | None = None, topo: Any = None) -> str:
+    """Build the caption from a Run (its run.json), the parameters and/or a Topology."""
+    machine = cpu = model = None
+    meta = getattr(run, "meta", None) or {}
+    if meta:
+        machine = meta.get("machine")
+        fp = meta.get("fingerprint") or {}
+        cpu = (fp.get("topology") or {}).get("model_name")
+    if topo is not None:
+        from .topology import machine_name
+
+        machine = machine or machine_name(topo)
+        cpu = cpu or getattr(topo, "model_name", None)
+    if params:
+        model = f"{params.get('model')} {params.get('precision', '')}".strip()
+        model += f", prompt {params.get('prompt_tokens')} / gen {params.get('gen_tokens')} tokens"
+    return caption(machine, cpu, model)
+
+
+def _finish(fig, title: str, cap: str | None) -> Any:
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    if cap:
+        fig.text(0.01, 0.005, cap, fontsize=8, color="#555", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if cap else 0, 1, 0.95))
+    return fig
+
+
+def _scaled(summary: pd.DataFrame, metric: str, stat: str) -> np.ndarray:
+    scale = _METRIC_LABEL.get(metric, ("", "", 1.0))[2]
+    return summary[f"{metric}_{stat}"].to_numpy(float) * scale
+
+
+def _explicit_threads(summary: pd.DataFrame) -> pd.DataFrame:
+    s = summary[summary["threads"].astype(int) > 0].copy()
+    return s.sort_values("threads")
+
+
+def _empty(title: str, cap: str | None, why: str) -> Any:
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=11, wrap=True)
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# 01 threads
+
+
+def threads_curves(summary: pd.DataFrame, *, cpus: int | None = None, cap: str | None = None,
+                   metrics: Sequence[str] = ("ttft_s", "prefill_tok_s", "decode_tok_s")) -> Any:
+    """Median of each metric against the thread count, with the 95 % CI of the median as a band
+    and the p10–p90 range as whiskers. A dashed line marks the CPU count (oversubscription
+    beyond it)."""
+    _style()
+    s = _explicit_threads(summary)
+    title = "Latency and throughput against threads"
+    if s.empty:
+        return _empty(title, cap, "no trial with an explicit thread count")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    x = s["threads"].to_numpy(int)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        name, unit, _ = _METRIC_LABEL[m]
+        med = _scaled(s, m, "median")
+        ax.fill_between(x, _scaled(s, m, "ci_lo"), _scaled(s, m, "ci_hi"), alpha=0.25,
+                        label="95 % CI of median")
+        ax.errorbar(x, med, yerr=[med - _scaled(s, m, "p10"), _scaled(s, m, "p90") - med],
+                    fmt="o-", capsize=3, label="median (p10–p90)")
+        if cpus:
+            ax.axvline(cpus, ls="--", color="grey", lw=1)
+            ax.text(cpus, ax.get_ylim()[1], f" {cpus} CPUs", va="top", fontsize=8, color="grey")
+        ax.set_xlabel("intra-op threads")
+        ax.set_ylabel(f"{name} ({unit})")
+        ax.set_title(f"{name} ({unit})", fontsize=11)
+        ax.set_xticks(x)
+    axes[0][0].legend(fontsize=8)
+    return _finish(fig, title, cap)
+
+
+def speedup_efficiency(summary: pd.DataFrame, metric: str = "decode_tok_s", *,
+                       cap: str | None = None) -> Any:
+    """Speedup over the smallest thread count (for throughput: ratio; for TTFT: inverse ratio)
+    and parallel efficiency (speedup / thread ratio), each against the ideal."""
+    _style()
+    s = _explicit_threads(summary)
+    name, unit, _ = _METRIC_LABEL[metric]
+    title = f"Speedup and parallel efficiency of {name}"
+    if len(s) < 2:
+        return _empty(title, cap, "needs at least two thread counts")
+    x = s["threads"].to_numpy(float)
+    v = s[f"{metric}_median"].to_numpy(float)
+    lo = s[f"{metric}_ci_lo"].to_numpy(float)
+    hi = s[f"{metric}_ci_hi"].to_numpy(float)
+    if metric.endswith("_s") and not metric.endswith("tok_s"):  # a time: lower is better
+        sp, sp_lo, sp_hi = v[0] / v, v[0] / hi, v[0] / lo
+    else:
+        sp, sp_lo, sp_hi = v / v[0], lo / v[0], hi / v[0]
+    ideal = x / x[0]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    a1.plot(x, ideal, "k--", lw=1, label="ideal (linear)")
+    a1.fill_between(x, sp_lo, sp_hi, alpha=0.25)
+    a1.plot(x, sp, "o-", label="measured (median, CI band)")
+    a1.set_xlabel("intra-op threads")
+    a1.set_ylabel(f"speedup over {int(x[0])} thread(s) (×)")
+    a1.set_title(f"speedup of {name}", fontsize=11)
+    a1.legend(fontsize=8)
+    eff = sp / ideal
+    a2.plot(x, 100 * eff, "o-", color="C1", label="measured")
+    a2.set_xlabel("intra-op threads")
+    a2.set_ylabel("parallel efficiency (%)")
+    a2.set_title("efficiency = speedup / thread ratio", fontsize=11)
+    a2.set_ylim(0, max(110, float(np.nanmax(100 * eff)) + 10))
+    a2.axhline(100, color="k", ls="--", lw=1, label="ideal (100 %)")
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.set_xticks(x)
+    return _finish(fig, title, cap)
+
+
+def util_vs_threads(summary: pd.DataFrame, *, cpus: int | None = None,
+                    cap: str | None = None) -> Any:
+    """Process CPU use (100 % = one CPU busy) against threads, with the ideal (threads × 100 %,
+    capped by the CPUs)."""
+    _style()
+    s = _explicit_threads(summary)
+    title = "CPU utilisation against threads"
+    if s.empty or "cpu_util_pct_median" not in s:
+        return _empty(title, cap, "no CPU utilisation recorded")
+    x = s["threads"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ideal = 100 * (np.minimum(x, cpus) if cpus else x)
+    ax.plot(x, ideal, "k--", lw=1, label="all threads busy" + (f" (≤ {cpus} CPUs)" if cpus else ""))
+    med = s["cpu_util_pct_median"].to_numpy(float)
+    ax.fill_between(x, s["cpu_util_pct_ci_lo"].to_numpy(float),
+                    s["cpu_util_pct_ci_hi"].to_numpy(float), alpha=0.25)
+    ax.plot(x, med, "o-", label="measured (median, CI band)")
+    ax.set_xlabel("intra-op threads")
+    ax.set_ylabel("process CPU use (%, 100 = one CPU)")
+    ax.set_xticks(x)
+    ax.legend(fontsize=8)
+    return _finish(fig, title, cap)
+
+
+def token_latency_ecdf(tokens: pd.DataFrame, labels: Mapping[str, str], *,
+                       cap: str | None = None) -> Any:
+    """ECDF of the per-token decode latency (ms) of each config (``labels``: config_key → name)."""
+    import seaborn as sns
+
+    _style()
+    title = "Per-token decode latency distribution"
+    if tokens is None or tokens.empty:
+        return _empty(title, cap, "no token latencies recorded")
+    d = tokens[(tokens["phase"] == "decode") & tokens["config_key"].isin(list(labels))].copy()
+    if d.empty:
+        return _empty(title, cap, "no decode tokens for these configs")
+    d["config"] = d["config_key"].map(labels)
+    d["latency_ms"] = d["latency_s"] * 1000.0
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    order = [labels[k] for k in labels if labels[k] in set(d["config"])]
+    sns.ecdfplot(data=d, x="latency_ms", hue="config", hue_order=order, ax=ax)
+    ax.set_xlabel("decode latency per token (ms)")
+    ax.set_ylabel("fraction of tokens")
+    ax.set_xscale("log")
+    return _finish(fig, title, cap)
+
+
+def study_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The study's table (threads | TTFT ms | decode tok/s | CPU %) for explicit thread counts,
+    with the CI of each median and the verified placement."""
+    s = _explicit_threads(summary)
+    return pd.DataFrame({
+        "threads": s["threads"].astype(int).to_numpy(),
+        "TTFT ms": (s["ttft_s_median"] * 1000).round(1).to_numpy(),
+        "TTFT 95% CI": [f"{a * 1000:.0f}–{b * 1000:.0f}" for a, b in
+                        zip(s["ttft_s_ci_lo"], s["ttft_s_ci_hi"], strict=True)],
+        "decode tok/s": s["decode_tok_s_median"].round(2).to_numpy(),
+        "decode 95% CI": [f"{a:.1f}–{b:.1f}" for a, b in
+                          zip(s["decode_tok_s_ci_lo"], s["decode_tok_s_ci_hi"], strict=True)],
+        "CPU %": s["cpu_util_pct_median"].round(0).to_numpy() if "cpu_util_pct_median" in s
+        else np.nan,
+        "placement ok": s["placement_ok"].to_numpy() if "placement_ok" in s else np.nan,
+        "noisy": s["noisy"].to_numpy() if "noisy" in s else np.nan,
+    }).reset_index(drop=True)
+
+
+def best_configs(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The config with the lowest median TTFT and the one with the highest median decode tok/s."""
+    out: dict[str, dict[str, Any]] = {}
+    if summary is None or summary.empty:
+        return out
+    for metric, fn in (("ttft_s", "idxmin"), ("decode_tok_s", "idxmax")):
+        col = f"{metric}_median"
+        if col not in summary or summary[col].isna().all():
+            continue
+        r = summary.loc[getattr(summary[col], fn)()]
+        out[metric] = {"label": r.get("label"), "threads": int(r["threads"]),
+                       "placement": r.get("placement"), "value": float(r[col]),
+                       "ci_lo": float(r[f"{metric}_ci_lo"]), "ci_hi": float(r[f"{metric}_ci_hi"])}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 02 affinity
+
+
+def strategy_comparison(summary: pd.DataFrame, *, cap: str | None = None,
+                        metrics: Sequence[str] = ("ttft_s", "decode_tok_s")) -> Any:
+    """Bars per configuration (strategy and controls) with the CI of the median; configs whose
+    placement could not be verified are hatched and marked."""
+    _style()
+    title = "Placement strategies at equal thread counts"
+    if summary is None or summary.empty:
+        return _empty(title, cap, "no configurations measured")
+    s = summary.reset_index(drop=True)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.5 * len(s) + 2.5),
+                             squeeze=False)
+    y = np.arange(len(s))
+    for ax, m in zip(axes[0], metrics, strict=True):
+        name, unit, _ = _METRIC_LABEL[m]
+        med = _scaled(s, m, "median")
+        err = [med - _scaled(s, m, "ci_lo"), _scaled(s, m, "ci_hi") - med]
+        ok = s["placement_ok"].astype(bool).to_numpy() if "placement_ok" in s else np.ones(len(s))
+        bars = ax.barh(y, med, xerr=err, capsize=3,
+                       color=["C0" if o else "C3" for o in ok])
+        for b, o in zip(bars, ok, strict=True):
+            if not o:
+                b.set_hatch("//")
+        ax.set_yticks(y, s["label"].astype(str))
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{name} ({unit}), median with 95 % CI")
+        ax.set_title(f"{name} ({unit})", fontsize=11)
+    axes[0][-1].text(1.0, -0.12 - 0.02 * len(s), "red hatched: placement differed from the plan "
+                     "(see the table)", transform=axes[0][-1].transAxes, ha="right", fontsize=8,
+                     color="C3")
+    return _finish(fig, title, cap)
+
+
+def utilisation_heatmap(samples: pd.DataFrame, config_key: str, *, title: str | None = None,
+                        process: int | None = None, cap: str | None = None,
+                        cpus: Sequence[int] | None = None) -> Any:
+    """Per-CPU utilisation (%) over time for one worker process of one config: CPUs × time."""
+    _style()
+    title = title or f"Per-CPU utilisation, config {config_key}"
+    if samples is None or samples.empty:
+        return _empty(title, cap, "no utilisation samples recorded")
+    d = samples[samples["config_key"] == config_key]
+    if d.empty:
+        return _empty(title, cap, f"no samples for config {config_key}")
+    proc = int(d["process"].min()) if process is None else process
+    d = d[d["process"] == proc]
+    grid = d.pivot_table(index="cpu", columns="t_s", values="util_pct", aggfunc="mean")
+    if cpus is not None:
+        grid = grid.reindex(sorted(set(cpus) | set(grid.index)))
+    t = grid.columns.to_numpy(float)
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(grid) + 2.2))
+    im = ax.imshow(grid.to_numpy(float), aspect="auto", interpolation="nearest", cmap="viridis",
+                   vmin=0, vmax=100, extent=(t.min(), t.max(), len(grid) - 0.5, -0.5))
+    ax.set_yticks(range(len(grid)), [f"CPU {c}" for c in grid.index])
+    ax.set_xlabel("time since worker start (s)")
+    if "phase" in d:
+        for ph, g in d.groupby("phase"):
+            if ph == "timed":
+                ax.axvspan(g["t_s"].min(), g["t_s"].max(), ymin=0.97, ymax=1.0, color="red",
+                           alpha=0.8, label="timed repetitions")
+        handles, _ = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(loc="upper right", fontsize=8)
+    fig.colorbar(im, ax=ax, label="CPU utilisation (%)")
+    return _finish(fig, title + f" (process {proc})", cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# 03 SMT
+
+
+def smt_paired(summary: pd.DataFrame, *, cap: str | None = None,
+               metrics: Sequence[str] = ("ttft_s", "decode_tok_s")) -> Any:
+    """SMT on against off: bars per config label, grouped by physical core count."""
+    import seaborn as sns
+
+    _style()
+    title = "SMT on vs off (same physical cores / same thread count)"
+    if summary is None or summary.empty:
+        return _empty(title, cap, "no SMT comparison was run on this machine")
+    s = summary.copy()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        name, unit, scale = _METRIC_LABEL[m]
+        s["value"] = s[f"{m}_median"] * scale
+        sns.barplot(data=s, x="label", y="value", hue="smt", ax=ax)
+        for i, (_, r) in enumerate(s.iterrows()):
+            ax.errorbar(i, r["value"], yerr=[[r["value"] - r[f"{m}_ci_lo"] * scale],
+                                             [r[f"{m}_ci_hi"] * scale - r["value"]]],
+                        color="k", capsize=3)
+        ax.set_xlabel("configuration (cores / threads)")
+        ax.set_ylabel(f"{name} ({unit})")
+        ax.tick_params(axis="x", rotation=20)
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# 00 machine
+
+
+def topology_picture(topo: Any, *, cap: str | None = None) -> Any:
+    """Packages → LLC domains → cores → logical CPUs, with allowed/offline CPUs coloured."""
+    from matplotlib.patches import Rectangle
+
+    _style()
+    cores = list(topo.cores)
+    allowed = set(topo.allowed)
+    llc = topo.llc_domains() or [tuple(topo.online)]
+    cpu_llc = {c: i for i, dom in enumerate(llc) for c in dom}
+    width = max(1, len(cores))
+    fig, ax = plt.subplots(figsize=(min(16, 2 + 1.3 * width), 3.4))
+    for i, core in enumerate(cores):
+        x = i * 1.3
+        dom = cpu_llc.get(core.cpus[0], 0)
+        ax.add_patch(Rectangle((x, 0), 1.1, 2.0, fc=f"C{dom % 10}", alpha=0.15, ec="k"))
+        ax.text(x + 0.55, 1.8, f"core {core.core_id}\npkg {core.package}", ha="center",
+                va="top", fontsize=8)
+        for j, cpu in enumerate(core.cpus):
+            ok = cpu in allowed
+            ax.add_patch(Rectangle((x + 0.1, 0.15 + j * 0.55), 0.9, 0.45,
+                                   fc="#4c9a2a" if ok else "#bbbbbb", ec="k"))
+            ax.text(x + 0.55, 0.375 + j * 0.55, f"CPU {cpu}", ha="center", va="center",
+                    fontsize=8, color="white" if ok else "black")
+    ax.set_xlim(-0.2, width * 1.3)
+    ax.set_ylim(-0.1, 2.2)
+    ax.axis("off")
+    smt = "SMT on" if topo.has_smt() else "no SMT"
+    title = (f"Topology: {len(cores)} cores, {len(topo.online)} logical CPUs, {smt}, "
+             f"{len(llc)} LLC domain(s), {len(topo.numa_nodes)} NUMA node(s)")
+    ax.text(0, -0.05, "green: CPU usable by this process; grey: not allowed; shading: LLC domain",
+            fontsize=8, va="top")
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# tables and sentences shown next to the figures
+
+
+def best_sentence(summary: pd.DataFrame) -> str:
+    """Markdown naming the best configuration for TTFT and for decode throughput."""
+    b = best_configs(summary)
+    if not b:
+        return "No successful trial: no best configuration."
+    parts = []
+    if "ttft_s" in b:
+        t = b["ttft_s"]
+        parts.append(f"lowest TTFT **{t['value'] * 1000:.1f} ms** (95 % CI "
+                     f"{t['ci_lo'] * 1000:.1f}–{t['ci_hi'] * 1000:.1f}) with **{t['label']}**")
+    if "decode_tok_s" in b:
+        d = b["decode_tok_s"]
+        parts.append(f"highest decode **{d['value']:.2f} tok/s** (95 % CI "
+                     f"{d['ci_lo']:.2f}–{d['ci_hi']:.2f}) with **{d['label']}**")
+    return "Best on this machine: " + "; ".join(parts) + "."
+
+
+def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per config: CPUs planned and used, busy threads, whether the placement was verified."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    cols = {
+        "label": "config",
+        "threads": "threads",
+        "strategy": "strategy",
+        "cpus": "planned CPUs",
+        "busy_threads": "busy threads",
+        "placement_ok": "placement verified",
+        "oversubscribed": "oversubscribed",
+        "ttft_s_median": "TTFT s",
+        "decode_tok_s_median": "decode tok/s",
+        "cpu_util_pct_median": "CPU %",
+        "noisy": "noisy",
+        "placement_reasons": "notes",
+    }
+    s = summary[[c for c in cols if c in summary]].rename(columns=cols).copy()
+    if "threads" in s:
+        s["threads"] = s["threads"].map(lambda t: "ORT default" if int(t) < 0 else int(t))
+    return s.reset_index(drop=True)
+
+
+def _overlap(a: pd.Series, b: pd.Series, m: str) -> bool:
+    return not (a[f"{m}_ci_hi"] < b[f"{m}_ci_lo"] or b[f"{m}_ci_hi"] < a[f"{m}_ci_lo"])
+
+
+def control_verdict(summary: pd.DataFrame) -> str:
+    """Markdown: does OMP_NUM_THREADS change anything against ORT's default (CI overlap)?"""
+    if summary is None or summary.empty:
+        return ""
+    lab = summary["label"].astype(str)
+    ort = summary[lab == "ort-default"]
+    omp = summary[lab.str.startswith("omp-only")]
+    if ort.empty or omp.empty:
+        return "The ORT-default / OMP_NUM_THREADS controls were not both run."
+    a = ort.iloc[0]
+    lines = []
+    for _, b in omp.iterrows():
+        same = _overlap(a, b, "decode_tok_s") and _overlap(a, b, "ttft_s")
+        lines.append(
+            f"- **{b['label']}**: decode {b['decode_tok_s_median']:.2f} tok/s vs ORT default "
+            f"{a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
+            f"{a['ttft_s_median'] * 1000:.1f} ms → "
+            + ("confidence intervals overlap: **no measurable effect** of OMP_NUM_THREADS "
+               "(this onnxruntime build has no OpenMP; the knob is intra_op_num_threads)"
+               if same else "the intervals do not overlap: the setting changed the result")
+        )
+    return "Control — does `OMP_NUM_THREADS` act?\n\n" + "\n".join(lines)

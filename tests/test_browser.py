@@ -1,0 +1,108 @@
+"""A real headless Chromium opens reports/index.html and every report with the network blocked:
+no request may leave the file system, no request may fail, no JavaScript error, every <img> has
+loaded (naturalWidth > 0) and no page shows a Python traceback. Screenshots go to
+test-artifacts/ (gitignored) for people to look at.
+
+Debian's chromium (`apt-get install chromium`) driven by Playwright's Python package; Playwright's
+own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from _report_run import REPO, quick_run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return quick_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `apt-get install -y chromium` (Debian) — the "
+                    "browser test needs a real headless Chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, path: Path, shot: Path) -> dict:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    blocked: list[str] = []
+    failed: list[str] = []
+    errors: list[str] = []
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("file:", "data:", "blob:", "about:")):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    ctx.route("**/*", route)
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: failed.append(f"{r.url[:100]} {r.failure}"))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    page.wait_for_load_state("networkidle")
+    imgs = page.evaluate(
+        "Array.from(document.images).map(i => ({src: i.src.slice(0, 60), complete: i.complete,"
+        " w: i.naturalWidth}))"
+    )
+    text = page.inner_text("body")
+    links = page.evaluate("Array.from(document.links).map(a => a.href)")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    ctx.close()
+    return {"blocked": blocked, "failed": failed, "errors": errors, "imgs": imgs, "text": text,
+            "links": links}
+
+
+def _check(r: dict, name: str) -> None:
+    assert not r["blocked"], f"{name}: network requests attempted: {r['blocked'][:5]}"
+    assert not r["failed"], f"{name}: failed requests: {r['failed'][:5]}"
+    assert not r["errors"], f"{name}: JavaScript errors: {r['errors'][:5]}"
+    bad = [i for i in r["imgs"] if not i["complete"] or i["w"] <= 0]
+    assert not bad, f"{name}: images not loaded: {bad[:5]}"
+    assert "Traceback" not in r["text"], f"{name}: a Python traceback is shown"
+
+
+def test_index_page(run, browser):
+    index = run["index"]
+    r = _open(browser, index, ARTIFACTS / "index.png")
+    _check(r, "index.html")
+    assert run["run_dir"].name in r["text"]
+    reports = [h for h in r["links"] if h.endswith(".html")]
+    assert len(reports) == 4, reports
+    for href in r["links"]:
+        assert href.startswith("file:"), href
+        assert Path(href.removeprefix("file://")).exists(), f"dead link {href}"
+
+
+@pytest.mark.parametrize("nb", ["00_machine", "01_threads", "02_affinity", "03_smt"])
+def test_report_page(run, browser, nb):
+    html = run["run_dir"] / f"{nb}.html"
+    r = _open(browser, html, ARTIFACTS / f"{nb}.png")
+    _check(r, html.name)
+    if nb in ("00_machine", "01_threads", "02_affinity", "03_smt"):
+        assert len(r["imgs"]) >= 1, f"{nb}: no figure"
+    assert all(i["src"].startswith("data:image/") for i in r["imgs"]), r["imgs"]
+    # code is hidden: the parameter cell's source does not appear, its values do
+    assert "cs_params.validate(" not in r["text"]
