@@ -780,6 +780,7 @@ def run_trial(
         "session": json.dumps(cfg.session, sort_keys=True),
         "process": process,
         "pid": hello.get("pid", proc.pid),
+        "affinity_first": hello.get("onnxruntime_imported_before_affinity") is False,
         "ok": True,
         "load_s": loaded.get("load_s", float("nan")),
         "placement_ok": verdict["placement_ok"],
