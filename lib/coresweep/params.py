@@ -79,7 +79,7 @@ _SCHEMA_LIST: list[Param] = [
        minimum=0.005),
     # --- 01 threads -------------------------------------------------------------------------------
     _p("threads", "int_list", "auto", "thread counts for the core-count sweep; auto means 1..logical "
-       "CPUs plus one oversubscribed point (2 x CPUs)", auto=True, minimum=1,
+       "CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)", auto=True, minimum=1,
        notebooks=("01_threads",)),
     _p("placement", "str", "physical", "placement strategy of the core-count sweep (see "
        "coresweep.placement.STRATEGIES, or a CPU list such as 0-3)",
@@ -310,6 +310,20 @@ def _physical(topo) -> int:
     return sum(1 for c in topo.cores if allowed.intersection(c.cpus)) or _logical(topo)
 
 
+def auto_threads(logical: int, physical: int | None = None) -> list[int]:
+    """The "auto" thread counts: 1..logical CPUs (every count up to 8 CPUs; beyond, 1, 2, 4 and
+    steps of logical/8, plus the physical core count), then one oversubscribed point at
+    2 x logical CPUs."""
+    if logical <= 8:
+        pts = set(range(1, logical + 1))
+    else:
+        step = max(2, logical // 8)
+        pts = {1, 2, 4, logical, *range(step, logical + 1, step)}
+        if physical:
+            pts.add(physical)
+    return sorted(pts) + [2 * logical]
+
+
 def resolve(params: Mapping[str, Any], topo=None) -> dict[str, Any]:
     """Replace every "auto" with the value derived from the machine's topology."""
     if topo is None:
@@ -320,7 +334,7 @@ def resolve(params: Mapping[str, Any], topo=None) -> dict[str, Any]:
     n = _logical(topo)
     phys = _physical(topo)
     if out.get("threads") == "auto":
-        out["threads"] = list(range(1, n + 1)) + [2 * n]
+        out["threads"] = auto_threads(n, phys)
     if out.get("affinity_threads") == "auto":
         out["affinity_threads"] = [phys]
     if out.get("smt_cores") == "auto":

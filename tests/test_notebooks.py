@@ -1,0 +1,125 @@
+"""The notebooks: committed output-stripped and thin, regenerated identically by
+notebooks/_make_notebooks.py, and every one executes with papermill on params/quick.yaml into a
+run folder holding the expected tables and HTML."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from _report_run import REPO, quick_run
+from coresweep import params as P
+
+NB_DIR = REPO / "notebooks"
+NAMES = list(P.NOTEBOOKS)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return quick_run(tmp_path_factory)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_output_stripped_and_thin(name):
+    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for c in code:
+        assert c.outputs == [] and c.execution_count is None, f"{name}: outputs committed"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: exactly one parameters cell"
+    pcell = nb.cells[tagged[0]]
+    assert nb.cells.index(pcell) == nb.cells.index(code[1]), "imports, then parameters"
+    tree = ast.parse(pcell.source)
+    for node in tree.body:  # typed literals only: no derived values
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        ast.literal_eval(node.value)
+    for line in pcell.source.splitlines():
+        assert "  # " in line, f"{name}: parameter without a comment: {line}"
+    names = {n.targets[0].id for n in tree.body}
+    assert names == set(P.keys_for(name))
+    assert "cs_params.validate(" in code[2].source, "validation right after the parameters"
+    assert "import onnxruntime" not in "".join(c.source for c in code)
+
+
+def test_generator_reproduces_the_committed_notebooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_make_notebooks", NB_DIR / "_make_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for name in NAMES:
+        built = mod.build(name)
+        nbformat.validator.normalize(built)
+        committed = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+        assert [c.source for c in built.cells] == [c.source for c in committed.cells], name
+
+
+def test_every_notebook_executes_on_quick(run):
+    d: Path = run["run_dir"]
+    batch = json.loads((d / "batch.json").read_text())
+    for name in NAMES:
+        assert batch["notebooks"][name]["status"] == "ok", batch["notebooks"][name]
+        nb = nbformat.read(d / f"{name}.ipynb", as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                  if o.output_type == "error"]
+        assert not errors, f"{name}: {errors[:1]}"
+        assert (d / f"{name}.html").stat().st_size > 10_000
+    assert run["wall_s"] < 240, f"quick run took {run['wall_s']:.0f} s"
+
+
+def test_run_folder_has_the_expected_tables(run):
+    d: Path = run["run_dir"]
+    for f in ("run.json", "batch.json", "machine.json", "summary.md", "summary.csv"):
+        assert (d / f).is_file(), f
+    for t in ("trials", "tokens", "samples", "threads"):
+        assert any((d / "data" / t).glob("*.parquet")), t
+    trials = pd.read_parquet(d / "data" / "trials")
+    v = P.validate(P.load(REPO / "params" / "quick.yaml"), model=False)
+    n = len(P.configs_for("01_threads", v)) + len(P.configs_for("02_affinity", v))
+    assert trials["config_key"].nunique() == n
+    assert (trials.groupby("config_key")["process"].nunique() == v["processes"]).all()
+    assert (trials["ttft_s"] > 0).all() and (trials["decode_tok_s"] > 0).all()
+    assert trials["checksum"].nunique() == 1  # same greedy tokens everywhere
+    explicit = trials[(trials["threads"] > 0) & ~trials["oversubscribed"]]
+    assert explicit["placement_ok"].all()
+    assert set(trials["threads"]) >= set(v["threads"]) | {-1}
+
+
+def test_machine_notebook_says_what_can_be_tested(run):
+    nb = nbformat.read(run["run_dir"] / "00_machine.ipynb", as_version=4)
+    text = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
+    assert "SMT on vs off (03)" in text and "thread counts (01)" in text
+    fp = json.loads((run["run_dir"] / "machine.json").read_text())
+    assert fp["machine"] and fp["topology"]
+
+
+def test_smt_notebook_explains_and_skips_without_smt(run):
+    from coresweep.topology import read_topology
+
+    if read_topology().has_smt():
+        pytest.skip("this machine has SMT")
+    nb = nbformat.read(run["run_dir"] / "03_smt.ipynb", as_version=4)
+    text = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
+    assert "No SMT on this machine" in text and "no trial was run" in text
+
+
+def test_bad_parameter_fails_in_the_validation_cell(tmp_path):
+    import papermill as pm
+
+    out = tmp_path / "bad.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(str(NB_DIR / "01_threads.ipynb"), str(out),
+                            parameters={"placement": "numa:9", "run_dir": str(tmp_path)},
+                            progress_bar=False, kernel_name="python3", cwd=str(NB_DIR))
+    assert exc.value.ename == "ParamsError"
+    assert "'placement'" in exc.value.evalue
+    nb = nbformat.read(out, as_version=4)
+    failed = [c for c in nb.cells if c.cell_type == "code" and any(
+        o.output_type == "error" for o in c.outputs)]
+    assert len(failed) == 1 and "cs_params.validate(" in failed[0].source
+    assert not (tmp_path / "data").exists()  # no trial ran

@@ -1,0 +1,206 @@
+"""Parameter files, -p overrides and the schema: bad input fails before any trial, naming the
+parameter and the valid choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from coresweep import params as P
+from coresweep.errors import ParamsError
+from coresweep.topology import read_topology
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def topo():
+    return read_topology()
+
+
+def _write(tmp_path, text: str) -> Path:
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["quick", "default", "seed-article"])
+def test_shipped_param_files_validate(name, topo):
+    checked = P.load(REPO / "params" / f"{name}.yaml")
+    res = P.validate(checked, topo=topo, model=False)
+    assert all(v != "auto" for v in res.values.values())
+    assert res["threads"] and all(t >= 1 for t in res["threads"])
+
+
+def test_seed_article_is_the_studys_sweep():
+    v = P.load(REPO / "params" / "seed-article.yaml")
+    assert v["threads"] == [1, 2, 4, 6, 8, 10, 12, 16]
+    assert v["model"] == "deepseek-r1-distill-qwen-1.5b" and v["precision"] == "int4"
+    assert v["prompt_text"]
+
+
+def test_quick_uses_the_tiny_model():
+    v = P.load(REPO / "params" / "quick.yaml")
+    assert v["model"] == "tiny" and v["processes"] <= 2 and len(v["threads"]) <= 4
+
+
+def test_default_is_derived_from_the_machine(topo):
+    v = P.load(REPO / "params" / "default.yaml")
+    assert v["model"] == "deepseek-r1-distill-qwen-1.5b" and v["threads"] == "auto"
+    res = P.validate(v, topo=topo, model=False)
+    n = len(topo.allowed)
+    assert res["threads"][-1] == 2 * n  # one oversubscribed point
+    assert set(range(1, min(n, 8) + 1)) <= set(res["threads"])
+
+
+def test_auto_threads_on_a_16_cpu_laptop():
+    t = read_topology(FIX / "laptop-i7-11800h")
+    res = P.validate(P.defaults(), topo=t, model=False)
+    assert res["threads"] == [1, 2, 4, 6, 8, 10, 12, 14, 16, 32]
+    assert res["affinity_threads"] == [8]
+    assert res["smt_cores"] == [1, 8]
+
+
+def test_unknown_key_in_file(tmp_path):
+    with pytest.raises(ParamsError, match=r"unknown parameter 'thread'.*did you mean 'threads'"):
+        P.load(_write(tmp_path, "thread: [1, 2]\n"))
+
+
+def test_wrong_type_in_file(tmp_path):
+    with pytest.raises(ParamsError, match=r"'reps'.*not an integer"):
+        P.load(_write(tmp_path, "reps: three\n"))
+    with pytest.raises(ParamsError, match=r"'threads'.*list of integers"):
+        P.load(_write(tmp_path, "threads: [1, two]\n"))
+    with pytest.raises(ParamsError, match=r"'oversubscribe'.*true/false"):
+        P.load(_write(tmp_path, "oversubscribe: 1\n"))
+
+
+def test_not_a_mapping_and_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="mapping"):
+        P.load(_write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ParamsError, match="does not exist"):
+        P.load(tmp_path / "nope.yaml")
+
+
+def test_choices_are_listed():
+    with pytest.raises(ParamsError, match=r"'engine'.*valid choices: ort, genai"):
+        P.load(overrides=["engine=tensorrt"])
+    with pytest.raises(ParamsError, match=r"'smt_mode'.*valid choices: placement, sysfs"):
+        P.load(overrides=["smt_mode=bios"])
+
+
+def test_overrides_are_typed():
+    v = P.load(REPO / "params" / "quick.yaml",
+               ["threads=1,2", "reps=3", "oversubscribe=false", "placement=0-1",
+                "strategies=physical,none", "timeout_s=30"])
+    assert v["threads"] == [1, 2] and v["reps"] == 3 and v["oversubscribe"] is False
+    assert v["placement"] == "0-1" and v["strategies"] == ["physical", "none"]
+    assert v["timeout_s"] == 30.0
+    assert P.load(overrides=["threads=[1, 4]"])["threads"] == [1, 4]
+    assert P.load(overrides=["threads=auto"])["threads"] == "auto"
+    assert P.load(overrides={"reps": 5})["reps"] == 5
+
+
+def test_bad_overrides():
+    with pytest.raises(ParamsError, match=r"unknown parameter 'repz'"):
+        P.load(overrides=["repz=2"])
+    with pytest.raises(ParamsError, match=r"key=value"):
+        P.load(overrides=["reps"])
+    with pytest.raises(ParamsError, match=r"'reps'.*not an integer"):
+        P.load(overrides=["reps=2.5"])
+    with pytest.raises(ParamsError, match=r"'processes'.*below the minimum 1"):
+        P.load(overrides=["processes=0"])
+    with pytest.raises(ParamsError, match=r"'threads'.*below the minimum"):
+        P.load(overrides=["threads=0,1"])
+
+
+def test_invalid_placement_names_the_parameter(topo):
+    with pytest.raises(ParamsError, match=r"'placement'.*numa:7.*valid strategies"):
+        P.validate(P.load(overrides=["placement=numa:7"]), topo=topo, model=False)
+    with pytest.raises(ParamsError, match=r"'strategies'.*'pcore'"):
+        P.validate(P.load(overrides=["strategies=physical,pcore"]), topo=topo, model=False)
+    with pytest.raises(ParamsError, match=r"'placement'.*'0-999'"):
+        P.validate(P.load(overrides=["placement=0-999"]), topo=topo, model=False)
+
+
+def test_oversubscription_needs_the_flag(topo):
+    n = len(topo.allowed)
+    v = P.load(overrides=[f"threads=1,{2 * n}", "oversubscribe=false"])
+    with pytest.raises(ParamsError, match=r"'placement'.*cannot place"):
+        P.validate(v, topo=topo, model=False)
+
+
+def test_heatmaps_must_be_compared_strategies(topo):
+    v = P.load(overrides=["strategies=physical,none", "heatmaps=compact"])
+    with pytest.raises(ParamsError, match=r"'heatmaps'.*valid choices: physical, none"):
+        P.validate(v, topo=topo, model=False)
+
+
+def test_smt_cores_bounded(topo):
+    v = P.load(overrides=["smt_cores=1,999"])
+    with pytest.raises(ParamsError, match=r"'smt_cores'.*999"):
+        P.validate(v, topo=topo, model=False)
+
+
+def test_missing_model(topo, tmp_path):
+    v = P.load(overrides=[f"model={tmp_path / 'no-such-model'}"])
+    with pytest.raises(ParamsError, match=r"parameter 'model'.*valid presets: .*tiny"):
+        P.validate(v, topo=topo)
+
+
+def test_notebook_validation_only_checks_its_parameters(topo):
+    bad_for_02 = {**P.defaults("01_threads"), "threads": [1]}
+    res = P.validate(bad_for_02, notebook="01_threads", topo=topo, model=False)
+    assert set(res.values) == set(P.keys_for("01_threads"))
+    with pytest.raises(ParamsError, match="unknown notebook"):
+        P.validate({}, notebook="04_nothing", topo=topo)
+
+
+def test_configs_for_each_notebook(topo):
+    res = P.validate(P.load(REPO / "params" / "quick.yaml"), topo=topo, model=False)
+    assert P.configs_for("00_machine", res) == []
+    c1 = P.configs_for("01_threads", res)
+    assert [c.threads for c in c1] == res["threads"]
+    c2 = P.configs_for("02_affinity", res)
+    labels = [c.display for c in c2]
+    assert "ort-default" in labels and any(lb.startswith("omp-only") for lb in labels)
+    omp = [c for c in c2 if c.display.startswith("omp-only")][0]
+    assert omp.threads is None and omp.env == {"OMP_NUM_THREADS": str(res["affinity_threads"][0])}
+    assert len({c.key() for c in c2}) == len(c2)
+    assert P.configs_for("03_smt", res) == ([] if not topo.has_smt() else P.configs_for(
+        "03_smt", res))
+    df = P.describe_configs(c1 + c2, topo)
+    assert list(df["label"]) == [c.display for c in c1 + c2]
+
+
+def test_smt_configs_pair_on_and_off():
+    t = read_topology(FIX / "laptop-i7-11800h")
+    res = P.validate(P.defaults(), topo=t, model=False)
+    cfgs = P.configs_for("03_smt", res)
+    assert {c.smt for c in cfgs} == {"on", "off"}
+    # equal physical cores (8 off vs 16 on) and equal threads (8 off vs 8 on)
+    assert {(c.threads, c.smt) for c in cfgs} >= {(8, "off"), (16, "on"), (8, "on")}
+    assert P.configs_for("03_smt", P.validate(P.defaults(), topo=read_topology(
+        FIX / "laptop-i7-11800h-smt-off"), model=False)) == []
+
+
+def test_schema_is_papermill_friendly():
+    # papermill's parameter parser stops at '=' inside a comment; every help becomes a comment
+    for p in P.SCHEMA.values():
+        assert "=" not in p.help, p.name
+        P.check_value(p, p.default)
+
+
+def test_cli_rejects_bad_params_before_any_trial(tmp_path, capsys):
+    from coresweep.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["run", str(REPO / "params" / "quick.yaml"), "-p", "placement=numa:9",
+               "--out", str(out)])
+    assert rc == 2
+    assert "'placement'" in capsys.readouterr().err
+    assert not out.exists()
+    rc = main(["run", str(REPO / "params" / "quick.yaml"), "-p", "bogus=1", "--out", str(out)])
+    assert rc == 2 and "unknown parameter 'bogus'" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,157 @@
+"""Figure functions: each returns a Figure with titled, unit-labelled axes and the caption naming
+the machine and model; empty inputs give an explanatory figure, not an exception.
+
+Inputs are small hand-made tables shaped like the store's (column names from
+docs/architecture.md), summarised by coresweep.analysis.summarize — test inputs, not results.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from coresweep import plots  # noqa: E402
+from coresweep.analysis import summarize  # noqa: E402
+from coresweep.topology import read_topology  # noqa: E402
+
+CAP = plots.caption("test-machine", "Test CPU", "tiny int4")
+
+
+def _trials():
+    rng = np.random.default_rng(0)
+    rows = []
+    specs = [("k1", "1 thread", 1, "physical"), ("k2", "2 threads", 2, "physical"),
+             ("k4", "4 threads", 4, "physical"), ("kd", "ort-default", -1, "none"),
+             ("ko", "omp-only 2", -1, "none")]
+    for key, label, t, strat in specs:
+        for proc in range(2):
+            for rep in range(3):
+                speed = min(abs(t), 2) if t > 0 else 2
+                rows.append({
+                    "config_key": key, "label": label, "model": "tiny", "engine": "ort",
+                    "threads": t, "ort_default": t < 0, "placement": strat, "strategy": strat,
+                    "cpus": "0-1", "n_cpus": 2, "smt": "asis", "prompt_tokens": 32,
+                    "gen_tokens": 16, "pin_threads": False, "env": "{}", "session": "{}",
+                    "process": proc, "rep": rep, "ok": True, "load_s": 0.1,
+                    "ttft_s": 0.01 / speed * (1 + 0.05 * rng.random()),
+                    "prefill_tok_s": 3200 * speed * (1 + 0.05 * rng.random()),
+                    "decode_tok_s": 100 * speed * (1 + 0.05 * rng.random()),
+                    "e2e_s": 0.2 / speed, "peak_rss_bytes": 1e8, "cpu_util_pct": 100 * speed,
+                    "placement_ok": t != 4, "busy_threads": abs(t), "oversubscribed": t == 4,
+                    "placement_reasons": "", "checksum": "abc",
+                })
+    return pd.DataFrame(rows)
+
+
+def _tokens(trials):
+    rows = []
+    for _, r in trials.iterrows():
+        rows.append({"config_key": r["config_key"], "process": r["process"], "rep": r["rep"],
+                     "token_index": 0, "latency_s": r["ttft_s"], "phase": "prefill"})
+        for i in range(1, 16):
+            rows.append({"config_key": r["config_key"], "process": r["process"], "rep": r["rep"],
+                         "token_index": i, "latency_s": 1 / r["decode_tok_s"], "phase": "decode"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def data():
+    trials = _trials()
+    tokens = _tokens(trials)
+    summary = summarize(trials, tokens)
+    samples = pd.DataFrame([{"config_key": "k2", "process": 0, "t_s": t / 10, "cpu": c,
+                             "util_pct": 50.0 + 10 * c, "phase": "timed" if t > 3 else "warmup"}
+                            for t in range(10) for c in range(2)])
+    return {"trials": trials, "tokens": tokens, "summary": summary, "samples": samples}
+
+
+def _texts(fig) -> str:
+    out = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+    return " | ".join(out)
+
+
+def _check(fig, *units):
+    txt = _texts(fig)
+    assert "test-machine" in txt and "tiny int4" in txt, txt  # the caption
+    assert fig._suptitle is not None and fig._suptitle.get_text()
+    for u in units:
+        assert u in txt, (u, txt)
+    plt.close(fig)
+
+
+def test_threads_curves(data):
+    _check(plots.threads_curves(data["summary"], cpus=2, cap=CAP), "(ms)", "tokens/s",
+           "intra-op threads")
+
+
+def test_speedup_efficiency(data):
+    fig = plots.speedup_efficiency(data["summary"], "decode_tok_s", cap=CAP)
+    _check(fig, "speedup", "efficiency (%)")
+    fig = plots.speedup_efficiency(data["summary"], "ttft_s", cap=CAP)
+    _check(fig, "speedup")
+
+
+def test_util_vs_threads(data):
+    _check(plots.util_vs_threads(data["summary"], cpus=2, cap=CAP), "%")
+
+
+def test_token_latency_ecdf(data):
+    labels = dict(zip(data["summary"]["config_key"], data["summary"]["label"], strict=True))
+    _check(plots.token_latency_ecdf(data["tokens"], labels, cap=CAP), "(ms)")
+
+
+def test_strategy_comparison(data):
+    _check(plots.strategy_comparison(data["summary"], cap=CAP), "(ms)", "tokens/s")
+
+
+def test_utilisation_heatmap(data):
+    fig = plots.utilisation_heatmap(data["samples"], "k2", title="physical", cpus=[0, 1], cap=CAP)
+    assert any("utilisation (%)" in ax.get_ylabel() for ax in fig.axes)
+    _check(fig, "time since worker start (s)")
+
+
+def test_smt_paired(data):
+    s = data["summary"][data["summary"]["threads"] > 0].copy()
+    s["smt"] = ["off", "on", "on"]
+    _check(plots.smt_paired(s, cap=CAP), "tokens/s")
+
+
+def test_topology_picture():
+    fig = plots.topology_picture(read_topology(), cap=CAP)
+    _check(fig)
+
+
+def test_empty_inputs_explain_instead_of_failing():
+    empty = pd.DataFrame(columns=["threads", "config_key"])
+    for fig in (plots.threads_curves(empty, cap=CAP), plots.smt_paired(None, cap=CAP),
+                plots.strategy_comparison(empty, cap=CAP),
+                plots.utilisation_heatmap(pd.DataFrame(), "x", cap=CAP),
+                plots.token_latency_ecdf(pd.DataFrame(), {}, cap=CAP)):
+        _check(fig)
+
+
+def test_tables_and_sentences(data):
+    s = data["summary"]
+    t = plots.study_table(s)
+    assert list(t.columns[:4]) == ["threads", "TTFT ms", "TTFT 95% CI", "decode tok/s"]
+    assert list(t["threads"]) == [1, 2, 4]
+    best = plots.best_configs(s)
+    assert best["decode_tok_s"]["value"] == pytest.approx(s["decode_tok_s_median"].max())
+    assert best["ttft_s"]["value"] == pytest.approx(s["ttft_s_median"].min())
+    assert "Best on this machine" in plots.best_sentence(s)
+    pt = plots.placement_table(s)
+    assert "ORT default" in set(pt["threads"])
+    assert "OMP_NUM_THREADS" in plots.control_verdict(s)
+
+
+def test_caption_for_topology():
+    cap = plots.caption_for(None, {"model": "tiny", "precision": "int4", "prompt_tokens": 8,
+                                   "gen_tokens": 4}, read_topology())
+    assert "machine:" in cap and "model: tiny int4" in cap

@@ -1,0 +1,114 @@
+"""Report rendering: self-contained HTML (no network reference, figures as data: URIs, code
+hidden), the per-run summary (markdown + CSV), the index, `coresweep report`, and resume."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+from _report_run import REPO, quick_run
+from coresweep import report
+from coresweep.errors import CoresweepError, ParamsError
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return quick_run(tmp_path_factory)
+
+
+def _png() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_render_html_is_self_contained(tmp_path):
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("# Title $x^2$"),
+        new_code_cell("secret_source_line = 1", outputs=[
+            new_output("stream", name="stderr", text="progress 50%|#####"),
+            new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"}),
+            new_output("stream", name="stdout", text="visible output"),
+        ]),
+    ]
+    p = tmp_path / "t.ipynb"
+    nbformat.write(nb, p)
+    out = report.render_html(p, banner="banner text")
+    html = out.read_text()
+    assert report.external_references(html) == []
+    assert "<script src" not in html and "cdn" not in html.lower()
+    assert "data:image/png;base64," in html
+    assert "secret_source_line" not in html  # code hidden
+    assert "progress 50%" not in html  # stderr (progress bars) dropped
+    assert "visible output" in html and "banner text" in html
+
+
+def test_external_references_are_detected():
+    bad = '<script src="https://cdn.example/x.js"></script><link href="//x/y.css">'
+    assert len(report.external_references(bad)) == 2
+    assert report.external_references('<img src="data:image/png;base64,AAA">') == []
+    assert report.external_references("<style>@import url('https://f/x.css');</style>")
+
+
+def test_summary_and_index(run):
+    d = run["run_dir"]
+    md = (d / "summary.md").read_text()
+    assert "| config | threads |" in md and "Best decode:" in md and "Best TTFT:" in md
+    csv = pd.read_csv(d / "summary.csv")
+    assert {"config", "threads", "ttft_ms", "decode_tok_s", "cpu_pct", "placement_ok"} <= set(
+        csv.columns)
+    assert (csv["ttft_ms"] > 0).all() and (csv["decode_tok_s"] > 0).all()
+    batch = json.loads((d / "batch.json").read_text())
+    assert batch["best"]["decode_tok_s"]["value"] == pytest.approx(csv["decode_tok_s"].max(),
+                                                                  rel=1e-3)
+    index = run["index"].read_text()
+    assert report.external_references(index) == []
+    assert d.name in index and "best decode" in index
+    for nb in ("00_machine", "01_threads", "02_affinity", "03_smt"):
+        assert f'href="{d.name}/{nb}.html"' in index
+
+
+def test_cli_report_rerenders(run, capsys):
+    from coresweep.cli import main
+
+    d = run["run_dir"]
+    (d / "01_threads.html").unlink()
+    assert main(["report", str(d)]) == 0
+    assert (d / "01_threads.html").exists()
+    assert capsys.readouterr().out.strip().endswith("index.html")
+
+
+def test_resume_reuses_finished_trials(run):
+    d = run["run_dir"]
+    before = len(pd.read_parquet(d / "data" / "trials"))
+    report.run_batch(REPO / "params" / "quick.yaml", out=d, notebooks=["01"], progress=False,
+                     log=lambda m: None)
+    batch = json.loads((d / "batch.json").read_text())
+    assert batch["notebooks"]["01_threads"]["units_run"] == 0
+    assert len(pd.read_parquet(d / "data" / "trials")) == before
+
+
+def test_unknown_notebook_is_refused(tmp_path):
+    with pytest.raises(ParamsError, match="valid choices: 00_machine"):
+        report.run_batch(REPO / "params" / "quick.yaml", out=tmp_path / "x",
+                         notebooks=["05_gpu"], log=lambda m: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_rerender_refuses_a_non_folder(tmp_path):
+    with pytest.raises(CoresweepError):
+        report.rerender([tmp_path / "missing"])
