@@ -152,3 +152,33 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CORESWEEP_CACHE", str(tmp_path))
     assert models.model_cache_dir() == tmp_path.resolve()
     assert models.model_cache_dir(tmp_path / "x") == (tmp_path / "x").resolve()
+
+
+def test_int8_precision_builds_8bit_matmulnbits(test_model_cache):
+    import onnx
+
+    d = models.build_model("tiny", "int8", cache_dir=test_model_cache, progress=False)
+    m = onnx.load(str(d / "model.onnx"), load_external_data=False)
+    bits = {a.i for n in m.graph.node if n.op_type == "MatMulNBits"
+            for a in n.attribute if a.name == "bits"}
+    assert bits == {8}
+    assert json.loads((d / "manifest.json").read_text())["precision"] == "int8"
+
+
+def test_cli_model_commands(tiny_int4, test_model_cache, capsys):
+    from coresweep.cli import main
+
+    assert main(["model", "info", str(tiny_int4), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["num_layers"] == 2 and d["shares_kv_buffer"] is True
+    assert main(["model", "info", "tiny", "--cache", str(test_model_cache)]) == 0
+    out = capsys.readouterr().out
+    assert "GroupQueryAttention" in out and "MatMulNBits" in out
+    assert main(["model", "build", "tiny", "--cache", str(test_model_cache), "--quiet"]) == 0
+    assert str(tiny_int4) in capsys.readouterr().out
+    assert main(["model", "list", "--cache", str(test_model_cache)]) == 0
+    assert tiny_int4.name in capsys.readouterr().out
+    assert main(["model", "build", "tiny", "--set", "layers=x", "--cache",
+                 str(test_model_cache)]) == 2
+    assert "expected an integer" in capsys.readouterr().err
+    assert main(["model", "info", "/nonexistent/dir"]) == 2
