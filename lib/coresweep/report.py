@@ -152,6 +152,7 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
     t_start = time.monotonic()
     batch = prepare_batch(params_file, overrides, notebooks=notebooks, log=say)
     topo, names, configs = batch["topo"], batch["notebooks"], batch["configs"]
+    t_units = time.monotonic()  # the model build (in prepare_batch) is not part of the rate
     checked = dict(batch["checked"])
     run_dir = Path(out) if out else reports_root() / f"{machine_name(topo)}-{_stamp()}"
     run_dir = run_dir.expanduser().resolve()
@@ -194,6 +195,9 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
         dst = run_dir / f"{nb}.ipynb"
         pvals = {k: checked[k] for k in P.keys_for(nb)}
         status, error = "ok", None
+        monitor = _Progress(run_dir, todo[nb], names[i:], todo, t_start, units_done, say,
+                            label=f"[{i}/{len(names)}] {nb}")
+        monitor.start()
         try:
             pm.execute_notebook(str(src_dir / f"{nb}.ipynb"), str(dst), parameters=pvals,
                                 kernel_name=kernel_name, progress_bar=progress,
@@ -202,10 +206,12 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
             status, error = "failed", f"{exc.ename}: {exc.evalue}"
             failed.append(nb)
             say(f"{nb} FAILED: {error}")
+        finally:
+            monitor.stop()
         wall = time.monotonic() - t0
         units_done += len(todo[nb])
         if units_done:
-            sec_per_unit = (time.monotonic() - t_start) / units_done
+            sec_per_unit = (time.monotonic() - t_units) / units_done
         meta["notebooks"][nb] = {"status": status, "error": error, "wall_s": round(wall, 1),
                                  "units": len(units[nb]), "units_run": len(todo[nb]),
                                  "end": _now()}
@@ -224,6 +230,54 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
         raise CoresweepError(f"notebook(s) failed: {', '.join(failed)}; see the executed "
                              f"notebooks and HTML in {run_dir}")
     return run_dir
+
+
+class _Progress:
+    """Watches the run folder while a notebook runs and prints finished worker processes with
+    the elapsed time and an ETA for the whole batch (rate measured in this batch)."""
+
+    def __init__(self, run_dir: Path, units, later: Sequence[str], todo, t_start: float,
+                 done_before: int, say, label: str, every_s: float = 2.0):
+        import threading
+
+        self.run_dir, self.units, self.say, self.label = run_dir, set(units), say, label
+        self.later = sum(len(todo[n]) for n in later)
+        self.t_start, self.done_before, self.every_s = t_start, done_before, every_s
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="coresweep-progress")
+        self.t0 = time.monotonic()
+        self.last = 0
+
+    def start(self) -> None:
+        if self.units:
+            self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+
+    def _finished(self) -> int:
+        d = self.run_dir / "data"
+        seen = set()
+        for sub in ("trials", "failures"):
+            for f in (d / sub).glob("*.parquet") if (d / sub).is_dir() else ():
+                m = re.fullmatch(r"(.+)__p(\d+)(?:__\d+)?\.parquet", f.name)
+                if m and (m.group(1), int(m.group(2))) in self.units:
+                    seen.add((m.group(1), int(m.group(2))))
+        return len(seen)
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(self.every_s):
+            n = self._finished()
+            if n == self.last:
+                continue
+            self.last = n
+            elapsed = time.monotonic() - self.t_start
+            rate = (time.monotonic() - self.t0) / n
+            remaining = (len(self.units) - n) + self.later
+            self.say(f"{self.label}: {n}/{len(self.units)} worker processes done · elapsed "
+                     f"{_fmt_s(elapsed)} · ETA {_fmt_s(remaining * rate)}")
 
 
 def _write_json(path: Path, data: Any) -> None:
