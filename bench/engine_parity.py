@@ -2,8 +2,8 @@
 
 Each generation runs in a fresh process; the two engines alternate (pair k runs ort first when k is
 even, genai first when odd). Per point (threads x prompt length) at least 5 process pairs. Every
-child loads the model, runs one warm-up generation of the same prompt (8 tokens) and then the
-measured one. Prints a table and, LAST, the worst decode ratio coresweep/genai (target >= 1.00).
+child loads the model, runs one warm-up generation (--warmup full: the same prompt and 8 tokens;
+short: 16 prompt tokens and 4) and then the measured one. Prints a table and, LAST, the worst decode ratio coresweep/genai (target >= 1.00).
 
     python bench/engine_parity.py [--preset qwen2.5-0.5b|deepseek-r1-distill-qwen-1.5b]
                                   [--model DIR] [--threads 1 2] [--prompts 64 1024] [--gen 64]
@@ -27,7 +27,8 @@ def child(args: argparse.Namespace) -> int:
     eng = make_engine(args.engine, args.model, SessionConfig(threads=args.threads))
     load_s = eng.load()
     prompt = make_prompt(args.model, args.prompt, seed=7)
-    eng.generate(prompt, 8)  # warm-up, discarded
+    # warm-up, discarded: the same prompt and 8 tokens ("full"), or 16 prompt tokens ("short")
+    eng.generate(prompt if args.warmup == "full" else prompt[:16], 8 if args.warmup == "full" else 4)
     g = eng.generate(prompt, args.gen)
     print(json.dumps({"engine": args.engine, "threads": args.threads, "prompt": args.prompt,
                       "load_s": load_s, "ttft_s": g.ttft_s, "decode_tok_s": g.decode_tok_s,
@@ -35,9 +36,11 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_child(engine: str, model: str, threads: int, prompt: int, gen: int) -> dict:
+def run_child(engine: str, model: str, threads: int, prompt: int, gen: int,
+              warmup: str = "full") -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", engine, "--model", model,
-           "--threads", str(threads), "--prompts", str(prompt), "--gen", str(gen)]
+           "--threads", str(threads), "--prompts", str(prompt), "--gen", str(gen),
+           "--warmup", warmup]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"child failed ({' '.join(cmd)}):\n{out.stderr[-3000:]}")
@@ -54,6 +57,8 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, nargs="+", default=[64, 1024])
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--warmup", choices=["full", "short"], default="full",
+                    help="warm-up generation per process: full prompt + 8 tokens, or 16 + 4")
     ap.add_argument("--json", default=None, help="write all raw results here")
     ap.add_argument("--child", default=None, choices=["ort", "genai"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -75,7 +80,8 @@ def main() -> int:
             pairs = []
             for k in range(args.pairs):
                 order = ("ort", "genai") if k % 2 == 0 else ("genai", "ort")
-                res = {e: run_child(e, model, threads, prompt, args.gen) for e in order}
+                res = {e: run_child(e, model, threads, prompt, args.gen, args.warmup)
+                       for e in order}
                 raw += [res["ort"], res["genai"]]
                 pairs.append(res)
                 print(f"  threads={threads} prompt={prompt} pair {k}: "

@@ -52,6 +52,8 @@ class SessionConfig:
     memory_arena: bool = True
 
     def __post_init__(self) -> None:
+        if self.affinities is not None and not str(self.affinities).strip():
+            self.affinities = None  # "" (1 thread / unpinned plan) means: leave the option unset
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ModelError(f"threads={self.threads!r}: expected a positive integer, or None for "
                              "the 'ort-default' mode")
