@@ -105,12 +105,14 @@ def test_sigkill_mid_sweep_then_resume(tiny_int4, tmp_path):
     assert len(run.trials) == 3 * 2  # three completed units, none lost
     (f,) = run.failures.to_dict("records")
     assert f["status"] == "failed" and f["reason"].startswith("killed by SIGKILL")
+    assert f["resolved"] is False or f["resolved"] == False  # noqa: E712 (numpy bool)
     assert f["returncode"] == -9 and f["config_key"] == cfgs[0].key() and f["process"] == 1
     spawned = []
     run2 = sweep(cfgs, out=tmp_path / "run", processes=2, progress=False,
                  on_event=lambda e: spawned.append(e) if e["event"] == "spawn" else None)
     assert [(e["key"], e["process"]) for e in spawned] == [(cfgs[0].key(), 1)]
     assert len(run2.trials) == 4 * 2
+    assert list(run2.failures["resolved"]) == [True]
     assert sorted(run2.summary["n_processes"]) == [2, 2]
     assert len(json.loads((tmp_path / "run" / "run.json").read_text())["sessions"]) == 2
 

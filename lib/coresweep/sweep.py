@@ -107,6 +107,12 @@ class Run:
         if not (store.path / "run.json").exists():
             raise CoresweepError(f"{path} is not a coresweep run folder (no run.json)")
         tables = {t: store.load_table(t) for t in TABLES}
+        f = tables["failures"]
+        if len(f):  # a failed attempt is resolved when a later attempt of the unit completed
+            done = {Store.unit_name(k, p) for k, p in store.completed_units()}
+            f["resolved"] = [
+                Store.unit_name(k, p) in done for k, p in zip(f["config_key"], f["process"], strict=True)
+            ]
         return cls(path=store.path, meta=store.read_meta(), **tables)
 
     @cached_property
@@ -263,9 +269,10 @@ def sweep(
         todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
         session["resumed_units"] = len(units) - len(todo)
         counts = {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0}
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text bar: also fine in papermill-run notebooks
 
-        bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True)
+        bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True,
+                   mininterval=1.0, file=sys.stderr)
         try:
             for n, (i, p) in enumerate(todo):
                 prep = preps[i]
