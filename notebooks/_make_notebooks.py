@@ -126,6 +126,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str] | tuple[str, str, list[str]]]] = {
         ("code", validate_cell("02_affinity")),
         ("md", "## Trials"),
         ("code", SWEEP.format(nb="02_affinity")),
+        ("code", "display(Markdown(cs_params.same_placements_note(P, topo)))"),
         ("md", "## Strategies compared"),
         ("code", "plots.strategy_comparison(res.summary, cap=cap);"),
         ("code", "display(plots.placement_table(res.summary))\n"

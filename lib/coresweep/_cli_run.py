@@ -9,8 +9,9 @@ import argparse
 def _run(args: argparse.Namespace) -> int:
     from .report import run_batch
 
-    run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
-              html_reports=not args.no_html, progress=not args.quiet)
+    run_dir = run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
+                        html_reports=not args.no_html, progress=not args.quiet)
+    print(run_dir.parent / "index.html")
     return 0
 
 

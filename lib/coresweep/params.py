@@ -490,6 +490,28 @@ def _dedupe(configs: list) -> list:
     return out
 
 
+def same_placements(params: Resolved | Mapping[str, Any], topo) -> dict[tuple[str, int], str]:
+    """(strategy, threads) → the earlier strategy that gives the very same plan (same CPUs in the
+    same order) on this machine; such points are measured once (e.g. compact = scatter =
+    physical on a machine with one LLC domain and no SMT)."""
+    from .placement import make_plan
+
+    values = params.values if isinstance(params, Resolved) else params
+    out: dict[tuple[str, int], str] = {}
+    for t in values["affinity_threads"]:
+        seen: dict[tuple, str] = {}
+        for s in values["strategies"]:
+            if s in CONTROLS:
+                continue
+            plan = make_plan(topo, t, s, oversubscribe=True)
+            sig = (tuple(plan.cpus), plan.pinned if hasattr(plan, "pinned") else True)
+            if sig in seen:
+                out[(s, t)] = seen[sig]
+            else:
+                seen[sig] = s
+    return out
+
+
 def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) -> list:
     """The trial configs a notebook runs with these (resolved) parameters; [] when it runs none
     (00_machine, or 03_smt on a machine without SMT)."""
@@ -509,8 +531,15 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
                                    oversubscribe=bool(values["oversubscribe"]),
                                    label=f"{t} thread{'s' * (t != 1)}"))
     elif notebook == "02_affinity":
+        if topo is None:
+            from .topology import read_topology
+
+            topo = read_topology()
+        same = same_placements(values, topo)
         for t in values["affinity_threads"]:
             for s in values["strategies"]:
+                if (s, t) in same:
+                    continue  # the same CPUs in the same order as an earlier strategy
                 if s == "ort-default":
                     out.append(TrialConfig(**base, threads=None, placement="none",
                                            label="ort-default"))
@@ -697,3 +726,13 @@ def heatmap_keys(configs: Sequence[Any], strategies: Sequence[str]) -> dict[str,
         if name in strategies:
             out[c.key()] = c.display
     return out
+
+
+def same_placements_note(params: Resolved | Mapping[str, Any], topo) -> str:
+    """Markdown naming the strategies measured once because they place identically here."""
+    same = same_placements(params, topo)
+    if not same:
+        return "Every strategy gives a different placement here: all are measured."
+    parts = [f"`{s}` = `{first}` at {t} thread(s)" for (s, t), first in same.items()]
+    return ("Measured once because they give the very same CPUs in the same order on this "
+            "machine: " + "; ".join(parts) + ".")

@@ -266,9 +266,8 @@ def strategy_comparison(summary: pd.DataFrame, *, cap: str | None = None,
         ax.invert_yaxis()
         ax.set_xlabel(f"{name} ({unit}), median with 95 % CI")
         ax.set_title(f"{name} ({unit})", fontsize=11)
-    axes[0][-1].text(1.0, -0.12 - 0.02 * len(s), "red hatched: placement differed from the plan "
-                     "(see the table)", transform=axes[0][-1].transAxes, ha="right", fontsize=8,
-                     color="C3")
+    if "placement_ok" in s and not s["placement_ok"].astype(bool).all():
+        title += " (red hatched: placement differed from the plan)"
     return _finish(fig, title, cap)
 
 
@@ -293,6 +292,7 @@ def utilisation_heatmap(samples: pd.DataFrame, config_key: str, *, title: str | 
     im = ax.imshow(grid.to_numpy(float), aspect="auto", interpolation="nearest", cmap="viridis",
                    vmin=0, vmax=100, extent=(t.min(), t.max(), len(grid) - 0.5, -0.5))
     ax.set_yticks(range(len(grid)), [f"CPU {c}" for c in grid.index])
+    ax.grid(False)
     ax.set_xlabel("time since worker start (s)")
     if "phase" in d:
         for ph, g in d.groupby("phase"):
@@ -406,7 +406,7 @@ def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
         "busy_threads": "busy threads",
         "placement_ok": "placement verified",
         "oversubscribed": "oversubscribed",
-        "ttft_s_median": "TTFT s",
+        "ttft_s_median": "TTFT ms",
         "decode_tok_s_median": "decode tok/s",
         "cpu_util_pct_median": "CPU %",
         "noisy": "noisy",
@@ -415,6 +415,11 @@ def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[[c for c in cols if c in summary]].rename(columns=cols).copy()
     if "threads" in s:
         s["threads"] = s["threads"].map(lambda t: "ORT default" if int(t) < 0 else int(t))
+    if "TTFT ms" in s:
+        s["TTFT ms"] = (s["TTFT ms"] * 1000).round(2)
+    for c, nd in (("decode tok/s", 2), ("CPU %", 0), ("busy threads", 1)):
+        if c in s:
+            s[c] = s[c].astype(float).round(nd)
     return s.reset_index(drop=True)
 
 
