@@ -247,3 +247,12 @@ def test_interrupt_kills_the_worker(tiny_int4):
         run_trial(prep, 0, on_event=on_event)
     with pytest.raises(ProcessLookupError):
         os.killpg(pids[0], 0)
+
+
+def test_auto_placement_resolution():
+    assert TrialConfig(threads=2).plan_strategy() == "physical"
+    assert TrialConfig(threads=2, smt="on").plan_strategy() == "smt"
+    assert TrialConfig(threads=2, smt="on", smt_mode="sysfs").plan_strategy() == "smt"
+    assert TrialConfig(threads=2, smt="off").plan_strategy() == "physical"
+    assert TrialConfig(threads=None).plan_strategy() == "none"
+    assert TrialConfig(threads=2, placement="0-1").plan_strategy() == "0-1"

@@ -126,7 +126,7 @@ class TrialConfig:
             return self.placement
         if self.threads is None:
             return "none"
-        if self.smt == "on" and self.smt_mode == "placement":
+        if self.smt == "on":  # siblings of a core before the next core (both SMT modes)
             return "smt"
         return "physical"
 
