@@ -47,10 +47,13 @@ def validate_cell(notebook: str) -> str:
 
 
 IMPORTS = """\
+import pandas as pd
 import coresweep as cs
 from coresweep import params as cs_params
 from coresweep import plots
-from IPython.display import Markdown, display"""
+from IPython.display import Markdown, display
+
+pd.set_option("display.max_colwidth", 200)"""
 
 SWEEP = """\
 configs = cs_params.configs_for({nb!r}, P)
@@ -78,7 +81,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str] | tuple[str, str, list[str]]]] = {
         ("code", "print(topo.summary())"),
         ("code", "plots.topology_picture(topo, cap=plots.caption_for(topo=topo));"),
         ("md", "## What the sweeps can test here"),
-        ("code", "display(cs_params.capabilities(topo))"),
+        ("code", "display(Markdown(plots.markdown_table(cs_params.capabilities(topo))))"),
         ("md", "## Fingerprint\n\nRecorded in `run.json` of every run (versions, environment, "
                "transparent huge pages, load average...)."),
         ("code", "fp = cs_params.write_fingerprint(P.run_dir, topo)\n"

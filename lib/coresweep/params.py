@@ -59,7 +59,7 @@ def _p(*args, **kw) -> Param:
 
 _SCHEMA_LIST: list[Param] = [
     # --- the model and the workload -------------------------------------------------------------
-    _p("model", "str", "tiny",
+    _p("model", "str", "qwen2.5-0.5b",
        "synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file"),
     _p("precision", "str", "int4", "weight precision of a synthetic preset",
        choices=("int4", "int8", "fp32")),

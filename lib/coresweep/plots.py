@@ -449,3 +449,16 @@ def control_verdict(summary: pd.DataFrame) -> str:
                if same else "the intervals do not overlap: the setting changed the result")
         )
     return "Control — does `OMP_NUM_THREADS` act?\n\n" + "\n".join(lines)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub/Jupyter markdown table (no index; '|' escaped)."""
+    cols = [str(c) for c in df.columns]
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
