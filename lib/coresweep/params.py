@@ -706,7 +706,7 @@ def fingerprint_table(fp: Mapping[str, Any]) -> Any:
 def smt_explanation(topo, mode: str = "placement") -> str:
     """Markdown: whether SMT on/off can be compared here, and how."""
     if not topo.has_smt():
-        return (f"**No SMT on this machine** — {topo.smt_note()}. Every physical core has one "
+        return (f"**No SMT on this machine** ({topo.smt_note()}). Every physical core has one "
                 "logical CPU, so there is no sibling to switch on or off: this notebook runs no "
                 "trial and draws an empty comparison. Run it on a machine with Hyper-Threading / "
                 "SMT to answer the question.")
