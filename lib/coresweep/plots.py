@@ -197,7 +197,9 @@ def token_latency_ecdf(tokens: pd.DataFrame, labels: Mapping[str, str], *,
     sns.ecdfplot(data=d, x="latency_ms", hue="config", hue_order=order, ax=ax)
     ax.set_xlabel("decode latency per token (ms)")
     ax.set_ylabel("fraction of tokens")
-    ax.set_xscale("log")
+    lo, hi = d["latency_ms"].quantile([0.01, 0.99])
+    if lo > 0 and hi / lo > 20:  # log scale only when the spread spans orders of magnitude
+        ax.set_xscale("log")
     return _finish(fig, title, cap)
 
 
