@@ -204,3 +204,13 @@ def test_cli_rejects_bad_params_before_any_trial(tmp_path, capsys):
     rc = main(["run", str(REPO / "params" / "quick.yaml"), "-p", "bogus=1", "--out", str(out)])
     assert rc == 2 and "unknown parameter 'bogus'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_params_lists_and_validates(capsys):
+    from coresweep.cli import main
+
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    assert "threads" in out and "smt_mode" in out and "placement, sysfs" in out
+    assert main(["params", str(REPO / "params" / "quick.yaml"), "-p", "reps=4"]) == 0
+    assert '"reps": 4' in capsys.readouterr().out
