@@ -182,3 +182,20 @@ def test_cli_model_commands(tiny_int4, test_model_cache, capsys):
                  str(test_model_cache)]) == 2
     assert "expected an integer" in capsys.readouterr().err
     assert main(["model", "info", "/nonexistent/dir"]) == 2
+
+
+def test_interrupted_build_leaves_no_model(tmp_path, monkeypatch):
+    """A build that dies in the builder leaves only a hidden temp dir, removed by the next build."""
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_run_builder", boom)
+    with pytest.raises(KeyboardInterrupt):
+        models.build_model("tiny", "fp32", cache_dir=tmp_path, progress=False,
+                           overrides={"layers": 1})
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert models.list_models(tmp_path) == []
+    stale = tmp_path / ".tiny-fp32-x.abc.tmp"
+    stale.mkdir()
+    with pytest.raises(ModelError, match="not built"):
+        models.resolve_model("tiny", "fp32", build=False, cache_dir=tmp_path)

@@ -541,6 +541,9 @@ def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy
 
     steps = ["checkpoint", "tokenizer", f"onnx {precision} (builder)", "manifest"]
     t0 = time.perf_counter()
+    # leftovers of an interrupted build of this model (we hold its lock, so none is in progress)
+    for stale in cache.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=cache))
     bar = tqdm(total=len(steps), desc=f"build {final.name}", disable=not progress, unit="step")
     try:
