@@ -389,7 +389,6 @@ class GenaiEngine(Engine):
             raise ModelError(f"{self.info.dir!r} has no genai_config.json: the 'genai' engine needs "
                              "an onnxruntime-genai model folder (use engine 'ort' for other exports)")
         self.model = None
-        self._eos_dummy = None
 
     def overlay(self) -> dict:
         s = self.session_config
