@@ -1,4 +1,5 @@
 # coresweep: two commands do everything on a fresh Linux machine with Python >= 3.10.
+#   make report  - build the default model if missing, run every notebook, write reports/index.html
 #   make test    - create .venv if missing, install coresweep with its extras, run the tests
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint venv browser clean-venv
+.PHONY: report test lint venv browser clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,13 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The main job: params/default.yaml (1.5B-shape INT4 synthetic model, threads 1..CPUs + oversubscribed).
+# Extra parameters: make report PARAMS=params/seed-article.yaml RUN_ARGS='-p model=/path/to/model'
+PARAMS ?= params/default.yaml
+RUN_ARGS ?=
+report: $(STAMP)
+	$(VENV)/bin/coresweep run $(PARAMS) $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tests bench
