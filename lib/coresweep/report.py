@@ -496,7 +496,8 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
         "name": run_dir.name,
         "machine": meta.get("machine", "?"),
         "cpu": meta.get("cpu") or "?",
-        "date": (meta.get("finished") or meta.get("started") or meta.get("created") or "")[:19],
+        "date": (meta.get("finished") or meta.get("started") or meta.get("created")
+                 or "")[:16].replace("T", " "),
         "model": f"{params.get('model', '?')} {params.get('precision', '')}".strip(),
         "best": meta.get("best") or {},
         "reports": reports,
