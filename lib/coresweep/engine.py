@@ -164,6 +164,18 @@ class Generation:
         }
 
 
+def _aligned_empty(shape, dtype, align: int = 64):
+    """An uninitialised numpy array whose data starts on a cache-line boundary (numpy only
+    guarantees 16 bytes; ORT's kernels write logits through wide vector stores)."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape)) * dt.itemsize
+    raw = np.empty(n + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + n].view(dt).reshape(shape)
+
+
 class Engine:
     name = ""
 
@@ -222,6 +234,7 @@ class OrtEngine(Engine):
         self.kv_mode = ("shared" if self.info.shares_kv_buffer else "concat") if kv_mode == "auto" \
             else kv_mode
         self.session = None
+        self._kv_alloc = "ort"
         vocab = self.info.vocab_size or 0
         self._eos = [e for e in self.eos_token_ids if 0 <= e < vocab]
 
@@ -255,15 +268,14 @@ class OrtEngine(Engine):
         return {"float32": np.float32, "float16": np.float16}.get(name, np.float32)
 
     def _logit_buffers(self, prompt_len: int):
-        import numpy as np
         import onnxruntime as ort
 
         info = self.info
         dt = self._np_dtype(info.logits_dtype)
         vocab = info.vocab_size
         rows = 1 if info.logits_last_only else prompt_len
-        pre = np.empty((1, rows, vocab), dtype=dt)
-        dec = np.empty((1, 1, vocab), dtype=dt)
+        pre = _aligned_empty((1, rows, vocab), dt)
+        dec = _aligned_empty((1, 1, vocab), dt)
         return (pre, ort.OrtValue.ortvalue_from_numpy(pre),
                 dec, ort.OrtValue.ortvalue_from_numpy(dec))
 
@@ -276,9 +288,15 @@ class OrtEngine(Engine):
         max_len = p + n
         kv_dt = self._np_dtype(info.kv_dtype)
         shape = (1, info.kv_heads, max_len, info.head_dim)
-        kv_np = [(np.zeros(shape, kv_dt), np.zeros(shape, kv_dt)) for _ in range(info.num_layers)]
-        kv = [(ort.OrtValue.ortvalue_from_numpy(k), ort.OrtValue.ortvalue_from_numpy(v))
-              for k, v in kv_np]
+        if self._kv_alloc == "numpy":  # kept for A/B tests: numpy's 16-byte aligned buffers
+            kv_np = [(np.zeros(shape, kv_dt), np.zeros(shape, kv_dt))
+                     for _ in range(info.num_layers)]
+            kv = [(ort.OrtValue.ortvalue_from_numpy(k), ort.OrtValue.ortvalue_from_numpy(v))
+                  for k, v in kv_np]
+        else:  # onnxruntime's allocator (aligned); GQA reads only the valid positions
+            kv = [(ort.OrtValue.ortvalue_from_shape_and_type(shape, kv_dt, "cpu", 0),
+                   ort.OrtValue.ortvalue_from_shape_and_type(shape, kv_dt, "cpu", 0))
+                  for _ in range(info.num_layers)]
         pre_np, pre_ov, dec_np, dec_ov = self._logit_buffers(p)
         mask = np.ones((1, max_len), dtype=np.int64)
         prompt = np.asarray([ids], dtype=np.int64)
