@@ -160,6 +160,32 @@ def test_one_trial_rows_and_placement(tiny_int4):
 
 
 @pytest.mark.slow
+def test_prompt_text_goes_through_the_tokenizer(tiny_int4):
+    from coresweep.engine import make_prompt
+
+    text = "How should I spend my CPU cores on LLM inference?"
+    expected = len(make_prompt(tiny_int4, 1, text=text))
+    cfg = _cfg(tiny_int4, threads=1, prompt_tokens=8, prompt_text=text, gen_tokens=4, reps=1)
+    assert cfg.key() != _cfg(tiny_int4, threads=1, prompt_tokens=8, gen_tokens=4, reps=1).key()
+    (prep,) = prepare([cfg])
+    res = run_trial(prep, 0)
+    assert res.ok, (res.reason, res.stderr_tail)
+    assert expected > 8 and [r["prompt_tokens"] for r in res.trials] == [expected]
+
+
+def test_prompt_text_needs_a_tokenizer(tiny_int4, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in tiny_int4.iterdir():
+        if f.is_file() and not f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
+            shutil.copy(f, bare / f.name)
+    with pytest.raises(ModelError, match="prompt_text needs a tokenizer"):
+        prepare([_cfg(bare, threads=1, prompt_text="hello")])
+
+
+@pytest.mark.slow
 def test_two_threads_on_one_cpu_flagged_oversubscribed(tiny_int4):
     cfg = _cfg(tiny_int4, threads=2, placement="0", oversubscribe=True)
     (prep,) = prepare([cfg])

@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
                        "ecore, all, none (default: auto = physical)")
     p.add_argument("--engine", default="ort", help="ort or genai (default: ort)")
     p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--prompt-text", default=None,
+                   help="prompt text through the model's tokenizer (chat template) instead of "
+                        "--prompt-tokens synthetic ids")
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--processes", type=int, default=3, help="fresh worker processes (default 3)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per process (default 3)")
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         placement=args.cpus if args.cpus else args.placement,
         engine=args.engine,
         prompt_tokens=args.prompt_tokens,
+        prompt_text=args.prompt_text,
         gen_tokens=args.gen_tokens,
         reps=args.reps,
         warmups=args.warmups,

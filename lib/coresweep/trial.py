@@ -79,6 +79,7 @@ class TrialConfig:
     pin_threads: bool = False  # also pin each ORT pool thread (session intra_op_thread_affinities)
     oversubscribe: bool = False  # allow more threads than CPUs in the plan
     seed: int = 0  # prompt seed
+    prompt_text: str | None = None  # text through the model's tokenizer (chat template) instead of ids
     label: str | None = None  # display name only (not part of the key)
 
     # -- identity -------------------------------------------------------------------------------
@@ -102,6 +103,8 @@ class TrialConfig:
         """Stable 12-hex hash of everything that defines the measurement (not the label)."""
         d = self.to_dict()
         d.pop("label")
+        if d.get("prompt_text") is None:  # keys of token-count prompts stay as they were
+            d.pop("prompt_text", None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -274,6 +277,14 @@ def prepare(
             size = check_memory(mdir) if check_mem else model_weight_bytes(mdir)
             models[mk] = (str(mdir), size)
         mdir, size = models[mk]
+        if cfg.prompt_text is not None:
+            from .models import inspect_model
+
+            if not inspect_model(mdir).tokenizer_dir:
+                raise ModelError(
+                    f"prompt_text needs a tokenizer, and model {cfg.model!r} ({mdir}) has none; "
+                    "give the prompt as a token count (prompt_tokens) instead"
+                )
         skip = smt_mod.skip_reason(cfg, topo, smt_root)
         out.append(PreparedTrial(cfg, cfg.key(), plan, mdir, size, skip))
     return out
@@ -773,7 +784,7 @@ def run_trial(
         "cpus": format_cpulist(plan_cpus),
         "n_cpus": len(set(plan_cpus)),
         "smt": cfg.smt or "asis",
-        "prompt_tokens": cfg.prompt_tokens,
+        "prompt_tokens": events.get("prompt", {}).get("prompt_len", cfg.prompt_tokens),
         "gen_tokens": cfg.gen_tokens,
         "pin_threads": cfg.pin_threads,
         "env": json.dumps(hello.get("env_knobs", {}), sort_keys=True),

@@ -99,7 +99,9 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
         threads=read_threads("self"),
         rss_bytes=_vm_hwm_bytes(),
     )
-    prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, seed=cfg.seed)
+    prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
+                         seed=cfg.seed)
+    proto.emit("prompt", prompt_len=len(prompt))
     for i in range(cfg.warmups):
         g = engine.generate(prompt, cfg.gen_tokens)
         proto.emit("warmup", index=i, decode_tok_s=g.decode_tok_s, ttft_s=g.ttft_s)
