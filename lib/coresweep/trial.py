@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CoresweepError, ModelError, PlacementError
+from .topology import format_cpulist, parse_cpulist
 
 # Mirrors engine.ENGINES (engine.py imports onnxruntime; the parent must not). A test checks both agree.
 ENGINES = ("ort", "genai")
@@ -291,32 +292,6 @@ def prepare(
 
 
 # -- /proc readers --------------------------------------------------------------------------------
-
-
-def parse_cpulist(s: str) -> list[int]:
-    out: list[int] = []
-    for part in s.strip().split(","):
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
-def format_cpulist(cpus: Iterable[int]) -> str:
-    cpus = sorted(set(cpus))
-    parts = []
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _read(path: str) -> str | None:
