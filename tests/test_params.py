@@ -166,12 +166,22 @@ def test_configs_for_each_notebook(topo):
     labels = [c.display for c in c2]
     assert "ort-default" in labels and any(lb.startswith("omp-only") for lb in labels)
     omp = [c for c in c2 if c.display.startswith("omp-only")][0]
-    assert omp.threads is None and omp.env == {"OMP_NUM_THREADS": str(res["affinity_threads"][0])}
+    assert omp.threads is None
+    v = int(omp.env["OMP_NUM_THREADS"])
+    assert v == P.omp_control_value(res["affinity_threads"][0], topo)
+    assert v != topo.physical_core_count(), "the control must ask for a count ORT would not pick"
     assert len({c.key() for c in c2}) == len(c2)
     assert P.configs_for("03_smt", res) == ([] if not topo.has_smt() else P.configs_for(
         "03_smt", res))
     df = P.describe_configs(c1 + c2, topo)
     assert list(df["label"]) == [c.display for c in c1 + c2]
+
+
+def test_omp_control_value_differs_from_ort_default():
+    t = read_topology(FIX / "laptop-i7-11800h")  # ORT's default: 8 threads (physical cores)
+    assert P.omp_control_value(4, t) == 4
+    assert P.omp_control_value(8, t) == 1
+    assert P.omp_control_value(16, t) == 16
 
 
 def test_smt_configs_pair_on_and_off():

@@ -24,7 +24,9 @@ NOTEBOOKS: tuple[str, ...] = ("00_machine", "01_threads", "02_affinity", "03_smt
 
 # Placement "strategies" that are not placements but controls, understood by the affinity study:
 #   ort-default: ORT's own default (intra_op_num_threads=0, ORT pins one thread per physical core)
-#   omp-only:    only OMP_NUM_THREADS=<threads> is set, intra_op_num_threads left at ORT's default
+#   omp-only:    only OMP_NUM_THREADS is set, intra_op_num_threads left at ORT's default; the value
+#                differs from ORT's own thread count (see omp_control_value) so that a knob that
+#                acted would show up in the busy-thread count
 CONTROLS: tuple[str, ...] = ("ort-default", "omp-only")
 
 _ALL = NOTEBOOKS[1:]  # the notebooks that run trials
@@ -480,6 +482,16 @@ def _base(values: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def omp_control_value(threads: int, topo) -> int:
+    """OMP_NUM_THREADS for the omp-only control at `threads`: the thread count itself, unless that
+    equals what ORT's default mode starts anyway (one thread per physical core), where the control
+    could not tell; then 1 (or 2 on a one-core machine)."""
+    ort_default = topo.physical_core_count()
+    if threads != ort_default:
+        return threads
+    return 1 if ort_default > 1 else 2
+
+
 def _dedupe(configs: list) -> list:
     seen: set[str] = set()
     out = []
@@ -544,9 +556,10 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
                     out.append(TrialConfig(**base, threads=None, placement="none",
                                            label="ort-default"))
                 elif s == "omp-only":
+                    v = omp_control_value(t, topo)
                     out.append(TrialConfig(**base, threads=None, placement="none",
-                                           env={"OMP_NUM_THREADS": str(t)},
-                                           label=f"omp-only {t}"))
+                                           env={"OMP_NUM_THREADS": str(v)},
+                                           label=f"omp-only OMP_NUM_THREADS={v}"))
                 else:
                     out.append(TrialConfig(**base, threads=t, placement=s, label=f"{s} {t}t"))
     elif notebook == "03_smt":

@@ -442,9 +442,13 @@ def control_verdict(summary: pd.DataFrame) -> str:
     lines = []
     for _, b in omp.iterrows():
         same = _overlap(a, b, "decode_tok_s") and _overlap(a, b, "ttft_s")
+        busy = ""
+        if "busy_threads" in b and "busy_threads" in a:
+            busy = (f"busy threads {float(b['busy_threads']):g} vs ORT default "
+                    f"{float(a['busy_threads']):g}; ")
         lines.append(
-            f"- **{b['label']}**: decode {b['decode_tok_s_median']:.2f} tok/s vs ORT default "
-            f"{a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
+            f"- **{b['label']}**: {busy}decode {b['decode_tok_s_median']:.2f} tok/s vs ORT "
+            f"default {a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
             f"{a['ttft_s_median'] * 1000:.1f} ms → "
             + ("confidence intervals overlap: **no measurable effect** of OMP_NUM_THREADS "
                "(this onnxruntime build has no OpenMP; the knob is intra_op_num_threads)"
