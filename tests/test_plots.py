@@ -155,3 +155,22 @@ def test_caption_for_topology():
     cap = plots.caption_for(None, {"model": "tiny", "precision": "int4", "prompt_tokens": 8,
                                    "gen_tokens": 4}, read_topology())
     assert "machine:" in cap and "model: tiny int4" in cap
+
+
+def _control_summary(busy_default, busy_omp, omp_ttft=1.0):
+    def row(label, busy, ttft):
+        return {"label": label, "busy_threads": busy,
+                "decode_tok_s_median": 17.0, "decode_tok_s_ci_lo": 16.0, "decode_tok_s_ci_hi": 18.0,
+                "ttft_s_median": ttft, "ttft_s_ci_lo": ttft * 0.98, "ttft_s_ci_hi": ttft * 1.02}
+    return pd.DataFrame([row("ort-default", busy_default, 1.0),
+                         row("omp-only OMP_NUM_THREADS=1", busy_omp, omp_ttft)])
+
+
+def test_control_verdict_reads_the_busy_threads():
+    # same threads as ORT's default although 1 was asked: the knob does not act, even when the
+    # speed intervals happen not to overlap
+    v = plots.control_verdict(_control_summary(2, 2, omp_ttft=1.1))
+    assert "the knob does not act" in v and "CIs do not overlap" in v
+    assert "not the knob's doing" in v
+    assert "the knob acts" in plots.control_verdict(_control_summary(2, 1))
+    assert "inconclusive" in plots.control_verdict(_control_summary(2, 3))

@@ -6,6 +6,7 @@ which unit, and carries a caption naming the machine and the model (:func:`capti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -442,18 +443,32 @@ def control_verdict(summary: pd.DataFrame) -> str:
     lines = []
     for _, b in omp.iterrows():
         same = _overlap(a, b, "decode_tok_s") and _overlap(a, b, "ttft_s")
-        busy = ""
-        if "busy_threads" in b and "busy_threads" in a:
-            busy = (f"busy threads {float(b['busy_threads']):g} vs ORT default "
-                    f"{float(a['busy_threads']):g}; ")
-        lines.append(
-            f"- **{b['label']}**: {busy}decode {b['decode_tok_s_median']:.2f} tok/s vs ORT "
-            f"default {a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
-            f"{a['ttft_s_median'] * 1000:.1f} ms → "
-            + ("confidence intervals overlap: **no measurable effect** of OMP_NUM_THREADS "
-               "(this onnxruntime build has no OpenMP; the knob is intra_op_num_threads)"
-               if same else "the intervals do not overlap: the setting changed the result")
-        )
+        speed = (f"decode {b['decode_tok_s_median']:.2f} tok/s vs ORT default "
+                 f"{a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
+                 f"{a['ttft_s_median'] * 1000:.1f} ms ("
+                 + ("95 % CIs overlap" if same else "95 % CIs do not overlap") + ")")
+        m = re.search(r"OMP_NUM_THREADS=(\d+)", str(b["label"]))
+        asked = int(m.group(1)) if m else None
+        busy_b = float(b["busy_threads"]) if "busy_threads" in b else float("nan")
+        busy_a = float(a["busy_threads"]) if "busy_threads" in a else float("nan")
+        if asked is not None and np.isfinite(busy_b) and np.isfinite(busy_a):
+            if busy_b == busy_a and busy_b != asked:
+                verdict = (f"asked for {asked} thread(s), ORT still ran {busy_b:g} busy threads, "
+                           "as without it → **the knob does not act** (this onnxruntime build has "
+                           "no OpenMP; the thread knob is intra_op_num_threads)")
+                if not same:
+                    verdict += ("; with the same threads on the same CPUs, the speed difference is "
+                                "not the knob's doing (between-process spread)")
+            elif busy_b == asked and busy_a != asked:
+                verdict = (f"asked for {asked} thread(s) and {busy_b:g} were busy (ORT default: "
+                           f"{busy_a:g}) → **the knob acts** on this build")
+            else:
+                verdict = (f"busy threads {busy_b:g} (asked {asked}) vs ORT default {busy_a:g}: "
+                           "inconclusive")
+            lines.append(f"- **{b['label']}**: {verdict}. {speed}.")
+        else:
+            lines.append(f"- **{b['label']}**: {speed} → "
+                         + ("no measurable effect" if same else "the result changed") + ".")
     return "Control — does `OMP_NUM_THREADS` act?\n\n" + "\n".join(lines)
 
 
