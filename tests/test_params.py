@@ -38,6 +38,12 @@ def test_seed_article_is_the_studys_sweep():
     assert v["threads"] == [1, 2, 4, 6, 8, 10, 12, 16]
     assert v["model"] == "deepseek-r1-distill-qwen-1.5b" and v["precision"] == "int4"
     assert v["prompt_text"]
+    # the study's text is used with a real model's tokenizer, never the synthetic preset's
+    topo = read_topology()
+    res = P.validate(v, topo=topo, model=False)
+    assert all(c.prompt_text is None for c in P.configs_for("01_threads", res))
+    real = P.validate({**v, "model": str(REPO)}, topo=topo, model=False)
+    assert {c.prompt_text for c in P.configs_for("01_threads", real)} == {v["prompt_text"]}
 
 
 def test_quick_uses_the_tiny_model():

@@ -70,7 +70,8 @@ _SCHEMA_LIST: list[Param] = [
     _p("prompt_tokens", "int", 64, "prompt length in tokens", minimum=1),
     _p("gen_tokens", "int", 32, "tokens generated per repetition (greedy)", minimum=2),
     _p("prompt_text", "str", "",
-       "prompt text, used when the model ships a tokenizer; empty means deterministic synthetic ids"),
+       "prompt text for a real model with its own tokenizer (chat template); synthetic presets "
+       "use prompt_tokens ids; empty means prompt_tokens ids"),
     # --- repetition -------------------------------------------------------------------------------
     _p("processes", "int", 2, "fresh worker processes per configuration (the spread is between "
        "processes, so more than one)", minimum=1),
@@ -477,9 +478,17 @@ def _base(values: Mapping[str, Any]) -> dict[str, Any]:
         "reps": values["reps"],
     }
     fields = TrialConfig.__dataclass_fields__
-    if values.get("prompt_text") and "prompt_text" in fields:
+    if values.get("prompt_text") and "prompt_text" in fields and not uses_synthetic_prompt(values):
         base["prompt_text"] = values["prompt_text"]
     return base
+
+
+def uses_synthetic_prompt(values: Mapping[str, Any]) -> bool:
+    """True when the prompt is `prompt_tokens` synthetic ids: no prompt_text, or a synthetic
+    preset (its offline tokenizer would give the text a length unlike the real model's)."""
+    from .models import PRESETS
+
+    return not values.get("prompt_text") or str(values.get("model")) in PRESETS
 
 
 def omp_control_value(threads: int, topo) -> int:
