@@ -104,13 +104,13 @@ NOTEBOOKS: dict[str, list[tuple[str, str] | tuple[str, str, list[str]]]] = {
         ("md", "## Latency and throughput against threads\n\nBands: 95 % confidence interval "
                "of the median (hierarchical bootstrap over processes, then repetitions). "
                "Whiskers: p10–p90 of all repetitions."),
-        ("code", "plots.threads_curves(res.summary, cpus=len(topo.allowed), cap=cap);"),
+        ("code", "plots.threads_curves(res.summary, cpus=cs_params.sweep_cpus(P.values, topo), cap=cap);"),
         ("md", "## Speedup and parallel efficiency\n\nAgainst the ideal linear speedup over "
                "the smallest thread count."),
         ("code", "plots.speedup_efficiency(res.summary, 'decode_tok_s', cap=cap);\n"
                  "plots.speedup_efficiency(res.summary, 'ttft_s', cap=cap);"),
         ("md", "## CPU utilisation against threads"),
-        ("code", "plots.util_vs_threads(res.summary, cpus=len(topo.allowed), cap=cap);"),
+        ("code", "plots.util_vs_threads(res.summary, cpus=cs_params.sweep_cpus(P.values, topo), cap=cap);"),
         ("md", "## Per-token decode latency"),
         ("code", "plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);"),
         ("md", "## The study's table on this machine"),

@@ -230,3 +230,43 @@ def test_cli_params_lists_and_validates(capsys):
     assert "threads" in out and "smt_mode" in out and "placement, sysfs" in out
     assert main(["params", str(REPO / "params" / "quick.yaml"), "-p", "reps=4"]) == 0
     assert '"reps": 4' in capsys.readouterr().out
+
+
+def _plans(cfgs, topo):
+    from coresweep.placement import make_plan
+
+    return [make_plan(topo, c.threads, c.plan_strategy(), oversubscribe=c.oversubscribe)
+            for c in cfgs]
+
+
+def test_auto_threads_use_siblings_before_oversubscribing():
+    t = read_topology(FIX / "laptop-i7-11800h")  # 8 cores / 16 CPUs
+    res = P.validate(P.load(REPO / "params" / "default.yaml"), topo=t, model=False)
+    cfgs = P.configs_for("01_threads", res)
+    plans = _plans(cfgs, t)
+    assert res["threads"][-1] == 32 and max(res["threads"][:-1]) == 16
+    assert [p.oversubscribed for p in plans] == [False] * (len(plans) - 1) + [True]
+    ten = next(p for c, p in zip(cfgs, plans, strict=True) if c.threads == 10)
+    assert len(set(ten.cpus)) == 10  # 8 cores + 2 siblings, not 10 threads on 8 CPUs
+    assert P.sweep_cpus(res.values, t) == 16
+    no_over = P.validate({**P.load(REPO / "params" / "default.yaml"), "oversubscribe": False},
+                         topo=t, model=False)
+    assert max(no_over["threads"]) == 16
+
+
+@pytest.mark.parametrize("fixture", ["laptop-i7-11800h", "hybrid-i7-12700h",
+                                     "desktop-cgv1-offline", "server-2s-xeon-6226r"])
+@pytest.mark.parametrize("params_file", ["default", "quick"])
+def test_smt_pairs_compare_the_same_cores(fixture, params_file):
+    t = read_topology(FIX / fixture)
+    res = P.validate(P.load(REPO / "params" / f"{params_file}.yaml"), topo=t, model=False)
+    cfgs = P.configs_for("03_smt", res)
+    assert cfgs, "an SMT machine gets SMT configs"
+    cores_of = {c: core.cpus for core in t.cores for c in core.cpus}
+    by_label = dict(zip([c.display for c in cfgs], _plans(cfgs, t), strict=True))
+    for c in res["smt_cores"]:
+        off, on = by_label[f"SMT off {c}c/{c}t"], next(
+            p for lb, p in by_label.items() if lb.startswith(f"SMT on {c}c/"))
+        assert {cores_of[x] for x in off.cpus} == {cores_of[x] for x in on.cpus}
+        assert len({cores_of[x] for x in off.cpus}) == c and len(on.cpus) > c
+        assert not off.oversubscribed and not on.oversubscribed

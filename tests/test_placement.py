@@ -191,7 +191,7 @@ def test_smt_pairs():
 @pytest.mark.parametrize(
     ("machine", "strategy", "threads", "match"),
     [
-        ("laptop-i7-11800h", "bogus", 2, "unknown placement strategy 'bogus'.*physical, smt"),
+        ("laptop-i7-11800h", "bogus", 2, "unknown placement strategy 'bogus'.*physical, cores-first, smt"),
         ("laptop-i7-11800h", "numa:1", 2, "NUMA node 1 does not exist.*numa:0"),
         ("laptop-i7-11800h", "numa:x", 2, "non-negative integer"),
         ("laptop-i7-11800h", "llc:3", 2, r"LLC domain 3 .*llc:0 \(0-15\)"),
@@ -239,7 +239,7 @@ def test_numa_node_without_usable_cpus():
 
 
 def test_strategies_constant():
-    assert STRATEGIES[:4] == ("physical", "smt", "compact", "scatter")
+    assert STRATEGIES[:5] == ("physical", "cores-first", "smt", "compact", "scatter")
     assert {"numa:N", "llc:N", "pcore", "ecore", "all", "none"} <= set(STRATEGIES)
     assert Plan("x", 1, (0,), "d", False).pinned
 
@@ -250,3 +250,19 @@ def test_live_plans():
     p = make_plan(t, n, "physical")
     assert len(p.cpus) == n and set(p.cpus) <= set(t.allowed)
     assert make_plan(t, 1, "none").cpus == t.allowed
+
+
+@pytest.mark.parametrize("fixture, threads, expected", [
+    # i7-11800H: sibling of n is n+8 → the 8 cores first, then their siblings
+    ("laptop-i7-11800h", 10, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    ("laptop-i7-11800h", 16, list(range(16))),
+    # 2 sockets x 16C/32T, siblings split (socket0 0-15 + 32-47): socket 0's cores, then socket 1's
+    # cores, then the siblings
+    ("server-2s-xeon-6226r", 34, list(range(32)) + [32, 33]),
+])
+def test_cores_first_fills_cores_then_siblings(fixture, threads, expected):
+    topo = read_topology(FIX / fixture)
+    plan = make_plan(topo, threads, "cores-first")
+    assert list(plan.cpus) == expected and not plan.oversubscribed
+    phys = make_plan(topo, topo.physical_core_count(allowed=True), "physical")
+    assert list(plan.cpus[: len(phys.cpus)]) == list(phys.cpus)[: len(plan.cpus)]

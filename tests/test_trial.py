@@ -282,3 +282,12 @@ def test_auto_placement_resolution():
     assert TrialConfig(threads=2, smt="off").plan_strategy() == "physical"
     assert TrialConfig(threads=None).plan_strategy() == "none"
     assert TrialConfig(threads=2, placement="0-1").plan_strategy() == "0-1"
+
+
+def test_prompt_past_the_context_is_refused_before_any_trial(tiny_int4):
+    from coresweep.models import inspect_model
+
+    ctx = inspect_model(tiny_int4).max_context
+    assert ctx
+    with pytest.raises(ModelError, match="exceeds the context"):
+        prepare([_cfg(tiny_int4, threads=1, prompt_tokens=ctx - 2, gen_tokens=4)])

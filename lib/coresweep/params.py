@@ -84,7 +84,8 @@ _SCHEMA_LIST: list[Param] = [
     _p("threads", "int_list", "auto", "thread counts for the core-count sweep; auto means 1..logical "
        "CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)", auto=True, minimum=1,
        notebooks=("01_threads",)),
-    _p("placement", "str", "physical", "placement strategy of the core-count sweep (see "
+    _p("placement", "str", "cores-first", "placement strategy of the core-count sweep: "
+       "cores-first fills one CPU per physical core, then the SMT siblings (see "
        "coresweep.placement.STRATEGIES, or a CPU list such as 0-3)",
        notebooks=("01_threads",)),
     _p("oversubscribe", "bool", True, "allow thread counts past the CPUs the strategy gives "
@@ -313,6 +314,26 @@ def _physical(topo) -> int:
     return sum(1 for c in topo.cores if allowed.intersection(c.cpus)) or _logical(topo)
 
 
+def sweep_cpus(values: Mapping[str, Any], topo) -> int:
+    """How many CPUs the core-count sweep's placement can use on this machine (its strategy's
+    capacity; all usable CPUs when the placement is not valid here — validation says why)."""
+    from .placement import parse_cpulist, strategy_order
+
+    placement = str(values.get("placement") or "cores-first")
+    try:
+        if placement[:1].isdigit():
+            return len(set(parse_cpulist(placement)) & set(topo.allowed)) or _logical(topo)
+        return len(strategy_order(topo, placement)[0]) or _logical(topo)
+    except CoresweepError:
+        return _logical(topo)
+
+
+def smt_pair_cores(topo) -> int:
+    """Usable physical cores with two or more usable SMT siblings (what an SMT pair needs)."""
+    allowed = set(topo.allowed)
+    return sum(1 for c in topo.cores if len(allowed.intersection(c.cpus)) > 1)
+
+
 def auto_threads(logical: int, physical: int | None = None) -> list[int]:
     """The "auto" thread counts: 1..logical CPUs (every count up to 8 CPUs; beyond, 1, 2, 4 and
     steps of logical/8, plus the physical core count), then one oversubscribed point at
@@ -334,14 +355,18 @@ def resolve(params: Mapping[str, Any], topo=None) -> dict[str, Any]:
 
         topo = read_topology()
     out = dict(params)
-    n = _logical(topo)
     phys = _physical(topo)
     if out.get("threads") == "auto":
-        out["threads"] = auto_threads(n, phys)
+        cap = sweep_cpus(out, topo)
+        pts = auto_threads(cap, min(phys, cap))
+        if not out.get("oversubscribe", True):
+            pts = pts[:-1]  # the point past the strategy's CPUs needs oversubscribe
+        out["threads"] = pts
     if out.get("affinity_threads") == "auto":
         out["affinity_threads"] = [phys]
     if out.get("smt_cores") == "auto":
-        out["smt_cores"] = sorted({1, phys})
+        pairs = smt_pair_cores(topo)
+        out["smt_cores"] = sorted({1, pairs}) if pairs else [1]
     if "run_dir" in out:
         out["run_dir"] = str(default_run_dir(topo) if not out["run_dir"]
                              else Path(out["run_dir"]).expanduser().resolve())
@@ -447,12 +472,15 @@ def validate(params: Mapping[str, Any] | None = None, *, notebook: str | None = 
                     f"choices: {', '.join(values['strategies'])}"
                 )
     if "03_smt" in active:
-        phys = _physical(topo)
+        # SMT pairs need cores with usable siblings; without SMT the notebook skips, but a count
+        # past the physical cores is still a mistake worth naming
+        limit = smt_pair_cores(topo) if topo.has_smt() else _physical(topo)
+        what = "usable core(s) with SMT siblings" if topo.has_smt() else "physical core(s)"
         for c in values["smt_cores"]:
-            if c > phys:
+            if c > limit:
                 raise ParamsError(
-                    f"parameter 'smt_cores': {c} physical cores asked but this machine allows "
-                    f"{phys}; valid choices: 1..{phys}"
+                    f"parameter 'smt_cores': {c} physical cores asked but this machine has "
+                    f"{limit} {what}; valid choices: 1..{limit}"
                 )
     if active != ("00_machine",) and model:
         notes.append(check_model(values["model"], values["precision"]))
@@ -526,7 +554,7 @@ def same_placements(params: Resolved | Mapping[str, Any], topo) -> dict[tuple[st
                 continue
             plan = make_plan(topo, t, s, oversubscribe=True)
             sig = (tuple(plan.cpus), plan.pinned if hasattr(plan, "pinned") else True)
-            if sig in seen:
+            if sig in seen and seen[sig] != s:  # a strategy listed twice is still measured
                 out[(s, t)] = seen[sig]
             else:
                 seen[sig] = s
@@ -569,8 +597,9 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
                     out.append(TrialConfig(**base, threads=None, placement="none",
                                            env={"OMP_NUM_THREADS": str(v)},
                                            label=f"omp-only OMP_NUM_THREADS={v}"))
-                else:
-                    out.append(TrialConfig(**base, threads=t, placement=s, label=f"{s} {t}t"))
+                else:  # validated with oversubscribe allowed: the same here
+                    out.append(TrialConfig(**base, threads=t, placement=s, oversubscribe=True,
+                                           label=f"{s} {t}t"))
     elif notebook == "03_smt":
         if topo is None:
             from .topology import read_topology
@@ -578,16 +607,28 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
             topo = read_topology()
         if not topo.has_smt():
             return []
+        from .placement import plan_for_smt
+
         mode = values["smt_mode"]
-        tpc = max(len(c.cpus) for c in topo.cores)
+
+        def cpus(plan) -> str:  # the plan's CPUs, in its order, as an explicit placement
+            return ",".join(str(c) for c in plan.cpus)
+
         for c in values["smt_cores"]:
-            out.append(TrialConfig(**base, threads=c, smt="off", smt_mode=mode,
-                                   label=f"SMT off {c}c/{c}t"))
-            out.append(TrialConfig(**base, threads=c * tpc, smt="on", smt_mode=mode,
-                                   label=f"SMT on {c}c/{c * tpc}t"))
-            if c % tpc == 0 and c // tpc >= 1:
-                out.append(TrialConfig(**base, threads=c, smt="on", smt_mode=mode,
-                                       label=f"SMT on {c // tpc}c/{c}t"))
+            # the same c physical cores (those with usable siblings): one CPU each vs all siblings
+            off = plan_for_smt(topo, c, False)
+            on = plan_for_smt(topo, c, True)
+            out.append(TrialConfig(**base, threads=c, placement=cpus(off), smt="off",
+                                   smt_mode=mode, label=f"SMT off {c}c/{c}t"))
+            out.append(TrialConfig(**base, threads=on.threads, placement=cpus(on), smt="on",
+                                   smt_mode=mode, label=f"SMT on {c}c/{on.threads}t"))
+            # equal thread counts: c threads as siblings on fewer cores (when c fills whole cores)
+            for k in range(1, c):
+                half = plan_for_smt(topo, k, True)
+                if half.threads == c:
+                    out.append(TrialConfig(**base, threads=c, placement=cpus(half), smt="on",
+                                           smt_mode=mode, label=f"SMT on {k}c/{c}t"))
+                    break
     return _dedupe(out)
 
 

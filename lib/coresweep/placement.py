@@ -38,6 +38,7 @@ __all__ = [
 
 STRATEGIES: tuple[str, ...] = (
     "physical",
+    "cores-first",
     "smt",
     "compact",
     "scatter",
@@ -177,6 +178,9 @@ def strategy_order(topo: Topology, strategy: str) -> tuple[list[int], str]:
     s = strategy.strip().lower()
     if s == "physical":
         return _physical(topo), "one CPU per physical core, node by node"
+    if s == "cores-first":
+        return _cores_then_siblings(_usable_cores(topo)), (
+            "one CPU per physical core first (as physical), then their SMT siblings")
     if s == "smt":
         return _smt(topo), "all SMT siblings of a core before the next core"
     if s == "compact":

@@ -245,7 +245,7 @@ def prepare(
             raise CoresweepError(f"expected TrialConfig objects, got {type(cfg).__name__}")
         validate_config(cfg)
     topo = topo if topo is not None else read_topology()
-    models: dict[tuple[str, str], tuple[str, int]] = {}
+    models: dict[tuple[str, str], tuple[str, int, Any]] = {}
     out = []
     from . import smt as smt_mod
 
@@ -276,12 +276,19 @@ def prepare(
             except FileNotFoundError as exc:
                 raise ModelError(f"model {cfg.model!r} not found: {exc}") from exc
             size = check_memory(mdir) if check_mem else model_weight_bytes(mdir)
-            models[mk] = (str(mdir), size)
-        mdir, size = models[mk]
-        if cfg.prompt_text is not None:
             from .models import inspect_model
 
-            if not inspect_model(mdir).tokenizer_dir:
+            models[mk] = (str(mdir), size, inspect_model(mdir))
+        mdir, size, info = models[mk]
+        if info.max_context and cfg.prompt_text is None \
+                and cfg.prompt_tokens + cfg.gen_tokens > info.max_context:
+            raise ModelError(
+                f"prompt_tokens + gen_tokens = {cfg.prompt_tokens} + {cfg.gen_tokens} exceeds the "
+                f"context of model {cfg.model!r} ({info.max_context} tokens); use at most "
+                f"{info.max_context} tokens in all"
+            )
+        if cfg.prompt_text is not None:
+            if not info.tokenizer_dir:
                 raise ModelError(
                     f"prompt_text needs a tokenizer, and model {cfg.model!r} ({mdir}) has none; "
                     "give the prompt as a token count (prompt_tokens) instead"
