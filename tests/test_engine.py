@@ -72,6 +72,13 @@ def test_engine_reuse_and_load_seconds(tiny_int4, prompt):
     first = e.generate(prompt, 8)
     assert e.generate(prompt, 8).tokens == first.tokens
     assert e.generate(prompt[:5], 3).prompt_tokens == 5
+    # buffers are reused between generations of one shape: stale KV/logits from another prompt
+    # of the same length must not change the tokens of a fresh engine
+    other = list(reversed(prompt))
+    e.generate(prompt, 8)
+    reused = e.generate(other, 8).tokens
+    fresh = make_engine("ort", tiny_int4, SessionConfig(threads=1)).generate(other, 8).tokens
+    assert reused == fresh
 
 
 def test_session_config_records_everything():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -139,8 +140,23 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     proto.emit("done")
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the sweep process dies (a killed notebook kernel or sweep must not
+    leave a worker running beside the next sweep's trials)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     proto = _Proto()
     try:
         payload = _read_payload(argv)
@@ -153,4 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    # Every result is flushed with "done": skip interpreter teardown, where native runtimes have
+    # been seen to crash or hang and would turn a complete trial into a failed one.
+    sys.stderr.flush()
+    os._exit(rc)
