@@ -52,6 +52,16 @@ def test_incomplete_unit_parts_are_ignored_and_overwritten(tmp_path):
     assert len(st.load_table("tokens")) == 3  # overwritten, not duplicated
 
 
+def test_rerun_without_rows_for_a_table_drops_the_old_attempts_part(tmp_path):
+    st = Store(tmp_path)
+    d = tmp_path / "data" / "samples"
+    d.mkdir(parents=True)
+    pd.DataFrame({"config_key": ["k"], "process": [0], "t_s": [0.0], "cpu": [0],
+                  "util_pct": [50.0]}).to_parquet(d / "k__p0.parquet")  # interrupted attempt
+    st.write_unit("k", 0, _unit("k", 0))  # the rerun sampled nothing
+    assert len(st.load_table("samples")) == 0
+
+
 def test_unit_needs_trials(tmp_path):
     with pytest.raises(ValueError):
         Store(tmp_path).write_unit("k", 0, {"tokens": _unit("k", 0)["tokens"]})

@@ -140,6 +140,8 @@ class Store:
             if df is None or len(df) == 0:
                 if t == "trials":
                     raise ValueError("a completed unit needs trials rows")
+                # a part left by an interrupted earlier attempt must not pass for this one's
+                (self.data / t / f"{name}.parquet").unlink(missing_ok=True)
                 continue
             d = self.data / t
             d.mkdir(parents=True, exist_ok=True)
