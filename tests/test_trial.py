@@ -148,6 +148,7 @@ def test_one_trial_rows_and_placement(tiny_int4):
         assert r["ttft_s"] > 0 and r["decode_tok_s"] > 0 and r["e2e_s"] >= r["ttft_s"]
         assert r["load_s"] > 0 and r["peak_rss_bytes"] > 0 and r["n_tokens"] == 6
         assert r["cpus"] == "0" and json.loads(r["env"])["OMP_NUM_THREADS"] == "7"
+        assert r["affinity"] == "0" and r["onnxruntime_version"]  # read back by the worker
         assert r["placement_ok"], r["placement_reasons"]
         assert r["busy_threads"] == 1 and r["cpus_used"] == "0"
     assert len({r["checksum"] for r in res.trials}) == 1

@@ -781,7 +781,22 @@ def run_trial(
         "oversubscribed": verdict["oversubscribed"],
         "cpus_used": verdict["cpus_used"],
         "placement_reasons": "; ".join(verdict["reasons"]),
+        "onnxruntime_version": loaded.get("onnxruntime_version"),
     }
+    # what the worker read back of its own mask, against the plan (e.g. a kernel that narrowed
+    # the mask when SMT siblings went offline)
+    extra_reasons = []
+    eff = hello.get("affinity")
+    base["affinity"] = format_cpulist(eff) if eff is not None else ""
+    if eff is not None and set(eff) != set(plan_cpus):
+        extra_reasons.append(f"worker's affinity read back as {format_cpulist(eff)}, "
+                             f"plan {format_cpulist(plan_cpus)}")
+    if not base["affinity_first"]:
+        extra_reasons.append("onnxruntime was imported before the affinity was set")
+    if extra_reasons:
+        base["placement_ok"] = False
+        base["placement_reasons"] = "; ".join(
+            [r for r in [base["placement_reasons"], *extra_reasons] if r])
     for r in reps:
         res.trials.append(
             {
