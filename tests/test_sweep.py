@@ -178,3 +178,25 @@ def test_skipped_smt_point_is_recorded(tiny_int4, tmp_path):
     assert len(run.trials) == 0
     assert list(run.failures["status"]) == ["skipped", "skipped"]
     assert "notsupported" in run.failures["reason"].iloc[0]
+
+
+def test_sysfs_smt_plan_made_before_the_switch_is_checked_after_it():
+    from pathlib import Path
+
+    from coresweep.placement import make_plan
+    from coresweep.sweep import _plan_unfit_after_switch
+    from coresweep.topology import read_topology
+    from coresweep.trial import PreparedTrial
+
+    fix = Path(__file__).resolve().parent / "fixtures"
+    off = fix / "laptop-i7-11800h-smt-off"  # SMT off: CPUs 8-15 offline
+    cfg = TrialConfig(model="tiny", threads=4, smt="on", smt_mode="sysfs")
+    stale = make_plan(read_topology(off), 4, "smt")  # planned while SMT was off: 4 cores
+    prep = PreparedTrial(cfg, cfg.key(), stale, "", 0)
+    assert "no pair of SMT siblings" in _plan_unfit_after_switch(prep, fix / "laptop-i7-11800h")
+    good = make_plan(read_topology(fix / "laptop-i7-11800h"), 4, "smt")  # 0,8,1,9
+    assert _plan_unfit_after_switch(PreparedTrial(cfg, cfg.key(), good, "", 0),
+                                    fix / "laptop-i7-11800h") is None
+    cfg_off = TrialConfig(model="tiny", threads=4, smt="off", smt_mode="sysfs")
+    assert "offline" in _plan_unfit_after_switch(PreparedTrial(cfg_off, cfg_off.key(), good, "", 0),
+                                                 off)

@@ -323,6 +323,10 @@ def _run_unit(
 
         try:
             with smt_state(cfg.smt, smt_root):
+                stale = _plan_unfit_after_switch(prep, smt_root)
+                if stale:
+                    return TrialResult(prep.key, process, ok=False, status="skipped",
+                                       reason=stale)
                 return run_trial(
                     prep, process, timeout_s=timeout_s, sample_interval_s=sample_interval_s,
                     on_event=on_event,
@@ -332,6 +336,28 @@ def _run_unit(
     return run_trial(
         prep, process, timeout_s=timeout_s, sample_interval_s=sample_interval_s, on_event=on_event
     )
+
+
+def _plan_unfit_after_switch(prep: PreparedTrial, smt_root: str | Path) -> str | None:
+    """Plans are made before SMT is switched: after the switch, an "on" plan must hold a pair of
+    siblings and every CPU of the plan must be online, or the point would measure something else."""
+    from .topology import read_topology
+
+    try:
+        topo = read_topology(smt_root)
+    except (OSError, CoresweepError):
+        return None  # nothing to check against (a fake tree holding only smt/)
+    cpus = list(prep.plan.cpus)
+    offline = [c for c in cpus if c not in topo.online]
+    if offline:
+        return (f"SMT {prep.config.smt}: CPUs {offline} of the plan are offline after the switch; "
+                "plan with the machine in that state")
+    if prep.config.smt == "on" and not any(
+        len(set(topo.siblings(c)) & set(cpus)) > 1 for c in cpus if c in topo.cpus
+    ):
+        return (f"SMT on, but the plan (made before the switch) holds no pair of SMT siblings "
+                f"(CPUs {cpus}); plan with SMT on")
+    return None
 
 
 def run_stamp() -> str:
