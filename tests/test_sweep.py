@@ -85,6 +85,8 @@ def test_two_config_sweep_tables(tiny_int4, tmp_path):
     sweep(cfgs, out=tmp_path / "run", processes=2, progress=False,
           on_event=lambda e: spawned.append(e) if e["event"] == "spawn" else None)
     assert spawned == []
+    sessions = json.loads((tmp_path / "run" / "run.json").read_text())["sessions"]
+    assert len(sessions) == 2 and all(x["versions"]["onnxruntime"] for x in sessions)
     with pytest.raises(CoresweepError, match="resume=True"):
         sweep(cfgs, out=tmp_path / "run", processes=2, progress=False, resume=False)
 

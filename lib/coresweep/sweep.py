@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -236,13 +237,21 @@ def sweep(
                 "skip_reason": p.skip_reason,
             }
         meta.setdefault("created", started)
+        fp, versions = fingerprint(topo), _versions()
+        if meta.get("versions") and meta["versions"] != versions:
+            warnings.warn(
+                f"resuming {store.path} with other versions than its earlier rows "
+                f"({meta['versions']} then, {versions} now): each session's versions are kept "
+                "in run.json sessions[], each row's onnxruntime version in the trials table",
+                stacklevel=2,
+            )
         meta.update(
             {
                 "start": meta.get("start", started),
                 "end": None,
                 "machine": machine_name(topo),
-                "fingerprint": fingerprint(topo),
-                "versions": _versions(),
+                "fingerprint": fp,
+                "versions": versions,
                 "params": params if params is not None else meta.get("params", {}),
                 "sweep": {
                     "processes": processes,
@@ -256,7 +265,9 @@ def sweep(
             }
         )
         sessions = meta.setdefault("sessions", [])
-        session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0}
+        session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0,
+                   "machine": machine_name(topo), "versions": versions,
+                   "fingerprint": fp}  # what the rows of this session were measured with
         sessions.append(session)
         store.write_meta(meta)
 
