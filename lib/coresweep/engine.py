@@ -235,7 +235,7 @@ class OrtEngine(Engine):
             else kv_mode
         self.session = None
         self._kv_alloc = "ort"
-        self._buffers: dict = {}  # (prompt_len, max_len) -> (kv OrtValues, logits buffers)
+        self._buffers: dict = {}  # one shape's reusable buffers (see _generate_*)
         vocab = self.info.vocab_size or 0
         self._eos = [e for e in self.eos_token_ids if 0 <= e < vocab]
 
@@ -258,6 +258,14 @@ class OrtEngine(Engine):
         return self._generate_concat(ids, gen_tokens)
 
     # -- helpers
+    @staticmethod
+    def _bind_tokens(io, input_ids, mask, positions) -> None:
+        """Bind one forward pass's token inputs (positions None: the graph takes none)."""
+        io.bind_cpu_input("input_ids", input_ids)
+        io.bind_cpu_input("attention_mask", mask)
+        if positions is not None:
+            io.bind_cpu_input("position_ids", positions)
+
     def _argmax(self, row) -> int:
         if self._eos:
             row[self._eos] = -float("inf")
@@ -318,26 +326,22 @@ class OrtEngine(Engine):
             io.bind_ortvalue_output(ov, v)
         tokens: list[int] = []
         token_ns: list[int] = []
+        prompt_pos = np.arange(p, dtype=np.int64)[None, :] if has_pos else None
+        pos = np.zeros((1, 1), dtype=np.int64)
+        step_pos = pos if has_pos else None
+        io.bind_ortvalue_output("logits", pre_ov)
 
         start = time.perf_counter_ns()
-        io.bind_cpu_input("input_ids", prompt)
-        io.bind_cpu_input("attention_mask", mask[:, :p])
-        if has_pos:
-            io.bind_cpu_input("position_ids", np.arange(p, dtype=np.int64)[None, :])
-        io.bind_ortvalue_output("logits", pre_ov)
+        self._bind_tokens(io, prompt, mask[:, :p], prompt_pos)
         sess.run_with_iobinding(io)
         tok = self._argmax(pre_np[0, -1])
         token_ns.append(time.perf_counter_ns())
         tokens.append(tok)
         io.bind_ortvalue_output("logits", dec_ov)
-        pos = np.zeros((1, 1), dtype=np.int64)
         for t in range(p, p + n - 1):
             step_ids[0, 0] = tok
-            io.bind_cpu_input("input_ids", step_ids)
-            io.bind_cpu_input("attention_mask", mask[:, : t + 1])
-            if has_pos:
-                pos[0, 0] = t
-                io.bind_cpu_input("position_ids", pos)
+            pos[0, 0] = t
+            self._bind_tokens(io, step_ids, mask[:, : t + 1], step_pos)
             sess.run_with_iobinding(io)
             tok = self._argmax(dec_np[0, -1])
             token_ns.append(time.perf_counter_ns())
@@ -353,7 +357,11 @@ class OrtEngine(Engine):
         p = len(ids)
         kv_dt = self._np_dtype(info.kv_dtype)
         empty = np.zeros((1, info.kv_heads, 0, info.head_dim), dtype=kv_dt)
-        pre_np, pre_ov, dec_np, dec_ov = self._logit_buffers(p)
+        # logits buffers reused per prompt length, as in the shared path (no page faults in TTFT)
+        key = ("concat", p)
+        if key not in self._buffers:
+            self._buffers = {key: self._logit_buffers(p)}
+        pre_np, pre_ov, dec_np, dec_ov = self._buffers[key]
         mask = np.ones((1, p + n), dtype=np.int64)
         prompt = np.asarray([ids], dtype=np.int64)
         step_ids = np.zeros((1, 1), dtype=np.int64)
@@ -372,17 +380,17 @@ class OrtEngine(Engine):
         for name in present_flat:
             io.bind_output(name, "cpu")
 
+        prompt_pos = np.arange(p, dtype=np.int64)[None, :] if has_pos else None
+        pos = np.zeros((1, 1), dtype=np.int64)
+        step_pos = pos if has_pos else None
+
         start = time.perf_counter_ns()
-        io.bind_cpu_input("input_ids", prompt)
-        io.bind_cpu_input("attention_mask", mask[:, :p])
-        if has_pos:
-            io.bind_cpu_input("position_ids", np.arange(p, dtype=np.int64)[None, :])
+        self._bind_tokens(io, prompt, mask[:, :p], prompt_pos)
         sess.run_with_iobinding(io)
         tok = self._argmax(pre_np[0, -1])
         token_ns.append(time.perf_counter_ns())
         tokens.append(tok)
         io.bind_ortvalue_output("logits", dec_ov)
-        pos = np.zeros((1, 1), dtype=np.int64)
         for t in range(p, p + n - 1):
             outs = io.get_outputs()  # binding order: logits, then the presents
             presents = outs[1:]
@@ -392,11 +400,8 @@ class OrtEngine(Engine):
             for name in present_flat:
                 io.bind_output(name, "cpu")
             step_ids[0, 0] = tok
-            io.bind_cpu_input("input_ids", step_ids)
-            io.bind_cpu_input("attention_mask", mask[:, : t + 1])
-            if has_pos:
-                pos[0, 0] = t
-                io.bind_cpu_input("position_ids", pos)
+            pos[0, 0] = t
+            self._bind_tokens(io, step_ids, mask[:, : t + 1], step_pos)
             sess.run_with_iobinding(io)
             tok = self._argmax(dec_np[0, -1])
             token_ns.append(time.perf_counter_ns())
