@@ -115,7 +115,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str] | tuple[str, str, list[str]]]] = {
         ("code", "plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);"),
         ("md", "## The study's table on this machine"),
         ("code", "display(plots.study_table(res.summary))\n"
-                 "display(Markdown(plots.best_sentence(res.summary)))"),
+                 "display(Markdown(plots.best_sentence(res.summary)))\n"
+                 "display(Markdown(plots.same_work_sentence(res.trials)))"),
     ],
     "02_affinity": [
         ("md", "# 02 · Which CPUs? Placement strategies\n\n"
@@ -133,7 +134,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str] | tuple[str, str, list[str]]]] = {
         ("md", "## Strategies compared"),
         ("code", "plots.strategy_comparison(res.summary, cap=cap);"),
         ("code", "display(plots.placement_table(res.summary))\n"
-                 "display(Markdown(plots.control_verdict(res.summary)))"),
+                 "display(Markdown(plots.control_verdict(res.summary)))\n"
+                 "display(Markdown(plots.same_work_sentence(res.trials)))"),
         ("md", "## Per-CPU utilisation (CPUs × time)\n\nMachine-wide utilisation sampled while "
                "one worker process of each chosen configuration ran; the red strip marks the "
                "timed repetitions."),

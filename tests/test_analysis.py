@@ -83,3 +83,17 @@ def test_summarize_columns_and_flags():
 
 def test_token_latency_stats_empty():
     assert len(token_latency_stats(pd.DataFrame())) == 0
+
+
+def test_same_work_flags_configs_that_generated_other_tokens():
+    import pandas as pd
+    from coresweep.analysis import same_work
+
+    rows = [{"label": lb, "model": "m", "prompt_tokens": 8, "gen_tokens": 4, "ok": True,
+             "checksum": cs} for lb, cs in [("a", "x"), ("a", "x"), ("b", "x"), ("c", "y")]]
+    rows.append({"label": "d", "model": "m", "prompt_tokens": 16, "gen_tokens": 4, "ok": True,
+                 "checksum": "z"})  # other prompt length: its own group
+    w = same_work(pd.DataFrame(rows))
+    assert not w["ok"] and w["groups"] == 2 and len(w["mismatches"]) == 1
+    assert w["mismatches"][0][1] == {"x": ["a", "b"], "y": ["c"]}
+    assert same_work(pd.DataFrame(rows[:3]))["ok"]

@@ -196,6 +196,25 @@ def summarize(
     return out
 
 
+def same_work(trials: Any) -> dict[str, Any]:
+    """Did every configuration generate the same tokens? Configurations are compared within each
+    (model, engine-independent) work unit: same model, prompt length and generated tokens. Returns
+    {"ok": bool, "groups": n, "mismatches": [(model, prompt, gen, {checksum: [labels]}), ...]}."""
+    if trials is None or len(trials) == 0 or "checksum" not in trials:
+        return {"ok": True, "groups": 0, "mismatches": []}
+    t = trials[trials["ok"].astype(bool)] if "ok" in trials else trials
+    cols = [c for c in ("model", "prompt_tokens", "gen_tokens") if c in t]
+    mismatches = []
+    groups = t.groupby(cols, sort=True) if cols else [((), t)]
+    n = 0
+    for key, g in groups:
+        n += 1
+        by_sum = g.groupby("checksum")["label" if "label" in g else "config_key"].unique()
+        if len(by_sum) > 1:
+            mismatches.append((key, {str(k): sorted(map(str, v)) for k, v in by_sum.items()}))
+    return {"ok": not mismatches, "groups": n, "mismatches": mismatches}
+
+
 def summary_table(summary: Any, metrics: Sequence[str] = ("ttft_s", "decode_tok_s")) -> Any:
     """A compact human table: label, median [CI] per metric, CV, flags."""
     import pandas as pd

@@ -397,6 +397,22 @@ def best_sentence(summary: pd.DataFrame) -> str:
     return "Best on this machine: " + "; ".join(parts) + "."
 
 
+def same_work_sentence(trials: pd.DataFrame) -> str:
+    """Markdown: whether every configuration generated the same tokens (token checksums)."""
+    from .analysis import same_work
+
+    w = same_work(trials)
+    if not w["groups"]:
+        return "No successful trial: no token checksum to compare."
+    if w["ok"]:
+        return ("Same work everywhere: every repetition of every configuration generated the same "
+                "tokens (one token checksum per prompt/generation length).")
+    parts = [f"{key}: " + "; ".join(f"`{c}` by {', '.join(lbs)}" for c, lbs in sums.items())
+             for key, sums in w["mismatches"]]
+    return ("**Warning: configurations generated different tokens** (compare with care): "
+            + " | ".join(parts))
+
+
 def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per config: CPUs planned and used, busy threads, whether the placement was verified."""
     if summary is None or summary.empty:

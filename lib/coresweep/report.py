@@ -454,6 +454,11 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
             b = best["decode_tok_s"]
             lines.append(f"Best decode: {b['value']:.2f} tok/s with {b['label']} "
                          f"({_threads_text(b['threads'])})")
+        if run is not None:
+            from .plots import same_work_sentence
+
+            lines.append("")
+            lines.append(same_work_sentence(run.trials))
     else:
         lines.append("No successful trial in this run.")
     lines.append("")
