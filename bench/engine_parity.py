@@ -22,7 +22,7 @@ import time
 
 
 def child(args: argparse.Namespace) -> int:
-    from coresweep.engine import SessionConfig, make_engine, make_prompt
+    from coresweep.engines import SessionConfig, make_engine, make_prompt
 
     eng = make_engine(args.engine, args.model, SessionConfig(threads=args.threads))
     load_s = eng.load()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from coresweep.trial import TrialConfig, prepare, run_trial
+from coresweep.measurement.trial import TrialConfig, prepare, run_trial
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
 
     cfg = TrialConfig(model=args.model, threads=args.threads, placement=args.placement,
                       prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
-                      reps=args.reps, warmups=1)
+                      reps=args.reps, warmup=1)
     (prep,) = prepare([cfg])
     overheads, on_all, off_all = [], [], []
     samples, sampler_cpu, wall = 0, 0.0, 0.0

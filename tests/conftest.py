@@ -10,8 +10,8 @@ Model fixtures (session-scoped, built ONCE and cached across runs and test sessi
   tokenizer.json, manifest.json. First build ~10 s, later runs ~0 s.
 - ``tiny_fp32`` -> Path: the same checkpoint (same seed, same weights) built in fp32.
 
-Use them with ``coresweep.engine.make_engine(name, tiny_int4, SessionConfig(threads=1))`` and
-``coresweep.engine.make_prompt(tiny_int4, 32)``. The tiny preset: hidden 128, 2 layers, 4 heads,
+Use them with ``coresweep.engines.make_engine(name, tiny_int4, SessionConfig(threads=1))`` and
+``coresweep.engines.make_prompt(tiny_int4, 32)``. The tiny preset: hidden 128, 2 layers, 4 heads,
 2 KV heads, intermediate 256, vocab 2048, context 4096 (special tokens at ids 2045-2047).
 """
 
@@ -209,7 +209,7 @@ def tiny_checkpoint(test_model_cache) -> Path:
     import fcntl
     import json
 
-    from coresweep import models
+    from coresweep.models import synthetic as models
 
     out = test_model_cache / f"tiny-hf-{models._corpus_sha()}-{models.SEED}"
     with open(test_model_cache / ".tiny-hf.lock", "w") as lock:

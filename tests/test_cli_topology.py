@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from coresweep.cli import main
-from coresweep.topology import format_cpulist, read_topology
+from coresweep.machine.topology import format_cpulist, read_topology
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())

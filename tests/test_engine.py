@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from coresweep.engine import (
+from coresweep.engines import (
     Generation,
-    OrtEngine,
     SessionConfig,
     make_engine,
     make_prompt,
     token_checksum,
 )
+from coresweep.engines.ort import OrtEngine
 from coresweep.errors import ModelError
 
 N = 24

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from coresweep import models
 from coresweep.errors import ModelError
+from coresweep.models import synthetic
 
 
 def test_presets_have_the_issue_shapes():
@@ -56,7 +57,7 @@ def test_manifest_contents(tiny_int4, tiny_fp32):
         assert m["bytes_per_token"] > 0 and m["kv_bytes_per_position"] == 2 * 2 * 2 * 32 * 4
         assert m["files"]["model.onnx"] > 0 and m["files"]["model.onnx.data"] > 0
         assert m["build_seconds"] > 0 and m["built_at"].endswith("+00:00")
-        assert m["key"]["seed"] == models.SEED
+        assert m["key"]["seed"] == synthetic.SEED
     m4 = json.loads((tiny_int4 / "manifest.json").read_text())
     m32 = json.loads((tiny_fp32 / "manifest.json").read_text())
     assert m4["accuracy_level"] == 4 and m4["block_size"] == 32
@@ -97,7 +98,7 @@ def test_tokenizer_decodes_every_id_and_has_real_specials(tiny_int4, tmp_path):
     assert ids[0] == 2046 and "assistant" in tok.decode(ids)
     # the full-size vocabulary keeps the real Qwen2 ids
     info = models.build_tokenizer(151936, tmp_path)
-    assert info["special_tokens"] == models.QWEN2_SPECIAL_TOKENS
+    assert info["special_tokens"] == synthetic.QWEN2_SPECIAL_TOKENS
     big = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
     assert big.convert_tokens_to_ids("<|endoftext|>") == 151643
     assert len(big) == 151936 and big.decode([151935])
@@ -189,7 +190,7 @@ def test_interrupted_build_leaves_no_model(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models, "_run_builder", boom)
+    monkeypatch.setattr(synthetic, "_run_builder", boom)
     with pytest.raises(KeyboardInterrupt):
         models.build_model("tiny", "fp32", cache_dir=tmp_path, progress=False,
                            overrides={"layers": 1})

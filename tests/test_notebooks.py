@@ -99,7 +99,7 @@ def test_machine_notebook_says_what_can_be_tested(run):
 
 
 def test_smt_notebook_explains_and_skips_without_smt(run):
-    from coresweep.topology import read_topology
+    from coresweep.machine.topology import read_topology
 
     if read_topology().has_smt():
         pytest.skip("this machine has SMT")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from coresweep import params as P
 from coresweep.errors import ParamsError
-from coresweep.topology import read_topology
+from coresweep.machine.topology import read_topology
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures"
@@ -233,7 +233,7 @@ def test_cli_params_lists_and_validates(capsys):
 
 
 def _plans(cfgs, topo):
-    from coresweep.placement import make_plan
+    from coresweep.machine.placement import make_plan
 
     return [make_plan(topo, c.threads, c.plan_strategy(), oversubscribe=c.oversubscribe)
             for c in cfgs]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from coresweep.errors import CoresweepError, PlacementError
-from coresweep.placement import STRATEGIES, Plan, make_plan, plan_for_smt, strategy_order
-from coresweep.topology import read_topology
+from coresweep.machine.placement import STRATEGIES, Plan, make_plan, plan_for_smt, strategy_order
+from coresweep.machine.topology import read_topology
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from coresweep import plots  # noqa: E402
 from coresweep.analysis import summarize  # noqa: E402
-from coresweep.topology import read_topology  # noqa: E402
+from coresweep.machine.topology import read_topology  # noqa: E402
 
 CAP = plots.caption("test-machine", "Test CPU", "tiny int4")
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from coresweep.smt import SmtControl, SmtError, skip_reason, smt_state
-from coresweep.trial import TrialConfig
+from coresweep.machine.smt import SmtControl, SmtError, skip_reason, smt_state
+from coresweep.measurement.trial import TrialConfig
 
 SMT = "sys/devices/system/cpu/smt"
 
@@ -115,7 +115,7 @@ def test_restore_after_signal(tmp_path, sig):
     code = KERNEL + textwrap.dedent(
         f"""
         import sys, threading
-        from coresweep.smt import smt_state
+        from coresweep.machine.smt import smt_state
         stop = threading.Event()
         threading.Thread(target=emulate_kernel, args=({str(root)!r}, stop), daemon=True).start()
         with smt_state("off", {str(root)!r}):

@@ -9,7 +9,7 @@ import textwrap
 import pandas as pd
 import pytest
 from coresweep.errors import CoresweepError
-from coresweep.store import RunLockedError, Store
+from coresweep.measurement.store import RunLockedError, Store
 
 
 def _unit(key: str, process: int, n: int = 2) -> dict[str, pd.DataFrame]:
@@ -80,7 +80,7 @@ def test_lock_refuses_second_holder(tmp_path):
     with st:
         code = textwrap.dedent(
             f"""
-            from coresweep.store import Store, RunLockedError
+            from coresweep.measurement.store import Store, RunLockedError
             try:
                 Store({str(tmp_path)!r}).lock()
             except RunLockedError as e:

@@ -13,9 +13,9 @@ import time
 import coresweep
 import pytest
 from coresweep.errors import CoresweepError
-from coresweep.store import RunLockedError, Store
-from coresweep.sweep import Run, grid, sweep, unit_order
-from coresweep.trial import TrialConfig
+from coresweep.measurement.store import RunLockedError, Store
+from coresweep.measurement.sweep import Run, grid, sweep, unit_order
+from coresweep.measurement.trial import TrialConfig
 
 
 def test_grid_and_order():
@@ -34,17 +34,14 @@ def test_grid_and_order():
 
 
 def test_lazy_exports():
-    import coresweep.sweep as mod
-
-    # the submodule import rebinds coresweep.sweep to the module; it stays callable as sweep()
-    assert callable(coresweep.sweep) and callable(mod)
+    assert coresweep.sweep is sweep and callable(coresweep.sweep)
     assert coresweep.Run is Run and coresweep.TrialConfig is TrialConfig
     with pytest.raises(CoresweepError, match="processes must be"):
         coresweep.sweep([TrialConfig()], processes=0)
 
 
 def _two(model):
-    base = dict(model=str(model), prompt_tokens=8, gen_tokens=40, warmups=1, reps=2)
+    base = dict(model=str(model), prompt_tokens=8, gen_tokens=40, warmup=1, reps=2)
     return [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
 
 
@@ -125,9 +122,9 @@ def test_killed_sweep_process_resumes(tiny_int4, tmp_path):
     out = tmp_path / "run"
     code = textwrap.dedent(
         f"""
-        from coresweep.sweep import sweep
-        from coresweep.trial import TrialConfig
-        base = dict(model={str(tiny_int4)!r}, prompt_tokens=8, gen_tokens=40, warmups=1, reps=2)
+        from coresweep.measurement.sweep import sweep
+        from coresweep.measurement.trial import TrialConfig
+        base = dict(model={str(tiny_int4)!r}, prompt_tokens=8, gen_tokens=40, warmup=1, reps=2)
         cfgs = [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
         sweep(cfgs, out={str(out)!r}, processes=3, progress=False, cooldown_s=0.5)
         """
@@ -185,10 +182,10 @@ def test_skipped_smt_point_is_recorded(tiny_int4, tmp_path):
 def test_sysfs_smt_plan_made_before_the_switch_is_checked_after_it():
     from pathlib import Path
 
-    from coresweep.placement import make_plan
-    from coresweep.sweep import _plan_unfit_after_switch
-    from coresweep.topology import read_topology
-    from coresweep.trial import PreparedTrial
+    from coresweep.machine.placement import make_plan
+    from coresweep.machine.topology import read_topology
+    from coresweep.measurement.sweep import _plan_unfit_after_switch
+    from coresweep.measurement.trial import PreparedTrial
 
     fix = Path(__file__).resolve().parent / "fixtures"
     off = fix / "laptop-i7-11800h-smt-off"  # SMT off: CPUs 8-15 offline

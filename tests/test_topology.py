@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from coresweep.errors import CoresweepError
-from coresweep.topology import (
+from coresweep.machine.topology import (
     capture_tree,
     fingerprint,
     format_cpulist,
@@ -361,7 +361,7 @@ def test_capture_round_trip(tmp_path):
 
 def test_fingerprint_does_not_import_onnxruntime():
     code = (
-        "import sys, json; from coresweep.topology import fingerprint; "
+        "import sys, json; from coresweep.machine.topology import fingerprint; "
         "fp = fingerprint(); json.dumps(fp); "
         "assert 'onnxruntime' not in sys.modules, 'imported onnxruntime'; "
         "print(fp['versions'].get('onnxruntime'))"
@@ -369,7 +369,7 @@ def test_fingerprint_does_not_import_onnxruntime():
     env = dict(os.environ, OMP_NUM_THREADS="3", ORT_TEST_VAR="x")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    code2 = "from coresweep.topology import fingerprint; import json; print(json.dumps(fingerprint()['env']))"
+    code2 = "from coresweep.machine.topology import fingerprint; import json; print(json.dumps(fingerprint()['env']))"
     out2 = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, env=env)
     env_seen = json.loads(out2.stdout)
     assert env_seen["OMP_NUM_THREADS"] == "3" and env_seen["ORT_TEST_VAR"] == "x"

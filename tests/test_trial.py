@@ -11,7 +11,7 @@ import threading
 
 import pytest
 from coresweep.errors import CoresweepError, ModelError, PlacementError
-from coresweep.trial import (
+from coresweep.measurement.trial import (
     ENGINES,
     TrialConfig,
     check_memory,
@@ -36,16 +36,16 @@ def test_config_key_is_stable_and_ignores_label():
 
 
 def test_engines_mirror_engine_module():
-    from coresweep import engine
+    from coresweep import engines
 
-    assert ENGINES == engine.ENGINES
+    assert ENGINES == engines.ENGINES
 
 
 def test_importing_the_package_does_not_import_onnxruntime():
     code = (
-        "import sys, coresweep, coresweep.worker, coresweep.trial, coresweep.sweep, "
-        "coresweep.store, coresweep.analysis, coresweep.smt\n"
-        "coresweep.sweep; coresweep.Run; coresweep.TrialConfig\n"
+        "import sys, coresweep, coresweep.measurement.worker, coresweep.measurement.trial, coresweep.measurement.sweep, "
+        "coresweep.measurement.store, coresweep.analysis, coresweep.machine.smt\n"
+        "coresweep.measurement.sweep; coresweep.Run; coresweep.TrialConfig\n"
         "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported'\n"
         "assert 'pandas' not in sys.modules, 'pandas imported'\n"
     )
@@ -110,7 +110,7 @@ def test_memory_refusal(tmp_path):
     ],
 )
 def test_bad_input_errors_before_any_trial(tmp_path, cfg, err, match, monkeypatch):
-    import coresweep.sweep as sw
+    import coresweep.measurement.sweep as sw
 
     def boom(*a, **k):
         raise AssertionError("a trial started")
@@ -125,7 +125,7 @@ def test_bad_input_errors_before_any_trial(tmp_path, cfg, err, match, monkeypatc
 
 
 def _cfg(model, **kw):
-    base = dict(model=str(model), prompt_tokens=8, gen_tokens=100, warmups=1, reps=2)
+    base = dict(model=str(model), prompt_tokens=8, gen_tokens=100, warmup=1, reps=2)
     base.update(kw)
     return TrialConfig(**base)
 
@@ -162,7 +162,7 @@ def test_one_trial_rows_and_placement(tiny_int4):
 
 @pytest.mark.slow
 def test_prompt_text_goes_through_the_tokenizer(tiny_int4):
-    from coresweep.engine import make_prompt
+    from coresweep.engines import make_prompt
 
     text = "How should I spend my CPU cores on LLM inference?"
     expected = len(make_prompt(tiny_int4, 1, text=text))

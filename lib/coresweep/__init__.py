@@ -10,15 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it (loaded lazily, PEP 562)
 _LAZY = {
-    "sweep": "sweep",
-    "grid": "sweep",
-    "Run": "sweep",
-    "TrialConfig": "trial",
-    "summarize": "analysis",
+    "sweep": "measurement.sweep",
+    "grid": "measurement.sweep",
+    "Run": "measurement.results",
+    "TrialConfig": "measurement.config",
+    "summarize": "analysis.stats",
 }
 
 __all__ = sorted(_LAZY)

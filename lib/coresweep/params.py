@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CoresweepError, ParamsError
+from coresweep.errors import CoresweepError, ParamsError
 
 # Notebook names, in the order `coresweep run` executes them.
 NOTEBOOKS: tuple[str, ...] = ("00_machine", "01_threads", "02_affinity", "03_smt")
@@ -86,7 +86,7 @@ _SCHEMA_LIST: list[Param] = [
        notebooks=("01_threads",)),
     _p("placement", "str", "cores-first", "placement strategy of the core-count sweep: "
        "cores-first fills one CPU per physical core, then the SMT siblings (see "
-       "coresweep.placement.STRATEGIES, or a CPU list such as 0-3)",
+       "coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)",
        notebooks=("01_threads",)),
     _p("oversubscribe", "bool", True, "allow thread counts past the CPUs the strategy gives "
        "(threads then share CPUs)", notebooks=("01_threads",)),
@@ -317,7 +317,7 @@ def _physical(topo) -> int:
 def sweep_cpus(values: Mapping[str, Any], topo) -> int:
     """How many CPUs the core-count sweep's placement can use on this machine (its strategy's
     capacity; all usable CPUs when the placement is not valid here — validation says why)."""
-    from .placement import parse_cpulist, strategy_order
+    from coresweep.machine.placement import parse_cpulist, strategy_order
 
     placement = str(values.get("placement") or "cores-first")
     try:
@@ -351,7 +351,7 @@ def auto_threads(logical: int, physical: int | None = None) -> list[int]:
 def resolve(params: Mapping[str, Any], topo=None) -> dict[str, Any]:
     """Replace every "auto" with the value derived from the machine's topology."""
     if topo is None:
-        from .topology import read_topology
+        from coresweep.machine.topology import read_topology
 
         topo = read_topology()
     out = dict(params)
@@ -385,7 +385,7 @@ def project_root(start: str | Path | None = None) -> Path:
 
 def default_run_dir(topo=None) -> Path:
     """Where an interactive notebook run stores its results: reports/<machine>-notebook."""
-    from .topology import machine_name
+    from coresweep.machine.topology import machine_name
 
     return project_root() / "reports" / f"{machine_name(topo)}-notebook"
 
@@ -395,7 +395,7 @@ _STRATEGY_PARAM = re.compile(r"^(numa|llc):\d+$")
 
 def _check_strategy(name: str, value: str, topo, threads: Iterable[int], *,
                     oversubscribe: bool, controls: bool) -> None:
-    from .placement import STRATEGIES, make_plan
+    from coresweep.machine.placement import STRATEGIES, make_plan
 
     if controls and value in CONTROLS:
         return
@@ -416,7 +416,7 @@ def check_model(value: str, precision: str = "int4", *, build: bool = False) -> 
     Presets are built on demand by the workers (and cached), so a preset that is not built yet is
     valid unless ``build`` is asked for here.
     """
-    from . import models
+    from coresweep import models
 
     if value in models.PRESETS:
         if build:
@@ -451,7 +451,7 @@ def validate(params: Mapping[str, Any] | None = None, *, notebook: str | None = 
         given = dict(params or {})
     checked = check(given)
     if topo is None:
-        from .topology import read_topology
+        from coresweep.machine.topology import read_topology
 
         topo = read_topology()
     values = resolve(checked, topo)
@@ -494,7 +494,7 @@ def validate(params: Mapping[str, Any] | None = None, *, notebook: str | None = 
 
 
 def _base(values: Mapping[str, Any]) -> dict[str, Any]:
-    from .trial import TrialConfig
+    from coresweep.measurement.trial import TrialConfig
 
     base = {
         "model": values["model"],
@@ -502,7 +502,7 @@ def _base(values: Mapping[str, Any]) -> dict[str, Any]:
         "engine": values["engine"],
         "prompt_tokens": values["prompt_tokens"],
         "gen_tokens": values["gen_tokens"],
-        "warmups": values["warmup"],
+        "warmup": values["warmup"],
         "reps": values["reps"],
     }
     fields = TrialConfig.__dataclass_fields__
@@ -514,7 +514,7 @@ def _base(values: Mapping[str, Any]) -> dict[str, Any]:
 def uses_synthetic_prompt(values: Mapping[str, Any]) -> bool:
     """True when the prompt is `prompt_tokens` synthetic ids: no prompt_text, or a synthetic
     preset (its offline tokenizer would give the text a length unlike the real model's)."""
-    from .models import PRESETS
+    from coresweep.models import PRESETS
 
     return not values.get("prompt_text") or str(values.get("model")) in PRESETS
 
@@ -543,7 +543,7 @@ def same_placements(params: Resolved | Mapping[str, Any], topo) -> dict[tuple[st
     """(strategy, threads) → the earlier strategy that gives the very same plan (same CPUs in the
     same order) on this machine; such points are measured once (e.g. compact = scatter =
     physical on a machine with one LLC domain and no SMT)."""
-    from .placement import make_plan
+    from coresweep.machine.placement import make_plan
 
     values = params.values if isinstance(params, Resolved) else params
     out: dict[tuple[str, int], str] = {}
@@ -564,7 +564,7 @@ def same_placements(params: Resolved | Mapping[str, Any], topo) -> dict[tuple[st
 def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) -> list:
     """The trial configs a notebook runs with these (resolved) parameters; [] when it runs none
     (00_machine, or 03_smt on a machine without SMT)."""
-    from .trial import TrialConfig
+    from coresweep.measurement.trial import TrialConfig
 
     _check_notebook(notebook)
     if isinstance(params, Resolved):
@@ -581,7 +581,7 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
                                    label=f"{t} thread{'s' * (t != 1)}"))
     elif notebook == "02_affinity":
         if topo is None:
-            from .topology import read_topology
+            from coresweep.machine.topology import read_topology
 
             topo = read_topology()
         same = same_placements(values, topo)
@@ -602,12 +602,12 @@ def configs_for(notebook: str, params: Resolved | Mapping[str, Any], topo=None) 
                                            label=f"{s} {t}t"))
     elif notebook == "03_smt":
         if topo is None:
-            from .topology import read_topology
+            from coresweep.machine.topology import read_topology
 
             topo = read_topology()
         if not topo.has_smt():
             return []
-        from .placement import plan_for_smt
+        from coresweep.machine.placement import plan_for_smt
 
         mode = values["smt_mode"]
 
@@ -649,7 +649,7 @@ class Results:
 
 
 def select(run: Any, configs: Sequence[Any]) -> Results:
-    """Restrict a :class:`coresweep.sweep.Run` to ``configs`` (TrialConfig objects)."""
+    """Restrict a :class:`coresweep.measurement.sweep.Run` to ``configs`` (TrialConfig objects)."""
     import pandas as pd
 
     labels = {c.key(): c.display for c in configs}
@@ -675,10 +675,10 @@ def describe_configs(configs: Sequence[Any], topo=None) -> Any:
     """One row per config: label, threads, strategy, the CPUs its plan pins to, key."""
     import pandas as pd
 
-    from .placement import make_plan
+    from coresweep.machine.placement import make_plan
 
     if topo is None:
-        from .topology import read_topology
+        from coresweep.machine.topology import read_topology
 
         topo = read_topology()
     rows = []
@@ -737,7 +737,7 @@ def write_fingerprint(run_dir: str | Path, topo=None) -> dict:
     """Write <run_dir>/machine.json (the fingerprint) and return it."""
     import json
 
-    from .topology import fingerprint
+    from coresweep.machine.topology import fingerprint
 
     fp = fingerprint(topo)
     d = Path(run_dir)

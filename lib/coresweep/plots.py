@@ -46,7 +46,7 @@ def caption_for(run: Any = None, params: Mapping[str, Any] | None = None, topo: 
         fp = meta.get("fingerprint") or {}
         cpu = (fp.get("topology") or {}).get("model_name")
     if topo is not None:
-        from .topology import machine_name
+        from coresweep.machine.topology import machine_name
 
         machine = machine or machine_name(topo)
         cpu = cpu or getattr(topo, "model_name", None)
@@ -399,7 +399,7 @@ def best_sentence(summary: pd.DataFrame) -> str:
 
 def same_work_sentence(trials: pd.DataFrame) -> str:
     """Markdown: whether every configuration generated the same tokens (token checksums)."""
-    from .analysis import same_work
+    from coresweep.analysis import same_work
 
     w = same_work(trials)
     if not w["groups"]:

@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
 
-    from .models import PRECISIONS, PRESETS
+    from coresweep.models import PRECISIONS, PRESETS
 
     b = sub.add_parser("build", help="build a synthetic preset into the model cache")
     b.add_argument("preset", choices=list(PRESETS), metavar="PRESET",
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .models import build_model, parse_overrides
+    from coresweep.models import build_model, parse_overrides
 
     d = build_model(args.preset, args.precision, overrides=parse_overrides(args.overrides),
                     accuracy_level=args.accuracy_level, cache_dir=args.cache,
@@ -57,7 +57,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .models import list_models, model_cache_dir
+    from coresweep.models import list_models, model_cache_dir
 
     rows = list_models(args.cache)
     if args.json:
@@ -73,7 +73,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .models import PRESETS, inspect_model, resolve_model
+    from coresweep.models import PRESETS, inspect_model, resolve_model
 
     spec = args.model
     path = resolve_model(spec, args.precision, build=False, cache_dir=args.cache) \

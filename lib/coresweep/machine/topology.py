@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 __all__ = [
     "CacheDomain",

@@ -3,7 +3,7 @@
 `TrialConfig` is the JSON-able description of one measurement point; `key()` is its stable hash
 (the resume key). `prepare()` validates configs and resolves their plans and models before any
 work starts; `run_trial()` runs one prepared config in one worker process
-(`python -m coresweep.worker`) in its own process group, samples per-CPU utilisation and the
+(`python -m coresweep.measurement.worker`) in its own process group, samples per-CPU utilisation and the
 worker's threads from /proc while it runs, enforces a timeout, and returns a `TrialResult` holding
 the long-form rows for the store.
 
@@ -13,8 +13,6 @@ Nothing here imports onnxruntime: only the worker does, after it has set its aff
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import queue
@@ -29,110 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CoresweepError, ModelError, PlacementError
-from .topology import format_cpulist, parse_cpulist
+from coresweep.errors import CoresweepError, ModelError, PlacementError
+from coresweep.machine.topology import format_cpulist, parse_cpulist
+from coresweep.measurement.config import ENGINES, SESSION_KEYS, SMT_MODES, SMT_STATES, TrialConfig
 
-# Mirrors engine.ENGINES (engine.py imports onnxruntime; the parent must not). A test checks both agree.
-ENGINES = ("ort", "genai")
-SMT_STATES = (None, "on", "off")
-SMT_MODES = ("placement", "sysfs")
-# Environment knobs people set for CPU inference. They are set when a config names them and always
-# recorded (effective values in the worker) so the suite can show which ones the runtime honours.
-ENV_KNOBS = (
-    "OMP_NUM_THREADS",
-    "OMP_PROC_BIND",
-    "OMP_PLACES",
-    "OMP_WAIT_POLICY",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "KMP_AFFINITY",
-    "GOMP_CPU_AFFINITY",
-    "ORT_DISABLE_SPINNING",
-)
-SESSION_KEYS = (
-    "inter_op_threads",
-    "execution_mode",
-    "spinning",
-    "dynamic_block_base",
-    "graph_optimization",
-    "memory_arena",
-)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    """One measurement point. Every field that changes the measurement is part of `key()`."""
-
-    model: str = "tiny"  # preset name or path to a model dir / .onnx file
-    threads: int | None = 1  # intra-op threads; None = ORT's own default ("ort-default" mode)
-    placement: str = "auto"  # strategy (placement.STRATEGIES) or CPU list "0-3,8"; auto: see plan_strategy
-    engine: str = "ort"
-    precision: str = "int4"
-    prompt_tokens: int = 64
-    gen_tokens: int = 32
-    warmups: int = 1  # discarded generations after load
-    reps: int = 3  # timed generations per process
-    smt: str | None = None  # None: leave as is; "on"/"off"
-    smt_mode: str = "placement"  # "placement": emulate by the plan; "sysfs": write smt/control (root)
-    env: dict[str, str] = field(default_factory=dict)  # environment knobs set in the worker
-    session: dict[str, Any] = field(default_factory=dict)  # extra engine.SessionConfig fields
-    pin_threads: bool = False  # also pin each ORT pool thread (session intra_op_thread_affinities)
-    oversubscribe: bool = False  # allow more threads than CPUs in the plan
-    seed: int = 0  # prompt seed
-    prompt_text: str | None = None  # text through the model's tokenizer (chat template) instead of ids
-    label: str | None = None  # display name only (not part of the key)
-
-    # -- identity -------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["env"] = {str(k): str(v) for k, v in sorted(self.env.items())}
-        d["session"] = dict(sorted(self.session.items()))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise CoresweepError(
-                f"unknown trial config field(s) {unknown}; valid fields: {sorted(names)}"
-            )
-        return cls(**d)
-
-    def key(self) -> str:
-        """Stable 12-hex hash of everything that defines the measurement (not the label)."""
-        d = self.to_dict()
-        d.pop("label")
-        if d.get("prompt_text") is None:  # keys of token-count prompts stay as they were
-            d.pop("prompt_text", None)
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    @property
-    def display(self) -> str:
-        if self.label:
-            return self.label
-        t = "ort-default" if self.threads is None else f"{self.threads}t"
-        parts = [t, self.placement]
-        if self.smt:
-            parts.append(f"smt-{self.smt}")
-        if self.env:
-            parts.append(",".join(f"{k}={v}" for k, v in sorted(self.env.items())))
-        if self.session:
-            parts.append(",".join(f"{k}={v}" for k, v in sorted(self.session.items())))
-        parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}")
-        return " ".join(parts)
-
-    def plan_strategy(self) -> str:
-        """The placement strategy handed to make_plan ("auto" resolved)."""
-        if self.placement != "auto":
-            return self.placement
-        if self.threads is None:
-            return "none"
-        if self.smt == "on":  # siblings of a core before the next core (both SMT modes)
-            return "smt"
-        return "physical"
 
 
 # -- validation and preparation -----------------------------------------------------------------
@@ -205,8 +104,8 @@ def validate_config(cfg: TrialConfig) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise CoresweepError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(cfg.warmups, bool) or not isinstance(cfg.warmups, int) or cfg.warmups < 0:
-        raise CoresweepError(f"warmups must be an integer >= 0, got {cfg.warmups!r}")
+    if isinstance(cfg.warmup, bool) or not isinstance(cfg.warmup, int) or cfg.warmup < 0:
+        raise CoresweepError(f"warmup must be an integer >= 0, got {cfg.warmup!r}")
     if cfg.smt not in SMT_STATES:
         raise CoresweepError(f"unknown smt state {cfg.smt!r}; valid: None, 'on', 'off'")
     if cfg.smt_mode not in SMT_MODES:
@@ -234,8 +133,8 @@ def prepare(
     smt_root: str | Path = "/",
 ) -> list[PreparedTrial]:
     """Validate every config, make its plan and resolve its model. Raises before any trial runs."""
-    from .placement import make_plan
-    from .topology import read_topology
+    from coresweep.machine.placement import make_plan
+    from coresweep.machine.topology import read_topology
 
     configs = list(configs)
     if not configs:
@@ -247,7 +146,7 @@ def prepare(
     topo = topo if topo is not None else read_topology()
     models: dict[tuple[str, str], tuple[str, int, Any]] = {}
     out = []
-    from . import smt as smt_mod
+    from coresweep.machine import smt as smt_mod
 
     for cfg in configs:
         strategy = cfg.plan_strategy()
@@ -262,12 +161,12 @@ def prepare(
         prep_aff = None
         if cfg.pin_threads and cfg.threads and cfg.threads > 1:
             prep_aff = plan.ort_affinity_string() or None
-        from .engine import SessionConfig  # light: the engine imports onnxruntime lazily
+        from coresweep.engines import SessionConfig  # light: the engine imports onnxruntime lazily
 
         SessionConfig(threads=cfg.threads, affinities=prep_aff, **cfg.session)  # raises ModelError
         mk = (cfg.model, cfg.precision)
         if mk not in models:
-            from .models import resolve_model
+            from coresweep.models import resolve_model
 
             try:
                 mdir = resolve_model(cfg.model, cfg.precision, build=build)
@@ -276,7 +175,7 @@ def prepare(
             except FileNotFoundError as exc:
                 raise ModelError(f"model {cfg.model!r} not found: {exc}") from exc
             size = check_memory(mdir) if check_mem else model_weight_bytes(mdir)
-            from .models import inspect_model
+            from coresweep.models import inspect_model
 
             models[mk] = (str(mdir), size, inspect_model(mdir))
         mdir, size, info = models[mk]
@@ -563,7 +462,7 @@ class _Sampler(threading.Thread):
 
 
 def worker_command() -> list[str]:
-    return [sys.executable, "-m", "coresweep.worker"]
+    return [sys.executable, "-m", "coresweep.measurement.worker"]
 
 
 def _signal_name(rc: int) -> str:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .errors import PlacementError
-from .topology import Core, Topology, format_cpulist, parse_cpulist
+from coresweep.errors import PlacementError
+from coresweep.machine.topology import Core, Topology, format_cpulist, parse_cpulist
 
 __all__ = [
     "STRATEGIES",

@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import params as P
-from .errors import CoresweepError, ParamsError
+from coresweep import params as P
+from coresweep.errors import CoresweepError, ParamsError
 
 NOTEBOOK_DIR_ENV = "CORESWEEP_NOTEBOOKS"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -98,12 +98,12 @@ def prepare_batch(params_file: str | Path | None, overrides: Sequence[str] | Map
                   log=print) -> dict[str, Any]:
     """Validate everything a batch needs before any trial: parameters, placements of every trial
     config on this machine, the model (built here when it is a missing preset)."""
-    from .trial import prepare
+    from coresweep.measurement.trial import prepare
 
     names = _select_notebooks(notebooks)
     checked = P.load(params_file, overrides)
     if topo is None:
-        from .topology import read_topology
+        from coresweep.machine.topology import read_topology
 
         topo = read_topology()
     # validate what the chosen notebooks use (P.load already type-checked every key)
@@ -114,7 +114,7 @@ def prepare_batch(params_file: str | Path | None, overrides: Sequence[str] | Map
     if any(configs.values()):
         P.check_model(resolved["model"], resolved["precision"])
         if build:
-            from .models import PRESETS, resolve_model
+            from coresweep.models import PRESETS, resolve_model
 
             if resolved["model"] in PRESETS:
                 t0 = time.monotonic()
@@ -140,8 +140,8 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
     (after rendering what ran)."""
     import papermill as pm
 
-    from .store import Store
-    from .topology import machine_name
+    from coresweep.machine.topology import machine_name
+    from coresweep.measurement.store import Store
 
     def say(msg: str) -> None:
         if log is not None:
@@ -381,7 +381,7 @@ def summary_frame(run_dir: str | Path):
     """One row per measured config of a run, ready for markdown/CSV."""
     import pandas as pd
 
-    from .sweep import Run
+    from coresweep.measurement.sweep import Run
 
     try:
         run = Run.load(run_dir)
@@ -421,7 +421,7 @@ def _threads_text(t: int) -> str:
 
 def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
-    from .plots import best_configs
+    from coresweep.plots import best_configs
 
     run_dir = Path(run_dir)
     meta = dict(meta or {})
@@ -455,7 +455,7 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
             lines.append(f"Best decode: {b['value']:.2f} tok/s with {b['label']} "
                          f"({_threads_text(b['threads'])})")
         if run is not None:
-            from .plots import same_work_sentence
+            from coresweep.plots import same_work_sentence
 
             lines.append("")
             lines.append(same_work_sentence(run.trials))

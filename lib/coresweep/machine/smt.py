@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 MODES = ("placement", "sysfs")
 STATES = ("on", "off")

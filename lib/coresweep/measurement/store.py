@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 TABLES = ("trials", "tokens", "samples", "thread_samples", "threads", "failures")
 UNIT_TABLES = ("tokens", "samples", "thread_samples", "threads", "trials")  # trials LAST

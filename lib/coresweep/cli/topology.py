@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 
 def register(subparsers) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .topology import capture_tree, fingerprint, read_topology
+    from coresweep.machine.topology import capture_tree, fingerprint, read_topology
 
     root = Path(args.sysfs)
     if args.capture:
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     topo = read_topology(root)
     plan = None
     if args.plan is not None:
-        from .placement import make_plan
+        from coresweep.machine.placement import make_plan
 
         plan = make_plan(topo, args.threads, args.plan)
     if args.json:

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 
 def _threads(s: str) -> int | None:
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--processes", type=int, default=3, help="fresh worker processes (default 3)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per process (default 3)")
-    p.add_argument("--warmups", type=int, default=1, help="discarded warm-up runs (default 1)")
+    p.add_argument("--warmup", "--warmups", dest="warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
     p.add_argument("--smt", choices=["on", "off"], default=None)
     p.add_argument("--smt-mode", choices=["placement", "sysfs"], default="placement")
     p.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment knob (repeat)")
@@ -78,8 +78,8 @@ def _clean(v: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .sweep import sweep
-    from .trial import TrialConfig
+    from coresweep.measurement.sweep import sweep
+    from coresweep.measurement.trial import TrialConfig
 
     cfg = TrialConfig(
         model=args.model,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         prompt_text=args.prompt_text,
         gen_tokens=args.gen_tokens,
         reps=args.reps,
-        warmups=args.warmups,
+        warmup=args.warmup,
         smt=args.smt,
         smt_mode=args.smt_mode,
         env=_env(args.env),

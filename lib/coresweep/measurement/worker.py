@@ -1,9 +1,9 @@
-"""The trial worker: `python -m coresweep.worker [PAYLOAD_JSON | PATH | -]` (default: stdin).
+"""The trial worker: `python -m coresweep.measurement.worker [PAYLOAD_JSON | PATH | -]` (default: stdin).
 
 Order matters and is the point of this module:
 1. read the payload (config, plan CPUs, model dir) — nothing heavy imported yet;
 2. set the CPU affinity (os.sched_setaffinity) and the environment knobs of the config;
-3. only then import onnxruntime (through coresweep.engine), load the model (timed);
+3. only then import onnxruntime (through coresweep.engines), load the model (timed);
 4. warm-up generations (discarded), then the timed repetitions.
 
 Protocol: one JSON object per line, each with an "event" key, on a dedicated file descriptor that
@@ -64,7 +64,8 @@ class _Proto:
 
 
 def run(payload: dict[str, Any], proto: _Proto) -> None:
-    from .trial import ENV_KNOBS, TrialConfig, check_memory, read_threads
+    from coresweep.measurement.config import ENV_KNOBS, TrialConfig
+    from coresweep.measurement.trial import check_memory, read_threads
 
     cfg = TrialConfig.from_dict(payload["config"])
     cpus = [int(c) for c in payload["cpus"]]
@@ -87,7 +88,7 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     # 2) now the runtime
     import onnxruntime
 
-    from .engine import SessionConfig, make_engine, make_prompt
+    from coresweep.engines import SessionConfig, make_engine, make_prompt
 
     sess = SessionConfig(threads=cfg.threads, affinities=payload.get("affinities"), **cfg.session)
     engine = make_engine(cfg.engine, payload["model_dir"], sess)
@@ -103,7 +104,7 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
                          seed=cfg.seed)
     proto.emit("prompt", prompt_len=len(prompt))
-    for i in range(cfg.warmups):
+    for i in range(cfg.warmup):
         g = engine.generate(prompt, cfg.gen_tokens)
         proto.emit("warmup", index=i, decode_tok_s=g.decode_tok_s, ttft_s=g.ttft_s)
     proto.emit("timed_start")

@@ -19,14 +19,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .errors import CoresweepError
-from .store import TABLES, Store, now_iso
-from .trial import PreparedTrial, TrialConfig, TrialResult, prepare, run_trial
+from coresweep.errors import CoresweepError
+from coresweep.measurement.config import TrialConfig
+from coresweep.measurement.results import Run
+from coresweep.measurement.store import Store, now_iso
+from coresweep.measurement.trial import PreparedTrial, TrialResult, prepare, run_trial
 
 ORDERS = ("interleave", "shuffle", "sequential")
 
@@ -87,51 +87,6 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-@dataclass
-class Run:
-    """A run folder loaded as DataFrames (see docs/architecture.md for the columns)."""
-
-    path: Path
-    meta: dict[str, Any] = field(default_factory=dict)
-    trials: Any = None
-    tokens: Any = None
-    samples: Any = None
-    thread_samples: Any = None
-    threads: Any = None
-    failures: Any = None
-
-    @classmethod
-    def load(cls, path: str | Path) -> Run:
-        store = Store(path)
-        if not (store.path / "run.json").exists():
-            raise CoresweepError(f"{path} is not a coresweep run folder (no run.json)")
-        tables = {t: store.load_table(t) for t in TABLES}
-        f = tables["failures"]
-        if len(f):  # a failed attempt is resolved when a later attempt of the unit completed
-            done = {Store.unit_name(k, p) for k, p in store.completed_units()}
-            f["resolved"] = [
-                Store.unit_name(k, p) in done for k, p in zip(f["config_key"], f["process"], strict=True)
-            ]
-        return cls(path=store.path, meta=store.read_meta(), **tables)
-
-    @cached_property
-    def summary(self) -> Any:
-        """One row per config (see analysis.summarize)."""
-        from .analysis import summarize
-
-        return summarize(self.trials, self.tokens)
-
-    def table(self) -> Any:
-        from .analysis import summary_table
-
-        return summary_table(self.summary)
-
-    def __repr__(self) -> str:
-        n = 0 if self.trials is None else len(self.trials)
-        f = 0 if self.failures is None else len(self.failures)
-        return f"Run({str(self.path)!r}, {n} trial rows, {f} failures)"
 
 
 def _unit_frames(res: TrialResult) -> dict[str, Any]:
@@ -205,7 +160,7 @@ def sweep(
         raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
     if timeout_s is not None and timeout_s <= 0:
         raise CoresweepError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
-    from .topology import fingerprint, machine_name, read_topology
+    from coresweep.machine.topology import fingerprint, machine_name, read_topology
 
     topo = topo if topo is not None else read_topology()
     preps = prepare(configs, topo=topo, check_mem=check_mem, smt_root=smt_root)
@@ -330,7 +285,7 @@ def _run_unit(
 ) -> TrialResult:
     cfg = prep.config
     if cfg.smt_mode == "sysfs" and cfg.smt and not prep.skip_reason:
-        from .smt import SmtError, smt_state
+        from coresweep.machine.smt import SmtError, smt_state
 
         try:
             with smt_state(cfg.smt, smt_root):
@@ -352,7 +307,7 @@ def _run_unit(
 def _plan_unfit_after_switch(prep: PreparedTrial, smt_root: str | Path) -> str | None:
     """Plans are made before SMT is switched: after the switch, an "on" plan must hold a pair of
     siblings and every CPU of the plan must be online, or the point would measure something else."""
-    from .topology import read_topology
+    from coresweep.machine.topology import read_topology
 
     try:
         topo = read_topology(smt_root)
@@ -373,14 +328,3 @@ def _plan_unfit_after_switch(prep: PreparedTrial, smt_root: str | Path) -> str |
 
 def run_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-class _CallableModule(type(sys)):
-    """`coresweep.sweep` names both this module and the function: importing the submodule rebinds
-    the package attribute to the module, so the module itself forwards calls to `sweep()`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Run:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -7,7 +7,7 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .report import run_batch
+    from coresweep.report import run_batch
 
     run_dir = run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
                         html_reports=not args.no_html, progress=not args.quiet)
@@ -16,7 +16,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import rerender
+    from coresweep.report import rerender
 
     index = rerender(args.run_dirs)
     print(index)
@@ -24,7 +24,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from . import params as P
+    from coresweep import params as P
 
     if args.params:
         import json

@@ -6,10 +6,10 @@ import argparse
 import importlib
 import sys
 
-from .errors import CoresweepError
+from coresweep.errors import CoresweepError
 
 # module name -> registers one or more sub-commands via register(subparsers)
-_COMMAND_MODULES = ("_cli_topology", "_cli_model", "_cli_trial", "_cli_run")
+_COMMAND_MODULES = ("topology", "model", "trial", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _COMMAND_MODULES:
         try:
-            mod = importlib.import_module(f"coresweep.{name}")
+            mod = importlib.import_module(f"coresweep.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"coresweep.{name}":
+            if exc.name == f"coresweep.cli.{name}":
                 continue  # command group not present in this build
             raise
         mod.register(sub)

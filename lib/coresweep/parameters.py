@@ -1,0 +1,261 @@
+"""One definition per parameter.
+
+A :class:`Param` is a parameter's name, type, default, help and valid choices. The tables here are
+the only place where the workload and protocol parameters are defined: `TrialConfig` takes its
+field defaults from them, the YAML schema of `coresweep run` is built from them plus each study's
+own parameters (see :mod:`coresweep.studies`), and the `coresweep trial` flags are generated from
+them. Every error is a :class:`~coresweep.errors.ParamsError` that names the parameter and the
+valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from coresweep.errors import ParamsError
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true/false",
+    "str": "a string",
+    "int_list": "a list of integers",
+    "str_list": "a list of strings",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter. ``auto``: the literal "auto" is accepted (resolved against the machine)."""
+
+    name: str
+    kind: str  # a key of _TYPE_NAMES
+    default: Any
+    help: str
+    choices: tuple | None = None
+    auto: bool = False
+    minimum: float | None = None
+
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self.kind] + (' or "auto"' if self.auto else "")
+
+    def default_value(self) -> Any:
+        return list(self.default) if isinstance(self.default, list) else self.default
+
+    def error(self, value: Any, why: str = "") -> ParamsError:
+        msg = f"parameter {self.name!r}: " + (why or f"{value!r} is not {self.type_name()}")
+        if self.choices:
+            msg += f"; valid choices: {', '.join(map(str, self.choices))}"
+        return ParamsError(msg)
+
+    def check(self, value: Any) -> Any:
+        """Type-check one value; returns it normalised (lists as lists, floats as float)."""
+        if self.auto and value == "auto":
+            return "auto"
+        value = _CHECKS[self.kind](self, value)
+        items = value if isinstance(value, list) else [value]
+        if self.minimum is not None:
+            for v in items:
+                if isinstance(v, (int, float)) and v < self.minimum:
+                    raise self.error(value, f"{v!r} is below the minimum {self.minimum:g}")
+        if self.choices and value not in self.choices:
+            raise self.error(value, f"{value!r} is not a valid choice")
+        return value
+
+    def parse_text(self, raw: str) -> Any:
+        """The text of a ``-p key=value`` override (or a command-line flag), typed and checked."""
+        text = raw.strip()
+        if self.kind == "str":
+            return self.check(raw)  # never reinterpret strings ("0-3" stays a string)
+        if self.auto and text == "auto":
+            return "auto"
+        try:
+            if self.kind.endswith("_list") and not text.startswith("["):
+                parts = [s.strip() for s in text.split(",") if s.strip()]
+                value = parts if self.kind == "str_list" else [yaml.safe_load(s) for s in parts]
+            else:
+                value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise self.error(raw, f"cannot parse {raw!r}: {exc}") from None
+        return self.check(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_int(p: Param, v: Any) -> Any:
+    if not _is_int(v):
+        raise p.error(v)
+    return v
+
+
+def _check_float(p: Param, v: Any) -> float:
+    if not (_is_int(v) or isinstance(v, float)):
+        raise p.error(v)
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise p.error(v, f"{v!r} is not a finite number")
+    return v
+
+
+def _check_type(types: tuple) -> Any:
+    def check(p: Param, v: Any) -> Any:
+        if not isinstance(v, types):
+            raise p.error(v)
+        return v
+    return check
+
+
+def _check_list(item_ok: Any) -> Any:
+    def check(p: Param, v: Any) -> list:
+        if not isinstance(v, (list, tuple)) or not v or not all(map(item_ok, v)):
+            raise p.error(v, f"{v!r} is not a non-empty {p.type_name()}")
+        return list(v)
+    return check
+
+
+_CHECKS = {
+    "int": _check_int,
+    "float": _check_float,
+    "bool": _check_type((bool,)),
+    "str": _check_type((str,)),
+    "int_list": _check_list(_is_int),
+    "str_list": _check_list(lambda x: isinstance(x, str)),
+}
+
+
+def table(*params: Param) -> dict[str, Param]:
+    return {p.name: p for p in params}
+
+
+# -- the workload: what one trial generates (TrialConfig fields; `coresweep trial` flags) --------
+WORKLOAD = table(
+    Param("model", "str", "qwen2.5-0.5b",
+          "synthetic preset name (built on demand and cached) or a path to an ONNX model "
+          "folder/file"),
+    Param("precision", "str", "int4", "weight precision of a synthetic preset",
+          choices=("int4", "int8", "fp32")),
+    Param("engine", "str", "ort", "generation engine: onnxruntime loop or onnxruntime-genai",
+          choices=("ort", "genai")),
+    Param("prompt_tokens", "int", 64, "prompt length in tokens", minimum=1),
+    Param("gen_tokens", "int", 32, "tokens generated per repetition (greedy)", minimum=2),
+    Param("prompt_text", "str", "",
+          "prompt text for a real model with its own tokenizer (chat template); synthetic presets "
+          "use prompt_tokens ids; empty means prompt_tokens ids"),
+    Param("warmup", "int", 1, "untimed warm-up generations per worker process", minimum=0),
+    Param("reps", "int", 3, "timed generations per worker process", minimum=1),
+)
+
+# -- the protocol: how trials are run (sweep() arguments; `coresweep trial` flags) ---------------
+PROTOCOL = table(
+    Param("processes", "int", 3, "fresh worker processes per configuration (the spread is "
+          "between processes, so more than one)", minimum=1),
+    Param("timeout_s", "float", 600.0, "time-out of one worker process, seconds", minimum=1),
+    Param("sample_interval_s", "float", 0.1, "per-CPU utilisation sampling interval, seconds",
+          minimum=0.005),
+)
+
+# -- where a notebook's results go ----------------------------------------------------------------
+OUTPUT = table(
+    Param("run_dir", "str", "", "run folder for data/ and run.json; empty means "
+          "reports/<machine>-notebook (the batch runner sets it)"),
+)
+
+# -- single-config knobs of a trial (TrialConfig fields; `coresweep trial` flags) -----------------
+SMT_MODE = Param("smt_mode", "str", "placement", "how SMT is switched off: placement (use one CPU "
+                 "per core) or sysfs (write /sys/devices/system/cpu/smt/control; needs root)",
+                 choices=("placement", "sysfs"))
+
+
+def unknown(key: str, valid: Iterable[str]) -> ParamsError:
+    valid = list(valid)
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ParamsError(f"unknown parameter {key!r}{hint}; valid parameters: {', '.join(valid)}")
+
+
+def check_all(schema: Mapping[str, Param], values: Mapping[str, Any], *,
+              source: str = "parameters") -> dict[str, Any]:
+    """Check keys and types against ``schema``; missing keys take their defaults."""
+    if not isinstance(values, Mapping):
+        raise ParamsError(f"{source}: expected a mapping of parameter: value, got "
+                          f"{type(values).__name__}")
+    out = {k: p.default_value() for k, p in schema.items()}
+    for key, value in values.items():
+        if key not in schema:
+            raise unknown(str(key), schema)
+        out[key] = schema[key].check(value)
+    return out
+
+
+def parse_override(schema: Mapping[str, Param], item: str) -> tuple[str, Any]:
+    """``"key=value"`` → ``(key, value)`` typed as the schema wants."""
+    if "=" not in item:
+        raise ParamsError(f"override {item!r} is not of the form key=value; valid keys: "
+                          f"{', '.join(schema)}")
+    key, raw = (s for s in item.split("=", 1))
+    key = key.strip()
+    if key not in schema:
+        raise unknown(key, schema)
+    return key, schema[key].parse_text(raw)
+
+
+def read_yaml(path) -> dict[str, Any]:
+    """A YAML parameter file as a mapping (ParamsError when missing or malformed)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"parameter file {str(path)!r} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ParamsError(f"{path}: expected a mapping of parameter: value")
+    return loaded
+
+
+# -- command-line flags from the same definitions ------------------------------------------------
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_argument(parser: argparse.ArgumentParser, p: Param, *aliases: str,
+                 default: Any = None) -> None:
+    """A flag for ``p``: typed and checked by the Param, default and help from it."""
+    default = p.default_value() if default is None else default
+    if p.kind == "bool":
+        parser.add_argument(flag(p.name), *aliases, dest=p.name, action="store_true",
+                            default=default, help=p.help)
+        return
+
+    def typed(raw: str) -> Any:
+        try:
+            return p.parse_text(raw)
+        except ParamsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    choices = f" (one of {', '.join(map(str, p.choices))})" if p.choices else ""
+    parser.add_argument(flag(p.name), *aliases, dest=p.name, type=typed, default=default,
+                        metavar=p.name.upper(), help=f"{p.help}{choices} (default: {default!r})")
+
+
+def describe(schema: Mapping[str, Param]) -> str:
+    """Plain-text reference: name, type, default, choices, help (``coresweep params``)."""
+    lines = []
+    for k, p in schema.items():
+        choices = f" [{', '.join(map(str, p.choices))}]" if p.choices else ""
+        lines.append(f"{k:18} {p.type_name():28} default {p.default!r}{choices}\n{'':18} {p.help}")
+    return "\n".join(lines)
