@@ -2,23 +2,13 @@
 exports) without creating a session: KV layout, context, bytes read per decoded token, tokenizer."""
 
 from __future__ import annotations
-import datetime as _dt
-import hashlib
+
 import json
 import os
-import platform
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import zlib
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any
+
 from coresweep.errors import ModelError
 
 _PAST_RE = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
