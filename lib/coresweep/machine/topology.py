@@ -24,7 +24,7 @@ import os
 import platform
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -540,36 +540,29 @@ def _walk_up(base: Path, rel: str) -> list[Path]:
 def _read_cgroup(r: _Reader, proc: str) -> CgroupLimits:
     paths = _cgroup_paths(r.text(f"{proc}/cgroup"))
     cg = r.path("sys/fs/cgroup")
-    lim = CgroupLimits()
     if (cg / "cgroup.controllers").exists() and "" in paths:  # unified v2
-        lim.version = 2
-        lim.path = paths[""]
-        dirs = _walk_up(cg, paths[""])
-        for d in dirs:
-            cs = r.cpulist(d / "cpuset.cpus.effective")
-            if cs is not None and cs:
-                lim.cpuset = tuple(cs)
-                break
-        best: tuple[int, int] | None = None
-        for d in dirs:
-            t = r.text(d / "cpu.max")
-            if not t:
-                continue
-            q, _, per = t.partition(" ")
-            if q == "max":
-                continue
-            try:
-                qi, pi = int(q), int(per or 100000)
-            except ValueError:
-                continue
-            if pi > 0 and (best is None or qi / pi < best[0] / best[1]):
-                best = (qi, pi)
-        if best:
-            lim.quota_us, lim.period_us = best
-        elif dirs:
-            lim.period_us = 100000
-        return lim
-    # v1: separate hierarchies (cpu may be co-mounted with cpuacct)
+        return _read_cgroup_v2(r, cg, paths[""])
+    return _read_cgroup_v1(r, cg, paths)
+
+
+def _read_cgroup_v2(r: _Reader, cg: Path, rel: str) -> CgroupLimits:
+    """cpuset and quota of a unified (v2) hierarchy: the nearest non-empty effective cpuset and
+    the tightest cpu.max on the path from the process's cgroup up to the root."""
+    lim = CgroupLimits(version=2, path=rel)
+    dirs = _walk_up(cg, rel)
+    lim.cpuset = _first_cpuset(r, dirs, ("cpuset.cpus.effective",))
+    best = _tightest_quota(_v2_quotas(r, dirs))
+    if best:
+        lim.quota_us, lim.period_us = best
+    elif dirs:
+        lim.period_us = 100000
+    return lim
+
+
+def _read_cgroup_v1(r: _Reader, cg: Path, paths: dict[str, str]) -> CgroupLimits:
+    """cpuset and CFS quota of v1 hierarchies, which are mounted separately (cpu may be
+    co-mounted with cpuacct)."""
+    lim = CgroupLimits()
     cpuset_dir = next((cg / n for n in ("cpuset",) if (cg / n).is_dir()), None)
     cpu_dir = next(
         (cg / n for n in ("cpu", "cpu,cpuacct", "cpuacct,cpu") if (cg / n).is_dir()), None
@@ -579,27 +572,60 @@ def _read_cgroup(r: _Reader, proc: str) -> CgroupLimits:
     lim.version = 1
     lim.path = paths.get("cpuset", paths.get("cpu"))
     if cpuset_dir is not None:
-        for d in _walk_up(cpuset_dir, paths.get("cpuset", "/")):
-            cs = r.cpulist(d / "cpuset.effective_cpus")
-            if cs is None:
-                cs = r.cpulist(d / "cpuset.cpus")
-            if cs:
-                lim.cpuset = tuple(cs)
-                break
+        dirs = _walk_up(cpuset_dir, paths.get("cpuset", "/"))
+        lim.cpuset = _first_cpuset(r, dirs, ("cpuset.effective_cpus", "cpuset.cpus"))
     if cpu_dir is not None:
-        best = None
-        for d in _walk_up(cpu_dir, paths.get("cpu", "/")):
-            q = r.int(d / "cpu.cfs_quota_us")
-            per = r.int(d / "cpu.cfs_period_us")
-            if q is None or q < 0 or not per:
-                continue
-            if best is None or q / per < best[0] / best[1]:
-                best = (q, per)
+        best = _tightest_quota(_v1_quotas(r, _walk_up(cpu_dir, paths.get("cpu", "/"))))
         if best:
             lim.quota_us, lim.period_us = best
         else:
             lim.period_us = r.int(cpu_dir / "cpu.cfs_period_us")
     return lim
+
+
+def _first_cpuset(r: _Reader, dirs: list[Path], files: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The nearest non-empty cpuset on the path up; in each dir the first of ``files`` present."""
+    for d in dirs:
+        cs = next((cl for cl in (r.cpulist(d / f) for f in files) if cl is not None), None)
+        if cs:
+            return tuple(cs)
+    return None
+
+
+def _v2_quotas(r: _Reader, dirs: list[Path]) -> Iterator[tuple[int, int]]:
+    """(quota, period) of every v2 ``cpu.max`` on the path that sets a quota ("max" sets none)."""
+    for d in dirs:
+        t = r.text(d / "cpu.max")
+        if not t:
+            continue
+        q, _, per = t.partition(" ")
+        if q == "max":
+            continue
+        try:
+            qi, pi = int(q), int(per or 100000)
+        except ValueError:
+            continue
+        if pi > 0:
+            yield qi, pi
+
+
+def _v1_quotas(r: _Reader, dirs: list[Path]) -> Iterator[tuple[int, int]]:
+    """(quota, period) of every v1 CFS limit on the path (a quota of -1 sets none)."""
+    for d in dirs:
+        q = r.int(d / "cpu.cfs_quota_us")
+        per = r.int(d / "cpu.cfs_period_us")
+        if q is None or q < 0 or not per:
+            continue
+        yield q, per
+
+
+def _tightest_quota(quotas: Iterable[tuple[int, int]]) -> tuple[int, int] | None:
+    """The (quota, period) that allows the fewest CPUs: nested limits all apply, the least wins."""
+    best: tuple[int, int] | None = None
+    for q, per in quotas:
+        if best is None or q / per < best[0] / best[1]:
+            best = (q, per)
+    return best
 
 
 def _status_allowed(r: _Reader, proc: str) -> list[int] | None:
@@ -638,133 +664,213 @@ def read_topology(root: str | Path = "/", *, pid: int | None = None) -> Topology
             f"{cpu_dir} does not exist: {str(root)!r} is not a Linux root or captured sysfs tree "
             "(expected <root>/sys/devices/system/cpu)"
         )
-    notes: list[str] = []
+    notes: list[str] = []  # filled in reading order: per-CPU gaps, NUMA, usable CPUs
+    proc = _proc_dir(r, live, pid)
+    online, offline, present = _read_cpu_sets(r, cpu_dir)
+    per_cpu, cache_of, caches = _read_per_cpu(r, cpu_dir, online, notes)
+    numa, mem_total = _read_numa(r, online, notes)
+    hybrid = _read_hybrid(r)
+    freqs = {c: _read_cpufreq(r, cpu_dir, c) for c in online}
+    cpus = _cpu_infos(online, per_cpu, cache_of, caches, numa, hybrid, freqs)
+    freq, governor = _freq_summary(list(freqs.values()))
+    smt_control, smt_active = _read_smt(r)
+    cgroup = _read_cgroup(r, proc)
+    affinity = _read_affinity(r, live, pid, proc, online)
+    allowed = _allowed_cpus(affinity, online, cgroup)
+    if not allowed:
+        notes.append("no usable CPU: affinity ∩ cgroup cpuset ∩ online is empty")
+    qc = cgroup.quota_cpus
+    cgroup.budget = float(min(qc, len(allowed))) if qc is not None else float(len(allowed))
+    model, isa, kernel, arch = _read_platform(r, live)
+    return Topology(
+        online=tuple(online), offline=tuple(offline), allowed=allowed, cpus=cpus,
+        cores=_group_cores(online, cpus), numa_nodes=numa, caches=caches, hybrid=hybrid,
+        smt_control=smt_control, smt_active=smt_active, cgroup=cgroup, model_name=model, isa=isa,
+        freq=freq, governor=governor, mem_total_bytes=mem_total, kernel=kernel,
+        present=tuple(present), affinity=tuple(affinity), arch=arch, root=str(root), notes=notes,
+    )
+
+
+def _proc_dir(r: _Reader, live: bool, pid: int | None) -> str:
+    """``proc/<pid>``, or ``proc/self`` for no pid or a captured tree that lacks that pid."""
     proc = "proc/self" if pid is None else f"proc/{pid}"
     if not live and pid is not None and not r.path(proc).is_dir():
         proc = "proc/self"
+    return proc
 
-    # ---- logical CPUs --------------------------------------------------------------------
-    cpu_nodes = sorted(
-        int(p.name[3:]) for p in cpu_dir.glob("cpu[0-9]*") if p.name[3:].isdigit()
-    )
+
+def _read_cpu_sets(r: _Reader, cpu_dir: Path) -> tuple[list[int], list[int], list[int]]:
+    """Online, offline and present CPU ids (offline also holds every present CPU not online)."""
     online = r.cpulist("sys/devices/system/cpu/online")
     if online is None:
         # No 'online' file: every cpuN whose cpuN/online is not 0
+        cpu_nodes = sorted(
+            int(p.name[3:]) for p in cpu_dir.glob("cpu[0-9]*") if p.name[3:].isdigit()
+        )
         online = [c for c in cpu_nodes if r.int(cpu_dir / f"cpu{c}" / "online") != 0]
     offline = r.cpulist("sys/devices/system/cpu/offline") or []
     present = r.cpulist("sys/devices/system/cpu/present") or sorted(set(online) | set(offline))
     offline = sorted(set(offline) | (set(present) - set(online)))
+    return online, offline, present
 
-    # ---- per-CPU topology and caches --------------------------------------------------------
-    raw_cache: dict[tuple[int, str, tuple[int, ...]], int | None] = {}
-    per_cpu_cache: dict[int, dict[tuple[int, str], tuple[int, ...]]] = {}
-    topo_raw: dict[int, dict] = {}
+
+def _read_per_cpu(
+    r: _Reader, cpu_dir: Path, online: list[int], notes: list[str]
+) -> tuple[dict[int, dict], dict[int, dict[tuple[int, str], tuple[int, ...]]], list[CacheDomain]]:
+    """Each online CPU's topology fields and caches, and the machine's unique cache domains."""
+    online_set = set(online)
+    sizes: dict[tuple[int, str, tuple[int, ...]], int | None] = {}  # one entry per domain
+    per_cpu: dict[int, dict] = {}
+    cache_of: dict[int, dict[tuple[int, str], tuple[int, ...]]] = {}
     for c in online:
-        base = cpu_dir / f"cpu{c}"
-        t = base / "topology"
-        pkg = r.int(t / "physical_package_id")
-        die = r.int(t / "die_id")
-        core = r.int(t / "core_id")
-        cluster = r.int(t / "cluster_id")
-        sib = r.cpulist(t / "core_cpus_list") or r.cpulist(t / "thread_siblings_list") or [c]
-        if pkg is None or pkg < 0:
-            pkg = 0
-        if die is None or die < 0:
-            die = 0
-        if core is None:
-            core = c
-            notes.append(f"cpu{c}: no topology/core_id; treated as its own core")
-        if cluster is not None and cluster in (65535, -1, 4294967295):
-            cluster = None
-        sib = tuple(s for s in sib if s in set(online)) or (c,)
-        topo_raw[c] = dict(package=pkg, die=die, core_id=core, cluster=cluster, siblings=sib)
-        per_cpu_cache[c] = {}
-        for idx in sorted(base.glob("cache/index[0-9]*")):
-            level = r.int(idx / "level")
-            ctype = r.text(idx / "type") or "Unified"
-            shared = r.cpulist(idx / "shared_cpu_list")
-            if level is None or shared is None:
-                continue
-            shared_t = tuple(s for s in shared if s in set(online)) or (c,)
-            key = (level, ctype, shared_t)
-            raw_cache.setdefault(key, _size_bytes(r.text(idx / "size")))
-            per_cpu_cache[c][(level, ctype)] = shared_t
+        per_cpu[c] = _read_cpu_topology(r, cpu_dir / f"cpu{c}" / "topology", c, online_set, notes)
+        cache_of[c] = _read_cpu_caches(r, cpu_dir / f"cpu{c}", c, online_set, sizes)
+    return per_cpu, cache_of, _number_cache_domains(sizes)
+
+
+def _read_cpu_topology(r: _Reader, t: Path, c: int, online: set[int], notes: list[str]) -> dict:
+    """package, die, core_id, cluster and online siblings of CPU ``c`` from its topology dir
+    ``t``, with the kernel's "unknown" values replaced (missing package/die: 0; no core_id: the
+    CPU is its own core)."""
+    pkg = r.int(t / "physical_package_id")
+    die = r.int(t / "die_id")
+    core = r.int(t / "core_id")
+    cluster = r.int(t / "cluster_id")
+    sib = r.cpulist(t / "core_cpus_list") or r.cpulist(t / "thread_siblings_list") or [c]
+    if pkg is None or pkg < 0:
+        pkg = 0
+    if die is None or die < 0:
+        die = 0
+    if core is None:
+        core = c
+        notes.append(f"cpu{c}: no topology/core_id; treated as its own core")
+    if cluster is not None and cluster in (65535, -1, 4294967295):
+        cluster = None
+    sib = tuple(s for s in sib if s in online) or (c,)
+    return dict(package=pkg, die=die, core_id=core, cluster=cluster, siblings=sib)
+
+
+def _read_cpu_caches(
+    r: _Reader, base: Path, c: int, online: set[int],
+    sizes: dict[tuple[int, str, tuple[int, ...]], int | None],
+) -> dict[tuple[int, str], tuple[int, ...]]:
+    """(level, type) → online CPUs sharing that cache of CPU ``c``; records each domain's size
+    in ``sizes`` the first time a CPU of it is read."""
+    mine: dict[tuple[int, str], tuple[int, ...]] = {}
+    for idx in sorted(base.glob("cache/index[0-9]*")):
+        level = r.int(idx / "level")
+        ctype = r.text(idx / "type") or "Unified"
+        shared = r.cpulist(idx / "shared_cpu_list")
+        if level is None or shared is None:
+            continue
+        shared_t = tuple(s for s in shared if s in online) or (c,)
+        sizes.setdefault((level, ctype, shared_t), _size_bytes(r.text(idx / "size")))
+        mine[(level, ctype)] = shared_t
+    return mine
+
+
+_CACHE_TYPE_ORDER = {"Data": 0, "Instruction": 1, "Unified": 2}
+
+
+def _number_cache_domains(
+    sizes: dict[tuple[int, str, tuple[int, ...]], int | None],
+) -> list[CacheDomain]:
+    """The unique domains ordered by level, type and first CPU, numbered within level and type
+    (these numbers are the L2/L3 columns of ``coresweep topology`` and ``llc:N``)."""
     caches: list[CacheDomain] = []
     counters: dict[tuple[int, str], int] = {}
-    order = {"Data": 0, "Instruction": 1, "Unified": 2}
     for level, ctype, shared in sorted(
-        raw_cache, key=lambda k: (k[0], order.get(k[1], 3), k[2][0], k[2])
+        sizes, key=lambda k: (k[0], _CACHE_TYPE_ORDER.get(k[1], 3), k[2][0], k[2])
     ):
         n = counters.get((level, ctype), 0)
         counters[(level, ctype)] = n + 1
-        caches.append(CacheDomain(level, ctype, shared, raw_cache[(level, ctype, shared)], n))
-    dom_index = {(d.level, d.type, d.cpus): d.index for d in caches}
+        caches.append(CacheDomain(level, ctype, shared, sizes[(level, ctype, shared)], n))
+    return caches
 
-    # ---- NUMA -------------------------------------------------------------------------------
+
+def _read_numa(
+    r: _Reader, online: list[int], notes: list[str]
+) -> tuple[dict[int, NumaNode], int | None]:
+    """NUMA nodes (one node with all memory when sysfs has none) and the total memory."""
+    online_set = set(online)
     numa: dict[int, NumaNode] = {}
     node_dir = r.path("sys/devices/system/node")
     for nd in sorted(node_dir.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
         nid = int(nd.name[4:])
-        cl = r.cpulist(nd / "cpulist") or []
-        cl = [x for x in cl if x in set(online)]
+        cl = [x for x in (r.cpulist(nd / "cpulist") or []) if x in online_set]
         numa[nid] = NumaNode(nid, tuple(cl), _meminfo_total(r.text(nd / "meminfo")))
     mem_total = _meminfo_total(r.text("proc/meminfo"))
     if not numa:
         numa[0] = NumaNode(0, tuple(online), mem_total)
         notes.append("no /sys/devices/system/node: one NUMA node assumed")
-    node_of = {c: n.id for n in numa.values() for c in n.cpus}
+    return numa, mem_total
 
-    # ---- hybrid ---------------------------------------------------------------------------
-    hybrid = None
+
+def _read_hybrid(r: _Reader) -> dict[str, tuple[int, ...]] | None:
+    """{"P": CPUs, "E": CPUs} on Intel hybrid parts (cpu_core / cpu_atom PMUs), else None."""
     pc = r.cpulist("sys/devices/cpu_core/cpus")
     ec = r.cpulist("sys/devices/cpu_atom/cpus")
     if pc is not None and ec is not None and (pc or ec):
-        hybrid = {"P": tuple(pc), "E": tuple(ec)}
-    kind_of = {}
-    if hybrid:
-        kind_of.update({c: "P" for c in hybrid["P"]})
-        kind_of.update({c: "E" for c in hybrid["E"]})
+        return {"P": tuple(pc), "E": tuple(ec)}
+    return None
 
-    # ---- frequency --------------------------------------------------------------------------
-    govs: set[str] = set()
-    max_khz: list[int] = []
-    min_khz: list[int] = []
-    smax_khz: list[int] = []
-    cpus: dict[int, CpuInfo] = {}
-    for c in online:
-        tr = topo_raw[c]
-        cf = cpu_dir / f"cpu{c}" / "cpufreq"
-        mx = r.int(cf / "cpuinfo_max_freq")
-        mn = r.int(cf / "cpuinfo_min_freq")
-        smx = r.int(cf / "scaling_max_freq")
-        gov = r.text(cf / "scaling_governor")
-        if mx:
-            max_khz.append(mx)
-        if mn:
-            min_khz.append(mn)
-        if smx:
-            smax_khz.append(smx)
-        if gov:
-            govs.add(gov)
-        pcc = per_cpu_cache[c]
-        l2 = pcc.get((2, "Unified"))
-        l3 = pcc.get((3, "Unified"))
-        cpus[c] = CpuInfo(
-            cpu=c,
-            package=tr["package"],
-            die=tr["die"],
-            core_id=tr["core_id"],
-            cluster=tr["cluster"],
-            node=node_of.get(c),
-            siblings=tr["siblings"],
-            l2=dom_index.get((2, "Unified", l2)) if l2 else None,
-            l3=dom_index.get((3, "Unified", l3)) if l3 else None,
-            kind=kind_of.get(c),
-            max_freq_khz=mx,
-            governor=gov,
+
+_CpuFreq = tuple[int | None, int | None, int | None, str | None]  # max, min, scaling max, governor
+
+
+def _read_cpufreq(r: _Reader, cpu_dir: Path, c: int) -> _CpuFreq:
+    cf = cpu_dir / f"cpu{c}" / "cpufreq"
+    return (
+        r.int(cf / "cpuinfo_max_freq"),
+        r.int(cf / "cpuinfo_min_freq"),
+        r.int(cf / "scaling_max_freq"),
+        r.text(cf / "scaling_governor"),
+    )
+
+
+def _freq_summary(freqs: list[_CpuFreq]) -> tuple[dict[str, float | None], str | None]:
+    """Machine-wide MHz (max of the maxima, min of the minima; unreported values skipped) and
+    the governors in use, comma-joined."""
+
+    def mhz(values: list[int | None], pick) -> float | None:
+        v = [x for x in values if x]
+        return round(pick(v) / 1000.0, 1) if v else None
+
+    freq = {
+        "max_mhz": mhz([f[0] for f in freqs], max),
+        "min_mhz": mhz([f[1] for f in freqs], min),
+        "scaling_max_mhz": mhz([f[2] for f in freqs], max),
+    }
+    govs = {f[3] for f in freqs if f[3]}
+    return freq, ",".join(sorted(govs)) if govs else None
+
+
+def _cpu_infos(
+    online: list[int], per_cpu: dict[int, dict],
+    cache_of: dict[int, dict[tuple[int, str], tuple[int, ...]]], caches: list[CacheDomain],
+    numa: dict[int, NumaNode], hybrid: dict[str, tuple[int, ...]] | None,
+    freqs: dict[int, _CpuFreq],
+) -> dict[int, CpuInfo]:
+    """One CpuInfo per online CPU: its topology fields plus node, L2/L3 domain number and kind."""
+    dom_index = {(d.level, d.type, d.cpus): d.index for d in caches}
+    node_of = {c: n.id for n in numa.values() for c in n.cpus}
+    kind_of = {c: kind for kind, ids in (hybrid or {}).items() for c in ids}
+
+    def domain(c: int, level: int) -> int | None:
+        shared = cache_of[c].get((level, "Unified"))
+        return dom_index.get((level, "Unified", shared)) if shared else None
+
+    return {
+        c: CpuInfo(
+            cpu=c, **per_cpu[c], node=node_of.get(c), l2=domain(c, 2), l3=domain(c, 3),
+            kind=kind_of.get(c), max_freq_khz=freqs[c][0], governor=freqs[c][3],
         )
+        for c in online
+    }
 
-    # ---- cores --------------------------------------------------------------------------------
+
+def _group_cores(online: list[int], cpus: dict[int, CpuInfo]) -> list[Core]:
+    """Physical cores (one per distinct sibling set), ordered by their first CPU."""
     cores: list[Core] = []
     seen: set[tuple[int, ...]] = set()
     for c in online:
@@ -775,32 +881,41 @@ def read_topology(root: str | Path = "/", *, pid: int | None = None) -> Topology
         ci = cpus[sib[0]] if sib[0] in cpus else cpus[c]
         cores.append(Core(ci.package, ci.die, ci.core_id, sib, ci.kind, ci.node))
     cores.sort(key=lambda k: k.cpus[0])
+    return cores
 
-    # ---- SMT, cgroup, affinity -------------------------------------------------------------
-    smt_control = r.text("sys/devices/system/cpu/smt/control")
+
+def _read_smt(r: _Reader) -> tuple[str | None, bool | None]:
+    """smt/control ("on", "off", "notsupported", ...) and smt/active, None where absent."""
+    control = r.text("sys/devices/system/cpu/smt/control")
     act = r.int("sys/devices/system/cpu/smt/active")
-    smt_active = None if act is None else bool(act)
+    return control, None if act is None else bool(act)
 
-    cgroup = _read_cgroup(r, proc)
+
+def _read_affinity(
+    r: _Reader, live: bool, pid: int | None, proc: str, online: list[int]
+) -> list[int]:
+    """The process's affinity mask: the kernel's (live), else the captured Cpus_allowed_list,
+    else every online CPU."""
     if live:
         try:
-            affinity = sorted(os.sched_getaffinity(pid or 0))
+            return sorted(os.sched_getaffinity(pid or 0))
         except OSError as exc:
             raise CoresweepError(f"cannot read the CPU affinity of pid {pid}: {exc}") from exc
-    else:
-        affinity = _status_allowed(r, proc)
-        if affinity is None:
-            affinity = list(online)
-    allowed_set = set(affinity) & set(online)
-    if cgroup.cpuset is not None:
-        allowed_set &= set(cgroup.cpuset)
-    allowed = tuple(sorted(allowed_set))
-    if not allowed:
-        notes.append("no usable CPU: affinity ∩ cgroup cpuset ∩ online is empty")
-    qc = cgroup.quota_cpus
-    cgroup.budget = float(min(qc, len(allowed))) if qc is not None else float(len(allowed))
+    affinity = _status_allowed(r, proc)
+    return list(online) if affinity is None else affinity
 
-    # ---- model, ISA, memory, kernel ---------------------------------------------------------
+
+def _allowed_cpus(affinity: list[int], online: list[int], cgroup: CgroupLimits) -> tuple[int, ...]:
+    """affinity ∩ online ∩ cgroup cpuset, sorted."""
+    allowed = set(affinity) & set(online)
+    if cgroup.cpuset is not None:
+        allowed &= set(cgroup.cpuset)
+    return tuple(sorted(allowed))
+
+
+def _read_platform(r: _Reader, live: bool) -> tuple[str | None, dict[str, bool], str | None, str | None]:
+    """CPU model name, ISA flags, kernel release and architecture. A captured tree has no
+    platform module to ask, so its architecture is guessed from /proc/cpuinfo (x86 has a vendor)."""
     model, flags, vendor = _cpuinfo(r.text("proc/cpuinfo"))
     isa = {f: (f in flags) for f in ISA_FLAGS}
     isa["amx"] = bool(flags & {"amx_tile", "amx_int8", "amx_bf16"})
@@ -810,39 +925,7 @@ def read_topology(root: str | Path = "/", *, pid: int | None = None) -> Topology
     if kernel is None and live:
         kernel = platform.release()
     arch = platform.machine() if live else ("x86_64" if vendor else ("aarch64" if flags else None))
-
-    def _mhz(v: list[int], f) -> float | None:
-        return round(f(v) / 1000.0, 1) if v else None
-
-    freq = {
-        "max_mhz": _mhz(max_khz, max),
-        "min_mhz": _mhz(min_khz, min),
-        "scaling_max_mhz": _mhz(smax_khz, max),
-    }
-    return Topology(
-        online=tuple(online),
-        offline=tuple(offline),
-        allowed=allowed,
-        cpus=cpus,
-        cores=cores,
-        numa_nodes=numa,
-        caches=caches,
-        hybrid=hybrid,
-        smt_control=smt_control,
-        smt_active=smt_active,
-        cgroup=cgroup,
-        model_name=model,
-        isa=isa,
-        freq=freq,
-        governor=",".join(sorted(govs)) if govs else None,
-        mem_total_bytes=mem_total,
-        kernel=kernel,
-        present=tuple(present),
-        affinity=tuple(affinity),
-        arch=arch,
-        root=str(root),
-        notes=notes,
-    )
+    return model, isa, kernel, arch
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,120 +959,142 @@ def _cache_line(topo: Topology, level: int, ctype: str) -> str | None:
 
 
 def _summary(topo: Topology) -> str:
-    L: list[str] = []
-    pk = len(topo.packages)
-    cores = topo.physical_core_count()
-    tpc = topo.threads_per_core()
-    L.append(f"Model:      {topo.model_name or '?'}  ({topo.arch or '?'}, kernel {topo.kernel or '?'})")
-    per_pkg = cores // max(pk, 1)
-    tcounts: dict[int, int] = {}
-    for k in topo.cores:
-        tcounts[len(k.cpus)] = tcounts.get(len(k.cpus), 0) + 1
-    if len(tcounts) == 1 and cores % max(pk, 1) == 0:
-        L.append(
-            f"Layout:     {pk} package{'s' if pk > 1 else ''} x {per_pkg} cores x {tpc} "
-            f"thread{'s' if tpc > 1 else ''} = {cores} cores, {topo.logical_count()} online CPUs"
-        )
-    else:
-        mix = ", ".join(
-            f"{n} with {t} thread{'s' if t > 1 else ''}" for t, n in sorted(tcounts.items(), reverse=True)
-        )
-        L.append(
-            f"Layout:     {pk} package{'s' if pk > 1 else ''}, {cores} cores ({mix}) = "
-            f"{topo.logical_count()} online CPUs"
-        )
-    L.append(
+    L = [
+        f"Model:      {topo.model_name or '?'}  ({topo.arch or '?'}, kernel {topo.kernel or '?'})",
+        _layout_line(topo),
         f"CPUs:       online {format_cpulist(topo.online) or '-'}; offline "
         f"{format_cpulist(topo.offline) or 'none'}; usable by this process "
         f"{format_cpulist(topo.allowed) or 'NONE'} ({len(topo.allowed)} CPUs on "
-        f"{topo.physical_core_count(allowed=True)} cores)"
-    )
-    smt = f"control={topo.smt_control or 'absent'}"
-    if topo.smt_active is not None:
-        smt += f", active={'yes' if topo.smt_active else 'no'}"
-    L.append(f"SMT:        {smt}; {topo.smt_note()}")
-    if topo.hybrid:
-        L.append(
-            f"Hybrid:     P-cores CPUs {format_cpulist(topo.hybrid['P'])}, "
-            f"E-cores CPUs {format_cpulist(topo.hybrid['E'])}"
-        )
-    else:
-        L.append("Hybrid:     no")
-    nodes = []
-    for n in topo.numa_nodes.values():
-        nodes.append(f"node{n.id} CPUs {format_cpulist(n.cpus) or '-'} mem {_human(n.mem_total_bytes)}")
-    L.append(
-        f"NUMA:       {len(topo.numa_nodes)} node(s), {len(topo.nodes_with_memory())} with memory: "
-        + "; ".join(nodes)
-    )
+        f"{topo.physical_core_count(allowed=True)} cores)",
+        _smt_line(topo),
+        _hybrid_line(topo),
+        _numa_line(topo),
+    ]
     for level, ctype in ((1, "Data"), (1, "Instruction"), (2, "Unified"), (3, "Unified")):
         line = _cache_line(topo, level, ctype)
         if line:
             L.append(f"Cache:      {line}")
     llc = topo.llc_domain_map()
     if llc:
-        shown = list(llc.items())
-        text = "; ".join(f"llc:{i} = {format_cpulist(v)}" for i, v in shown[:8])
-        if len(shown) > 8:
-            text += f"; ... llc:{shown[-1][0]} = {format_cpulist(shown[-1][1])}"
-        per_core = all(len({tuple(topo.cpus[c].siblings) for c in v}) == 1 for v in llc.values())
-        if per_core and len(llc) > 1:
-            text += " (one per core: no cache shared between cores is reported)"
-        L.append(f"LLC:        {len(llc)} domain(s) usable (level L{topo.llc_level or '?'}): {text}")
-    cg = topo.cgroup
-    if cg.version is None:
-        L.append(f"cgroup:     none found; budget {cg.budget:g} CPUs")
-    else:
-        q = "no quota" if cg.quota_us is None else f"quota {cg.quota_us}/{cg.period_us} us"
-        cs = format_cpulist(cg.cpuset) if cg.cpuset is not None else "unrestricted"
-        L.append(f"cgroup:     v{cg.version} {cg.path or ''}: cpuset {cs}; {q}; budget {cg.budget:g} CPUs")
+        L.append(_llc_line(topo, llc))
+    L.append(_cgroup_line(topo.cgroup))
     isa = [k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "asimddp", "i8mm", "sve")
            if topo.isa.get(k)]
     L.append(f"ISA:        {' '.join(isa) or 'none of avx2/avx512f/avx512_vnni/avx_vnni/amx'}")
-    fr = topo.freq
-    if fr.get("max_mhz"):
-        L.append(
-            f"Frequency:  max {fr['max_mhz']:g} MHz, min {fr.get('min_mhz') or 0:g} MHz, "
-            f"governor {topo.governor or '?'}"
-        )
-    else:
-        L.append("Frequency:  not exposed (no cpufreq)")
+    L.append(_freq_line(topo))
     L.append(f"Memory:     {_human(topo.mem_total_bytes)}")
-    for n in topo.notes:
-        L.append(f"Note:       {n}")
+    L.extend(f"Note:       {n}" for n in topo.notes)
     L.append("")
-    hdr = ("CPU", "ONLINE", "ALLOWED", "PKG", "DIE", "CORE", "SIBLINGS", "L2", "L3", "NODE", "KIND")
-    rows = [hdr]
-    allowed = set(topo.allowed)
-    for c in sorted(set(topo.online) | set(topo.offline)):
-        ci = topo.cpus.get(c)
-        if ci is None:
-            rows.append((str(c), "no", "no", "-", "-", "-", "-", "-", "-", "-", "-"))
-            continue
-        rows.append(
-            (
-                str(c),
-                "yes",
-                "yes" if c in allowed else "no",
-                str(ci.package),
-                str(ci.die),
-                str(ci.core_id),
-                format_cpulist(ci.siblings),
-                "-" if ci.l2 is None else str(ci.l2),
-                "-" if ci.l3 is None else str(ci.l3),
-                "-" if ci.node is None else str(ci.node),
-                ci.kind or "-",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
-    for row in rows:
-        L.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    L.extend(_cpu_table(topo))
     L.append("")
     L.append(
         "CORE is core_id (unique only within a package); SIBLINGS are the online CPUs of the same "
         "physical core; L2/L3 number the cache domains (same number = shared cache)."
     )
     return "\n".join(L)
+
+
+def _layout_line(topo: Topology) -> str:
+    """packages x cores x threads when every core has the same thread count, else the mix."""
+    pk = len(topo.packages)
+    cores = topo.physical_core_count()
+    tpc = topo.threads_per_core()
+    per_pkg = cores // max(pk, 1)
+    tcounts: dict[int, int] = {}
+    for k in topo.cores:
+        tcounts[len(k.cpus)] = tcounts.get(len(k.cpus), 0) + 1
+    if len(tcounts) == 1 and cores % max(pk, 1) == 0:
+        return (
+            f"Layout:     {pk} package{'s' if pk > 1 else ''} x {per_pkg} cores x {tpc} "
+            f"thread{'s' if tpc > 1 else ''} = {cores} cores, {topo.logical_count()} online CPUs"
+        )
+    mix = ", ".join(
+        f"{n} with {t} thread{'s' if t > 1 else ''}" for t, n in sorted(tcounts.items(), reverse=True)
+    )
+    return (
+        f"Layout:     {pk} package{'s' if pk > 1 else ''}, {cores} cores ({mix}) = "
+        f"{topo.logical_count()} online CPUs"
+    )
+
+
+def _smt_line(topo: Topology) -> str:
+    smt = f"control={topo.smt_control or 'absent'}"
+    if topo.smt_active is not None:
+        smt += f", active={'yes' if topo.smt_active else 'no'}"
+    return f"SMT:        {smt}; {topo.smt_note()}"
+
+
+def _hybrid_line(topo: Topology) -> str:
+    if not topo.hybrid:
+        return "Hybrid:     no"
+    return (
+        f"Hybrid:     P-cores CPUs {format_cpulist(topo.hybrid['P'])}, "
+        f"E-cores CPUs {format_cpulist(topo.hybrid['E'])}"
+    )
+
+
+def _numa_line(topo: Topology) -> str:
+    nodes = [
+        f"node{n.id} CPUs {format_cpulist(n.cpus) or '-'} mem {_human(n.mem_total_bytes)}"
+        for n in topo.numa_nodes.values()
+    ]
+    return (
+        f"NUMA:       {len(topo.numa_nodes)} node(s), {len(topo.nodes_with_memory())} with memory: "
+        + "; ".join(nodes)
+    )
+
+
+def _llc_line(topo: Topology, llc: dict[int, tuple[int, ...]]) -> str:
+    """The usable LLC domains by number (the first 8 and the last), flagging per-core "LLCs"."""
+    shown = list(llc.items())
+    text = "; ".join(f"llc:{i} = {format_cpulist(v)}" for i, v in shown[:8])
+    if len(shown) > 8:
+        text += f"; ... llc:{shown[-1][0]} = {format_cpulist(shown[-1][1])}"
+    per_core = all(len({tuple(topo.cpus[c].siblings) for c in v}) == 1 for v in llc.values())
+    if per_core and len(llc) > 1:
+        text += " (one per core: no cache shared between cores is reported)"
+    return f"LLC:        {len(llc)} domain(s) usable (level L{topo.llc_level or '?'}): {text}"
+
+
+def _cgroup_line(cg: CgroupLimits) -> str:
+    if cg.version is None:
+        return f"cgroup:     none found; budget {cg.budget:g} CPUs"
+    q = "no quota" if cg.quota_us is None else f"quota {cg.quota_us}/{cg.period_us} us"
+    cs = format_cpulist(cg.cpuset) if cg.cpuset is not None else "unrestricted"
+    return f"cgroup:     v{cg.version} {cg.path or ''}: cpuset {cs}; {q}; budget {cg.budget:g} CPUs"
+
+
+def _freq_line(topo: Topology) -> str:
+    fr = topo.freq
+    if not fr.get("max_mhz"):
+        return "Frequency:  not exposed (no cpufreq)"
+    return (
+        f"Frequency:  max {fr['max_mhz']:g} MHz, min {fr.get('min_mhz') or 0:g} MHz, "
+        f"governor {topo.governor or '?'}"
+    )
+
+
+def _cpu_table(topo: Topology) -> list[str]:
+    """One right-aligned row per present CPU, like ``lscpu -e`` (offline CPUs: "no", dashes)."""
+    hdr = ("CPU", "ONLINE", "ALLOWED", "PKG", "DIE", "CORE", "SIBLINGS", "L2", "L3", "NODE", "KIND")
+    rows = [hdr]
+    allowed = set(topo.allowed)
+
+    def dash(v: int | None) -> str:
+        return "-" if v is None else str(v)
+
+    for c in sorted(set(topo.online) | set(topo.offline)):
+        ci = topo.cpus.get(c)
+        if ci is None:
+            rows.append((str(c), "no", "no", "-", "-", "-", "-", "-", "-", "-", "-"))
+            continue
+        rows.append((
+            str(c), "yes", "yes" if c in allowed else "no", str(ci.package), str(ci.die),
+            str(ci.core_id), format_cpulist(ci.siblings), dash(ci.l2), dash(ci.l3), dash(ci.node),
+            ci.kind or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(hdr))]
+    return ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1010,31 +1115,20 @@ def _thp(r: _Reader) -> str | None:
     return m.group(1) if m else t
 
 
-def fingerprint(topo: Topology | None = None) -> dict:
-    """Everything that describes the machine and software a result was measured on (JSON-able).
-
-    Does not import onnxruntime: versions come from the installed distributions' metadata.
-    """
-    if topo is None:
-        topo = read_topology("/")
-    r = _Reader(topo.root)
-    live = _is_live(Path(topo.root))
+def _loadavg(r: _Reader) -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, None when unreadable."""
     load = r.text("proc/loadavg")
-    loadavg = None
-    if load:
-        try:
-            loadavg = [float(x) for x in load.split()[:3]]
-        except ValueError:
-            loadavg = None
-    nb = r.int("proc/sys/kernel/numa_balancing")
-    hostname = r.text("proc/sys/kernel/hostname")
-    if hostname is None and live:
-        hostname = socket.gethostname()
-    env = {
-        k: v
-        for k, v in sorted(os.environ.items())
-        if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES
-    }
+    if not load:
+        return None
+    try:
+        return [float(x) for x in load.split()[:3]]
+    except ValueError:
+        return None
+
+
+def _software_versions() -> dict[str, str | None]:
+    """Python and the packages that shape a measurement (None: not installed); the alternative
+    onnxruntime builds only when installed."""
     versions = {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
@@ -1054,6 +1148,30 @@ def fingerprint(topo: Topology | None = None) -> dict:
         v = _version(alt)
         if v:
             versions[alt] = v
+    return versions
+
+
+def fingerprint(topo: Topology | None = None) -> dict:
+    """Everything that describes the machine and software a result was measured on (JSON-able).
+
+    Does not import onnxruntime: versions come from the installed distributions' metadata.
+    """
+    if topo is None:
+        topo = read_topology("/")
+    r = _Reader(topo.root)
+    live = _is_live(Path(topo.root))
+    loadavg = _loadavg(r)
+    nb = r.int("proc/sys/kernel/numa_balancing")
+    hostname = r.text("proc/sys/kernel/hostname")
+    if hostname is None and live:
+        hostname = socket.gethostname()
+    # the threading/allocator knobs in effect (OMP_*, KMP_*, ORT_*, ...): they change results
+    env = {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES
+    }
+    versions = _software_versions()
     return {
         "machine": machine_name(topo),
         "hostname": hostname,
@@ -1158,25 +1276,30 @@ def capture_tree(dest: str | Path, root: str | Path = "/") -> list[str]:
     for pat in _CAPTURE_GLOBS:
         for p in sorted(src.glob(pat)):
             copy(str(p.relative_to(src)))
-    r = _Reader(src)
-    paths = _cgroup_paths(r.text("proc/self/cgroup"))
+    for rel in _cgroup_capture_files(src):
+        copy(rel)
+    return written
+
+
+def _cgroup_capture_files(src: Path) -> list[str]:
+    """The cgroup files _read_cgroup reads for the capturing process: its own cgroup dir and
+    every parent up to the mount root (v2 unified, else the v1 cpuset and cpu hierarchies)."""
+    paths = _cgroup_paths(_Reader(src).text("proc/self/cgroup"))
     cg = "sys/fs/cgroup"
     if (src / cg / "cgroup.controllers").exists():
-        copy(f"{cg}/cgroup.controllers")
-        for d in _walk_up(src / cg, paths.get("", "/")):
-            rel = str(d.relative_to(src))
-            for f in ("cgroup.controllers", "cpuset.cpus.effective", "cpu.max"):
-                copy(f"{rel}/{f}")
+        hierarchies = [("", cg, ("cgroup.controllers", "cpuset.cpus.effective", "cpu.max"))]
+        out = [f"{cg}/cgroup.controllers"]
     else:
-        for ctrl, files in (
-            ("cpuset", ("cpuset.effective_cpus", "cpuset.cpus")),
-            ("cpu", ("cpu.cfs_quota_us", "cpu.cfs_period_us")),
-        ):
-            base = src / cg / ctrl
-            if not base.is_dir():
-                continue
-            for d in _walk_up(base, paths.get(ctrl, "/")):
-                rel = str(d.relative_to(src))
-                for f in files:
-                    copy(f"{rel}/{f}")
-    return written
+        hierarchies = [
+            ("cpuset", f"{cg}/cpuset", ("cpuset.effective_cpus", "cpuset.cpus")),
+            ("cpu", f"{cg}/cpu", ("cpu.cfs_quota_us", "cpu.cfs_period_us")),
+        ]
+        out = []
+    for ctrl, mount, files in hierarchies:
+        base = src / mount
+        if not base.is_dir():
+            continue
+        for d in _walk_up(base, paths.get(ctrl, "/")):
+            rel = str(d.relative_to(src))
+            out.extend(f"{rel}/{f}" for f in files)
+    return out
