@@ -173,66 +173,89 @@ def _subset(topo: Topology, cpus: set[int]) -> list[int]:
     return _cores_then_siblings(_usable_cores(topo, cpus))
 
 
+def _cores_first(topo: Topology) -> list[int]:
+    return _cores_then_siblings(_usable_cores(topo))
+
+
+def _all_allowed(topo: Topology) -> list[int]:
+    return list(topo.allowed)
+
+
+# The strategies that take no argument: name -> (ordering, the rule in a few words).
+_ORDERINGS = {
+    "physical": (_physical, "one CPU per physical core, node by node"),
+    "cores-first": (_cores_first,
+                    "one CPU per physical core first (as physical), then their SMT siblings"),
+    "smt": (_smt, "all SMT siblings of a core before the next core"),
+    "compact": (_compact, "one LLC domain at a time, its cores before their siblings"),
+    "scatter": (_scatter, "round-robin over NUMA nodes and LLC domains, siblings last"),
+    "all": (_all_allowed, "every usable CPU"),
+    "none": (_all_allowed, "no pinning: the OS schedules on every usable CPU"),
+}
+
+
 def strategy_order(topo: Topology, strategy: str) -> tuple[list[int], str]:
     """Every CPU a strategy may use, in placement order, and a short description of the rule."""
     s = strategy.strip().lower()
-    if s == "physical":
-        return _physical(topo), "one CPU per physical core, node by node"
-    if s == "cores-first":
-        return _cores_then_siblings(_usable_cores(topo)), (
-            "one CPU per physical core first (as physical), then their SMT siblings")
-    if s == "smt":
-        return _smt(topo), "all SMT siblings of a core before the next core"
-    if s == "compact":
-        return _compact(topo), "one LLC domain at a time, its cores before their siblings"
-    if s == "scatter":
-        return _scatter(topo), "round-robin over NUMA nodes and LLC domains, siblings last"
-    if s in ("all", "none"):
-        return list(topo.allowed), (
-            "every usable CPU" if s == "all" else "no pinning: the OS schedules on every usable CPU"
-        )
+    if s in _ORDERINGS:
+        ordering, rule = _ORDERINGS[s]
+        return ordering(topo), rule
     if s.startswith("numa:"):
-        nid = _index(strategy, "numa")
-        if nid not in topo.numa_nodes:
-            raise PlacementError(
-                f"NUMA node {nid} does not exist (strategy {strategy!r}); nodes: "
-                + ", ".join(f"numa:{n}" for n in topo.numa_nodes)
-            )
-        order = _subset(topo, set(topo.numa_nodes[nid].cpus))
-        if not order:
-            usable = [f"numa:{n.id}" for n in topo.numa_nodes.values() if set(n.cpus) & set(topo.allowed)]
-            raise PlacementError(
-                f"NUMA node {nid} has no CPU usable by this process (its CPUs: "
-                f"{format_cpulist(topo.numa_nodes[nid].cpus) or 'none'}; usable: "
-                f"{format_cpulist(topo.allowed)}); nodes with usable CPUs: {', '.join(usable)}"
-            )
-        return order, f"NUMA node {nid} only, cores before siblings"
+        return _numa_order(topo, strategy)
     if s.startswith("llc:"):
-        idx = _index(strategy, "llc")
-        doms = topo.llc_domain_map()
-        if idx not in doms:
-            raise PlacementError(
-                f"LLC domain {idx} does not exist or has no usable CPU (strategy {strategy!r}); "
-                "usable domains: "
-                + (", ".join(f"llc:{i} ({format_cpulist(v)})" for i, v in doms.items()) or "none")
-            )
-        return _subset(topo, set(doms[idx])), f"LLC domain {idx} only, cores before siblings"
+        return _llc_order(topo, strategy)
     if s in ("pcore", "ecore"):
-        kind = "P" if s == "pcore" else "E"
-        if not topo.hybrid:
-            raise PlacementError(
-                f"strategy {strategy!r} needs a hybrid CPU (P-cores and E-cores), but this machine "
-                f"is not hybrid (no /sys/devices/cpu_core and cpu_atom); use one of: physical, smt, "
-                "compact, scatter, all, none, numa:N, llc:N or a CPU list"
-            )
-        order = _subset(topo, set(topo.hybrid[kind]))
-        if not order:
-            raise PlacementError(
-                f"no {kind}-core is usable by this process ({kind}-cores: "
-                f"{format_cpulist(topo.hybrid[kind])}; usable CPUs: {format_cpulist(topo.allowed)})"
-            )
-        return order, f"{kind}-cores only, cores before siblings"
+        return _hybrid_order(topo, strategy, "P" if s == "pcore" else "E")
     raise PlacementError(f"unknown placement strategy {strategy!r}; {_VALID}")
+
+
+def _numa_order(topo: Topology, strategy: str) -> tuple[list[int], str]:
+    """``numa:N``: the usable CPUs of node N, cores before siblings."""
+    nid = _index(strategy, "numa")
+    if nid not in topo.numa_nodes:
+        raise PlacementError(
+            f"NUMA node {nid} does not exist (strategy {strategy!r}); nodes: "
+            + ", ".join(f"numa:{n}" for n in topo.numa_nodes)
+        )
+    order = _subset(topo, set(topo.numa_nodes[nid].cpus))
+    if not order:
+        usable = [f"numa:{n.id}" for n in topo.numa_nodes.values() if set(n.cpus) & set(topo.allowed)]
+        raise PlacementError(
+            f"NUMA node {nid} has no CPU usable by this process (its CPUs: "
+            f"{format_cpulist(topo.numa_nodes[nid].cpus) or 'none'}; usable: "
+            f"{format_cpulist(topo.allowed)}); nodes with usable CPUs: {', '.join(usable)}"
+        )
+    return order, f"NUMA node {nid} only, cores before siblings"
+
+
+def _llc_order(topo: Topology, strategy: str) -> tuple[list[int], str]:
+    """``llc:N``: the usable CPUs of LLC domain N (numbered as topo.llc_domain_map())."""
+    idx = _index(strategy, "llc")
+    doms = topo.llc_domain_map()
+    if idx not in doms:
+        raise PlacementError(
+            f"LLC domain {idx} does not exist or has no usable CPU (strategy {strategy!r}); "
+            "usable domains: "
+            + (", ".join(f"llc:{i} ({format_cpulist(v)})" for i, v in doms.items()) or "none")
+        )
+    return _subset(topo, set(doms[idx])), f"LLC domain {idx} only, cores before siblings"
+
+
+def _hybrid_order(topo: Topology, strategy: str, kind: str) -> tuple[list[int], str]:
+    """``pcore`` / ``ecore``: the usable CPUs of one core kind on a hybrid part."""
+    if not topo.hybrid:
+        raise PlacementError(
+            f"strategy {strategy!r} needs a hybrid CPU (P-cores and E-cores), but this machine "
+            f"is not hybrid (no /sys/devices/cpu_core and cpu_atom); use one of: physical, smt, "
+            "compact, scatter, all, none, numa:N, llc:N or a CPU list"
+        )
+    order = _subset(topo, set(topo.hybrid[kind]))
+    if not order:
+        raise PlacementError(
+            f"no {kind}-core is usable by this process ({kind}-cores: "
+            f"{format_cpulist(topo.hybrid[kind])}; usable CPUs: {format_cpulist(topo.allowed)})"
+        )
+    return order, f"{kind}-cores only, cores before siblings"
 
 
 def _index(strategy: str, prefix: str) -> int:
@@ -301,30 +324,9 @@ def make_plan(topo: Topology, threads: int, strategy: str, *, oversubscribe: boo
     With ``oversubscribe`` and more threads than CPUs, ``cpus`` is every CPU the strategy can use
     and threads wrap around it.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise PlacementError(f"threads must be a positive integer, got {threads!r}")
-    if threads < 1:
-        raise PlacementError(f"threads must be a positive integer (1 or more), got {threads}")
-    if not isinstance(strategy, str) or not strategy.strip():
-        raise PlacementError(f"placement strategy {strategy!r} is empty; {_VALID}")
-    strategy = strategy.strip()
-    if not topo.allowed:
-        raise PlacementError("this process may use no CPU (affinity ∩ cgroup cpuset ∩ online is empty)")
-
+    strategy = _checked_request(topo, threads, strategy)
     if _looks_like_cpulist(strategy):
-        order = _explicit(topo, strategy)
-        over = threads > len(order)
-        if over and not oversubscribe:
-            raise PlacementError(
-                f"{threads} threads on CPU list {strategy!r} ({len(order)} CPUs) would oversubscribe; "
-                f"use at most {len(order)} threads or pass oversubscribe=True"
-            )
-        cpus = tuple(order)
-        desc = f"CPU list {format_cpulist(cpus)}: {threads} thread(s) on {len(cpus)} CPU(s) ({_where(topo, cpus)})"
-        if over:
-            desc += f", oversubscribed {threads}/{len(cpus)}"
-        return Plan(strategy, threads, cpus, desc, over, True)
-
+        return _cpulist_plan(topo, threads, strategy, oversubscribe)
     order, rule = strategy_order(topo, strategy)
     name = strategy.lower()
     if not order:
@@ -348,6 +350,36 @@ def make_plan(topo: Topology, threads: int, strategy: str, *, oversubscribe: boo
     if over:
         desc += f"; oversubscribed {threads} threads on {len(cpus)} CPUs"
     return Plan(name, threads, cpus, desc, over, True)
+
+
+def _checked_request(topo: Topology, threads: int, strategy: str) -> str:
+    """The stripped strategy, after checking the thread count, the strategy text and that this
+    process may use some CPU at all."""
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise PlacementError(f"threads must be a positive integer, got {threads!r}")
+    if threads < 1:
+        raise PlacementError(f"threads must be a positive integer (1 or more), got {threads}")
+    if not isinstance(strategy, str) or not strategy.strip():
+        raise PlacementError(f"placement strategy {strategy!r} is empty; {_VALID}")
+    if not topo.allowed:
+        raise PlacementError("this process may use no CPU (affinity ∩ cgroup cpuset ∩ online is empty)")
+    return strategy.strip()
+
+
+def _cpulist_plan(topo: Topology, threads: int, strategy: str, oversubscribe: bool) -> Plan:
+    """A plan on exactly the CPUs of an explicit CPU list, in the list's order."""
+    order = _explicit(topo, strategy)
+    over = threads > len(order)
+    if over and not oversubscribe:
+        raise PlacementError(
+            f"{threads} threads on CPU list {strategy!r} ({len(order)} CPUs) would oversubscribe; "
+            f"use at most {len(order)} threads or pass oversubscribe=True"
+        )
+    cpus = tuple(order)
+    desc = f"CPU list {format_cpulist(cpus)}: {threads} thread(s) on {len(cpus)} CPU(s) ({_where(topo, cpus)})"
+    if over:
+        desc += f", oversubscribed {threads}/{len(cpus)}"
+    return Plan(strategy, threads, cpus, desc, over, True)
 
 
 def plan_for_smt(topo: Topology, cores: int, smt: bool) -> Plan:
