@@ -9,7 +9,6 @@ from coresweep.analysis import (
     describe,
     processes_disagree,
     summarize,
-    summary_table,
     token_latency_stats,
 )
 
@@ -77,7 +76,9 @@ def test_summarize_columns_and_flags():
     assert not a["noisy"] and b["noisy"] and b["decode_tok_s_disagree"]
     assert abs(a["token_latency_p50_s"] - 0.505) < 0.01
     assert np.isnan(b["token_latency_p50_s"])
-    t = summary_table(s)
+    from coresweep.tables import run_table
+
+    t = run_table(s)
     assert len(t) == 2 and "decode_tok_s" in t
 
 

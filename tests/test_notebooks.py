@@ -1,6 +1,7 @@
-"""The notebooks: committed output-stripped and thin, regenerated identically by
-notebooks/_make_notebooks.py, and every one executes with papermill on params/quick.yaml into a
-run folder holding the expected tables and HTML."""
+"""The notebooks: one per study, committed output-stripped and thin, each .ipynb paired with its
+jupytext percent-format .py (the reviewable source) and in sync with it, parameters equal to the
+study's declared defaults; every one executes with papermill on params/quick.yaml into a run
+folder holding the expected tables and HTML."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import nbformat
 import pandas as pd
 import pytest
 from _report_run import REPO, quick_run
-from coresweep import params as P
+from coresweep import studies
 
 NB_DIR = REPO / "notebooks"
-NAMES = list(P.NOTEBOOKS)
+STUDIES = {s.id: s for s in studies.all_studies()}
+NAMES = list(STUDIES)
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +42,42 @@ def test_committed_output_stripped_and_thin(name):
         ast.literal_eval(node.value)
     for line in pcell.source.splitlines():
         assert "  # " in line, f"{name}: parameter without a comment: {line}"
-    names = {n.targets[0].id for n in tree.body}
-    assert names == set(P.keys_for(name))
-    assert "cs_params.validate(" in code[2].source, "validation right after the parameters"
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body}
+    assert values == STUDIES[name].defaults(), "the parameters cell is the study's defaults"
+    assert list(values) == STUDIES[name].keys()
+    assert "study.validate(" in code[2].source, "validation right after the parameters"
     assert "import onnxruntime" not in "".join(c.source for c in code)
 
 
-def test_generator_reproduces_the_committed_notebooks():
-    import importlib.util
+def test_every_study_has_a_notebook_and_nothing_else_is_one():
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == sorted(NAMES)
+    assert sorted(p.stem for p in NB_DIR.glob("*.py")) == sorted(NAMES)
 
-    spec = importlib.util.spec_from_file_location("_make_notebooks", NB_DIR / "_make_notebooks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    for name in NAMES:
-        built = mod.build(name)
-        nbformat.validator.normalize(built)
-        committed = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
-        assert [c.source for c in built.cells] == [c.source for c in committed.cells], name
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ipynb_and_py_pair_are_in_sync(name):
+    import jupytext
+
+    ipynb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    py = jupytext.read(NB_DIR / f"{name}.py")
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    strip = [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in ipynb.cells]
+    text = [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in py.cells]
+    assert strip == text, f"{name}: run `jupytext --sync notebooks/{name}.ipynb`"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_stay_thin(name):
+    """Logic lives in lib/coresweep: a notebook cell holds calls and display, no definitions."""
+    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        tree = ast.parse(c.source.replace(";\n", "\n"))
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef,
+                                                               ast.Lambda))]
+        assert not defs, f"{name}: define functions in lib/coresweep, not in the notebook"
+        assert len(c.source.splitlines()) <= 20, f"{name}: a cell of {c.source[:40]!r} is long"
 
 
 def test_every_notebook_executes_on_quick(run):
@@ -79,8 +100,8 @@ def test_run_folder_has_the_expected_tables(run):
     for t in ("trials", "tokens", "samples", "threads"):
         assert any((d / "data" / t).glob("*.parquet")), t
     trials = pd.read_parquet(d / "data" / "trials")
-    v = P.validate(P.load(REPO / "params" / "quick.yaml"), model=False)
-    n = len(P.configs_for("01_threads", v)) + len(P.configs_for("02_affinity", v))
+    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    n = len({c.key() for s in studies.all_studies() for c in s.configs(v)})
     assert trials["config_key"].nunique() == n
     assert (trials.groupby("config_key")["process"].nunique() == v["processes"]).all()
     assert (trials["ttft_s"] > 0).all() and (trials["decode_tok_s"] > 0).all()
@@ -121,5 +142,5 @@ def test_bad_parameter_fails_in_the_validation_cell(tmp_path):
     nb = nbformat.read(out, as_version=4)
     failed = [c for c in nb.cells if c.cell_type == "code" and any(
         o.output_type == "error" for o in c.outputs)]
-    assert len(failed) == 1 and "cs_params.validate(" in failed[0].source
+    assert len(failed) == 1 and "study.validate(" in failed[0].source
     assert not (tmp_path / "data").exists()  # no trial ran

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from coresweep import plots  # noqa: E402
-from coresweep.analysis import summarize  # noqa: E402
+from coresweep import plots, tables  # noqa: E402
+from coresweep.analysis import summarize, verdicts  # noqa: E402
 from coresweep.machine.topology import read_topology  # noqa: E402
 
 CAP = plots.caption("test-machine", "Test CPU", "tiny int4")
@@ -63,7 +63,9 @@ def _tokens(trials):
 def data():
     trials = _trials()
     tokens = _tokens(trials)
-    summary = summarize(trials, tokens)
+    roles = pd.DataFrame({"config_key": ["kd", "ko"], "role_control": ["ort-default", "omp-only"],
+                          "role_omp_num_threads": [None, 2]})
+    summary = summarize(trials, tokens).merge(roles, on="config_key", how="left")
     samples = pd.DataFrame([{"config_key": "k2", "process": 0, "t_s": t / 10, "cpu": c,
                              "util_pct": 50.0 + 10 * c, "phase": "timed" if t > 3 else "warmup"}
                             for t in range(10) for c in range(2)])
@@ -139,16 +141,16 @@ def test_empty_inputs_explain_instead_of_failing():
 
 def test_tables_and_sentences(data):
     s = data["summary"]
-    t = plots.study_table(s)
+    t = tables.study_table(s)
     assert list(t.columns[:4]) == ["threads", "TTFT ms", "TTFT 95% CI", "decode tok/s"]
     assert list(t["threads"]) == [1, 2, 4]
-    best = plots.best_configs(s)
+    best = verdicts.best_configs(s)
     assert best["decode_tok_s"]["value"] == pytest.approx(s["decode_tok_s_median"].max())
     assert best["ttft_s"]["value"] == pytest.approx(s["ttft_s_median"].min())
-    assert "Best on this machine" in plots.best_sentence(s)
-    pt = plots.placement_table(s)
+    assert "Best on this machine" in verdicts.best_sentence(s)
+    pt = tables.placement_table(s)
     assert "ORT default" in set(pt["threads"])
-    assert "OMP_NUM_THREADS" in plots.control_verdict(s)
+    assert "Control — does `OMP_NUM_THREADS` act?" in verdicts.control_verdict(s)
 
 
 def test_caption_for_topology():
@@ -158,19 +160,21 @@ def test_caption_for_topology():
 
 
 def _control_summary(busy_default, busy_omp, omp_ttft=1.0):
-    def row(label, busy, ttft):
-        return {"label": label, "busy_threads": busy,
+    def row(label, busy, ttft, role):
+        return {"label": label, "busy_threads": busy, **role,
                 "decode_tok_s_median": 17.0, "decode_tok_s_ci_lo": 16.0, "decode_tok_s_ci_hi": 18.0,
                 "ttft_s_median": ttft, "ttft_s_ci_lo": ttft * 0.98, "ttft_s_ci_hi": ttft * 1.02}
-    return pd.DataFrame([row("ort-default", busy_default, 1.0),
-                         row("omp-only OMP_NUM_THREADS=1", busy_omp, omp_ttft)])
+    # roles are what the verdict reads: the label below says nothing it parses
+    return pd.DataFrame([row("ort-default", busy_default, 1.0, {"role_control": "ort-default"}),
+                         row("the OMP control", busy_omp, omp_ttft,
+                             {"role_control": "omp-only", "role_omp_num_threads": 1})])
 
 
 def test_control_verdict_reads_the_busy_threads():
     # same threads as ORT's default although 1 was asked: the knob does not act, even when the
     # speed intervals happen not to overlap
-    v = plots.control_verdict(_control_summary(2, 2, omp_ttft=1.1))
+    v = verdicts.control_verdict(_control_summary(2, 2, omp_ttft=1.1))
     assert "the knob does not act" in v and "CIs do not overlap" in v
     assert "not the knob's doing" in v
-    assert "the knob acts" in plots.control_verdict(_control_summary(2, 1))
-    assert "inconclusive" in plots.control_verdict(_control_summary(2, 3))
+    assert "the knob acts" in verdicts.control_verdict(_control_summary(2, 1))
+    assert "inconclusive" in verdicts.control_verdict(_control_summary(2, 3))

@@ -6,7 +6,6 @@ which unit, and carries a caption naming the machine and the model (:func:`capti
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -204,41 +203,6 @@ def token_latency_ecdf(tokens: pd.DataFrame, labels: Mapping[str, str], *,
     return _finish(fig, title, cap)
 
 
-def study_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The study's table (threads | TTFT ms | decode tok/s | CPU %) for explicit thread counts,
-    with the CI of each median and the verified placement."""
-    s = _explicit_threads(summary)
-    return pd.DataFrame({
-        "threads": s["threads"].astype(int).to_numpy(),
-        "TTFT ms": (s["ttft_s_median"] * 1000).round(1).to_numpy(),
-        "TTFT 95% CI": [f"{a * 1000:.0f}–{b * 1000:.0f}" for a, b in
-                        zip(s["ttft_s_ci_lo"], s["ttft_s_ci_hi"], strict=True)],
-        "decode tok/s": s["decode_tok_s_median"].round(2).to_numpy(),
-        "decode 95% CI": [f"{a:.1f}–{b:.1f}" for a, b in
-                          zip(s["decode_tok_s_ci_lo"], s["decode_tok_s_ci_hi"], strict=True)],
-        "CPU %": s["cpu_util_pct_median"].round(0).to_numpy() if "cpu_util_pct_median" in s
-        else np.nan,
-        "placement ok": s["placement_ok"].to_numpy() if "placement_ok" in s else np.nan,
-        "noisy": s["noisy"].to_numpy() if "noisy" in s else np.nan,
-    }).reset_index(drop=True)
-
-
-def best_configs(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The config with the lowest median TTFT and the one with the highest median decode tok/s."""
-    out: dict[str, dict[str, Any]] = {}
-    if summary is None or summary.empty:
-        return out
-    for metric, fn in (("ttft_s", "idxmin"), ("decode_tok_s", "idxmax")):
-        col = f"{metric}_median"
-        if col not in summary or summary[col].isna().all():
-            continue
-        r = summary.loc[getattr(summary[col], fn)()]
-        out[metric] = {"label": r.get("label"), "threads": int(r["threads"]),
-                       "placement": r.get("placement"), "value": float(r[col]),
-                       "ci_lo": float(r[f"{metric}_ci_lo"]), "ci_hi": float(r[f"{metric}_ci_hi"])}
-    return out
-
-
 # ------------------------------------------------------------------------------------------------
 # 02 affinity
 
@@ -374,128 +338,3 @@ def topology_picture(topo: Any, *, cap: str | None = None) -> Any:
     ax.text(0, -0.05, "green: CPU usable by this process; grey: not allowed; shading: LLC domain",
             fontsize=8, va="top")
     return _finish(fig, title, cap)
-
-
-# ------------------------------------------------------------------------------------------------
-# tables and sentences shown next to the figures
-
-
-def best_sentence(summary: pd.DataFrame) -> str:
-    """Markdown naming the best configuration for TTFT and for decode throughput."""
-    b = best_configs(summary)
-    if not b:
-        return "No successful trial: no best configuration."
-    parts = []
-    if "ttft_s" in b:
-        t = b["ttft_s"]
-        parts.append(f"lowest TTFT **{t['value'] * 1000:.1f} ms** (95 % CI "
-                     f"{t['ci_lo'] * 1000:.1f}–{t['ci_hi'] * 1000:.1f}) with **{t['label']}**")
-    if "decode_tok_s" in b:
-        d = b["decode_tok_s"]
-        parts.append(f"highest decode **{d['value']:.2f} tok/s** (95 % CI "
-                     f"{d['ci_lo']:.2f}–{d['ci_hi']:.2f}) with **{d['label']}**")
-    return "Best on this machine: " + "; ".join(parts) + "."
-
-
-def same_work_sentence(trials: pd.DataFrame) -> str:
-    """Markdown: whether every configuration generated the same tokens (token checksums)."""
-    from coresweep.analysis import same_work
-
-    w = same_work(trials)
-    if not w["groups"]:
-        return "No successful trial: no token checksum to compare."
-    if w["ok"]:
-        return ("Same work everywhere: every repetition of every configuration generated the same "
-                "tokens (one token checksum per prompt/generation length).")
-    parts = [f"{key}: " + "; ".join(f"`{c}` by {', '.join(lbs)}" for c, lbs in sums.items())
-             for key, sums in w["mismatches"]]
-    return ("**Warning: configurations generated different tokens** (compare with care): "
-            + " | ".join(parts))
-
-
-def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per config: CPUs planned and used, busy threads, whether the placement was verified."""
-    if summary is None or summary.empty:
-        return pd.DataFrame()
-    cols = {
-        "label": "config",
-        "threads": "threads",
-        "strategy": "strategy",
-        "cpus": "planned CPUs",
-        "busy_threads": "busy threads",
-        "placement_ok": "placement verified",
-        "oversubscribed": "oversubscribed",
-        "ttft_s_median": "TTFT ms",
-        "decode_tok_s_median": "decode tok/s",
-        "cpu_util_pct_median": "CPU %",
-        "noisy": "noisy",
-        "placement_reasons": "notes",
-    }
-    s = summary[[c for c in cols if c in summary]].rename(columns=cols).copy()
-    if "threads" in s:
-        s["threads"] = s["threads"].map(lambda t: "ORT default" if int(t) < 0 else int(t))
-    if "TTFT ms" in s:
-        s["TTFT ms"] = (s["TTFT ms"] * 1000).round(2)
-    for c, nd in (("decode tok/s", 2), ("CPU %", 0), ("busy threads", 1)):
-        if c in s:
-            s[c] = s[c].astype(float).round(nd)
-    return s.reset_index(drop=True)
-
-
-def _overlap(a: pd.Series, b: pd.Series, m: str) -> bool:
-    return not (a[f"{m}_ci_hi"] < b[f"{m}_ci_lo"] or b[f"{m}_ci_hi"] < a[f"{m}_ci_lo"])
-
-
-def control_verdict(summary: pd.DataFrame) -> str:
-    """Markdown: does OMP_NUM_THREADS change anything against ORT's default (CI overlap)?"""
-    if summary is None or summary.empty:
-        return ""
-    lab = summary["label"].astype(str)
-    ort = summary[lab == "ort-default"]
-    omp = summary[lab.str.startswith("omp-only")]
-    if ort.empty or omp.empty:
-        return "The ORT-default / OMP_NUM_THREADS controls were not both run."
-    a = ort.iloc[0]
-    lines = []
-    for _, b in omp.iterrows():
-        same = _overlap(a, b, "decode_tok_s") and _overlap(a, b, "ttft_s")
-        speed = (f"decode {b['decode_tok_s_median']:.2f} tok/s vs ORT default "
-                 f"{a['decode_tok_s_median']:.2f}; TTFT {b['ttft_s_median'] * 1000:.1f} ms vs "
-                 f"{a['ttft_s_median'] * 1000:.1f} ms ("
-                 + ("95 % CIs overlap" if same else "95 % CIs do not overlap") + ")")
-        m = re.search(r"OMP_NUM_THREADS=(\d+)", str(b["label"]))
-        asked = int(m.group(1)) if m else None
-        busy_b = float(b["busy_threads"]) if "busy_threads" in b else float("nan")
-        busy_a = float(a["busy_threads"]) if "busy_threads" in a else float("nan")
-        if asked is not None and np.isfinite(busy_b) and np.isfinite(busy_a):
-            if busy_b == busy_a and busy_b != asked:
-                verdict = (f"asked for {asked} thread(s), ORT still ran {busy_b:g} busy threads, "
-                           "as without it → **the knob does not act** (this onnxruntime build has "
-                           "no OpenMP; the thread knob is intra_op_num_threads)")
-                if not same:
-                    verdict += ("; with the same threads on the same CPUs, the speed difference is "
-                                "not the knob's doing (between-process spread)")
-            elif busy_b == asked and busy_a != asked:
-                verdict = (f"asked for {asked} thread(s) and {busy_b:g} were busy (ORT default: "
-                           f"{busy_a:g}) → **the knob acts** on this build")
-            else:
-                verdict = (f"busy threads {busy_b:g} (asked {asked}) vs ORT default {busy_a:g}: "
-                           "inconclusive")
-            lines.append(f"- **{b['label']}**: {verdict}. {speed}.")
-        else:
-            lines.append(f"- **{b['label']}**: {speed} → "
-                         + ("no measurable effect" if same else "the result changed") + ".")
-    return "Control — does `OMP_NUM_THREADS` act?\n\n" + "\n".join(lines)
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub/Jupyter markdown table (no index; '|' escaped)."""
-    cols = [str(c) for c in df.columns]
-
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in df.itertuples(index=False)]
-    return "\n".join(lines)

@@ -9,9 +9,8 @@ from coresweep.analysis.stats import (
     processes_disagree,
     same_work,
     summarize,
-    summary_table,
     token_latency_stats,
 )
 
 __all__ = ["CV_NOISY", "METRICS", "bootstrap_median_ci", "describe", "processes_disagree",
-           "same_work", "summarize", "summary_table", "token_latency_stats"]
+           "same_work", "summarize", "token_latency_stats"]

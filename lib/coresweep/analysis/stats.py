@@ -213,19 +213,3 @@ def same_work(trials: Any) -> dict[str, Any]:
         if len(by_sum) > 1:
             mismatches.append((key, {str(k): sorted(map(str, v)) for k, v in by_sum.items()}))
     return {"ok": not mismatches, "groups": n, "mismatches": mismatches}
-
-
-def summary_table(summary: Any, metrics: Sequence[str] = ("ttft_s", "decode_tok_s")) -> Any:
-    """A compact human table: label, median [CI] per metric, CV, flags."""
-    import pandas as pd
-
-    rows = []
-    for _, r in summary.iterrows():
-        row = {"label": r.get("label", r["config_key"]), "n": f"{r['n_processes']}x{r['n_reps'] // max(1, r['n_processes'])}"}
-        for m in metrics:
-            if f"{m}_median" in r:
-                row[m] = f"{r[f'{m}_median']:.4g} [{r[f'{m}_ci_lo']:.4g}, {r[f'{m}_ci_hi']:.4g}] cv {100 * r[f'{m}_cv']:.1f}%"
-        row["placement_ok"] = r.get("placement_ok")
-        row["noisy"] = r.get("noisy")
-        rows.append(row)
-    return pd.DataFrame(rows)

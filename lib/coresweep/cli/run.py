@@ -1,9 +1,10 @@
-"""`coresweep run PARAMS.yaml [-p key=value ...] [--out DIR] [--notebooks ...]` and
-`coresweep report [RUN_DIR ...]`."""
+"""`coresweep run PARAMS.yaml [-p key=value ...] [--out DIR] [--notebooks ...]`,
+`coresweep report [RUN_DIR ...]` and `coresweep params [PARAMS.yaml]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -18,39 +19,46 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from coresweep.report import rerender
 
-    index = rerender(args.run_dirs)
-    print(index)
+    print(rerender(args.run_dirs))
     return 0
 
 
 def _params(args: argparse.Namespace) -> int:
-    from coresweep import params as P
+    from coresweep import studies
+    from coresweep.parameters import describe
 
     if args.params:
-        import json
-
-        v = P.validate(P.load(args.params, args.p or []))
+        v = studies.validate(studies.load(args.params, args.p or []))
         print(json.dumps(v.to_dict(), indent=1))
         return 0
-    for k, p in P.SCHEMA.items():
-        choices = f" [{', '.join(map(str, p.choices))}]" if p.choices else ""
-        print(f"{k:18} {p.type_name():28} default {p.default!r}{choices}\n{'':18} {p.help}")
+    for s in studies.all_studies():
+        own = {k: p for k, p in s.schema().items() if k in s.params}
+        print(f"# {s.id}: {s.title}\n{describe(own) if own else '(no parameters of its own)'}\n")
+    shared = {k: p for k, p in studies.schema().items()
+              if not any(k in s.params for s in studies.all_studies())}
+    print(f"# every study\n{describe(shared)}")
     return 0
+
+
+def _study_list() -> str:
+    from coresweep import studies
+
+    return ", ".join(f"{s.id} ({s.title})" for s in studies.all_studies())
 
 
 def register(subparsers) -> None:
     r = subparsers.add_parser(
-        "run", help="run every notebook with papermill into reports/<machine>-<timestamp>/",
+        "run", help="run every study's notebook with papermill into reports/<machine>-<timestamp>/",
         description="Validate the parameters and every trial first, build the model if it is a "
         "missing preset, run the notebooks with papermill, render self-contained HTML, the "
         "summary (markdown + CSV) and reports/index.html. Re-running with --out on the same "
-        "folder reuses finished trials.")
+        f"folder reuses finished trials. Studies: {_study_list()}.")
     r.add_argument("params", help="parameter file (YAML), e.g. params/quick.yaml")
     r.add_argument("-p", action="append", metavar="KEY=VALUE",
                    help="override a parameter (repeatable), e.g. -p threads=1,2,4 -p reps=3")
     r.add_argument("--out", metavar="DIR", help="run folder (default reports/<machine>-<time>)")
-    r.add_argument("--notebooks", nargs="+", metavar="NB",
-                   help="only these notebooks (00_machine 01_threads 02_affinity 03_smt, or 00..03)")
+    r.add_argument("--notebooks", nargs="+", metavar="STUDY",
+                   help="only these studies, by id, name or number (e.g. 01_threads, smt, 2)")
     r.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bars")
     r.set_defaults(func=_run)
@@ -61,7 +69,8 @@ def register(subparsers) -> None:
                      help="run folders (default: every run under reports/)")
     rep.set_defaults(func=_report)
 
-    pp = subparsers.add_parser("params", help="list the parameters, or validate a parameter file")
+    pp = subparsers.add_parser("params", help="list the parameters by study, or validate a "
+                               "parameter file")
     pp.add_argument("params", nargs="?", help="parameter file to validate and resolve")
     pp.add_argument("-p", action="append", metavar="KEY=VALUE", help="override a parameter")
     pp.set_defaults(func=_params)

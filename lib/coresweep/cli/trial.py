@@ -9,6 +9,11 @@ import sys
 from typing import Any
 
 from coresweep.errors import CoresweepError
+from coresweep.parameters import PROTOCOL, SMT_MODE, WORKLOAD, add_argument
+
+# earlier spellings of some flags, still accepted
+_ALIASES = {"warmup": ("--warmups",), "timeout_s": ("--timeout",),
+            "sample_interval_s": ("--sample-interval",)}
 
 
 def _threads(s: str) -> int | None:
@@ -39,8 +44,10 @@ def register(subparsers: Any) -> None:
         description="Measure one config: each process is fresh, pinned before onnxruntime is "
         "imported, warmed up, then timed; placement is verified from /proc.",
     )
-    p.add_argument("--model", default="tiny", help="preset name or model dir/.onnx (default: tiny)")
-    p.add_argument("--precision", default="int4", help="preset precision (default: int4)")
+    for name in WORKLOAD:
+        add_argument(p, WORKLOAD[name], *_ALIASES.get(name, ()))
+    for name in PROTOCOL:
+        add_argument(p, PROTOCOL[name], *_ALIASES.get(name, ()))
     p.add_argument("--threads", type=_threads, required=True,
                    help="intra-op threads, or 'ort-default' for ORT's own choice")
     where = p.add_mutually_exclusive_group()
@@ -48,22 +55,11 @@ def register(subparsers: Any) -> None:
     where.add_argument("--placement", default="auto",
                        help="strategy: physical, smt, compact, scatter, numa:N, llc:N, pcore, "
                        "ecore, all, none (default: auto = physical)")
-    p.add_argument("--engine", default="ort", help="ort or genai (default: ort)")
-    p.add_argument("--prompt-tokens", type=int, default=64)
-    p.add_argument("--prompt-text", default=None,
-                   help="prompt text through the model's tokenizer (chat template) instead of "
-                        "--prompt-tokens synthetic ids")
-    p.add_argument("--gen-tokens", type=int, default=32)
-    p.add_argument("--processes", type=int, default=3, help="fresh worker processes (default 3)")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions per process (default 3)")
-    p.add_argument("--warmup", "--warmups", dest="warmup", type=int, default=1, help="discarded warm-up runs (default 1)")
     p.add_argument("--smt", choices=["on", "off"], default=None)
-    p.add_argument("--smt-mode", choices=["placement", "sysfs"], default="placement")
+    add_argument(p, SMT_MODE)
     p.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment knob (repeat)")
     p.add_argument("--pin-threads", action="store_true", help="pin each ORT pool thread too")
     p.add_argument("--oversubscribe", action="store_true", help="allow more threads than CPUs")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per process (default 600)")
-    p.add_argument("--sample-interval", type=float, default=0.1, help="CPU sampling period, s")
     p.add_argument("--out", default=None, help="run folder (default: a new temp dir)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -77,82 +73,84 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def run(args: argparse.Namespace) -> int:
-    from coresweep.measurement.sweep import sweep
-    from coresweep.measurement.trial import TrialConfig
+def _config(args: argparse.Namespace) -> Any:
+    from coresweep.measurement.config import TrialConfig
 
-    cfg = TrialConfig(
-        model=args.model,
-        precision=args.precision,
+    return TrialConfig(
+        **{k: getattr(args, k) for k in WORKLOAD if k != "prompt_text"},
+        prompt_text=args.prompt_text or None,
         threads=args.threads,
         placement=args.cpus if args.cpus else args.placement,
-        engine=args.engine,
-        prompt_tokens=args.prompt_tokens,
-        prompt_text=args.prompt_text,
-        gen_tokens=args.gen_tokens,
-        reps=args.reps,
-        warmup=args.warmup,
         smt=args.smt,
         smt_mode=args.smt_mode,
         env=_env(args.env),
         pin_threads=args.pin_threads,
         oversubscribe=args.oversubscribe,
     )
-    run_ = sweep(
-        [cfg],
-        out=args.out,
-        processes=args.processes,
-        timeout_s=args.timeout,
-        sample_interval_s=args.sample_interval,
-        progress=not args.json and sys.stderr.isatty(),
-    )
+
+
+def _placement(trials: Any) -> dict[str, Any]:
+    if trials is None or not len(trials):
+        return {}
+    return {
+        "placement_ok": bool(trials["placement_ok"].all()),
+        "oversubscribed": bool(trials["oversubscribed"].any()),
+        "busy_threads": sorted({int(x) for x in trials["busy_threads"]}),
+        "cpus": trials["cpus"].iloc[0],
+        "cpus_used": sorted(set(trials["cpus_used"])),
+        "reasons": sorted({r for r in trials["placement_reasons"] if r}),
+    }
+
+
+def _outcome(run_: Any) -> dict[str, Any]:
     s = run_.summary
     stats = {k: _clean(v) for k, v in s.iloc[0].items()} if len(s) else {}
     fails = []
     if run_.failures is not None and len(run_.failures):
-        fails = [
-            {k: _clean(v) for k, v in r.items() if k != "stderr_tail"}
-            for r in run_.failures.to_dict("records")
-        ]
-    placement = {}
-    if run_.trials is not None and len(run_.trials):
-        t = run_.trials
-        placement = {
-            "placement_ok": bool(t["placement_ok"].all()),
-            "oversubscribed": bool(t["oversubscribed"].any()),
-            "busy_threads": sorted({int(x) for x in t["busy_threads"]}),
-            "cpus": t["cpus"].iloc[0],
-            "cpus_used": sorted(set(t["cpus_used"])),
-            "reasons": sorted({r for r in t["placement_reasons"] if r}),
-        }
+        fails = [{k: _clean(v) for k, v in r.items() if k != "stderr_tail"}
+                 for r in run_.failures.to_dict("records")]
     flags = {k: v for k, v in stats.items() if k == "noisy" or k.endswith(("_noisy", "_disagree"))}
+    return {"statistics": stats, "placement": _placement(run_.trials), "flags": flags,
+            "failures": fails}
+
+
+def _print_text(cfg: Any, run_: Any, out: dict[str, Any]) -> None:
+    stats, placement, flags = out["statistics"], out["placement"], out["flags"]
+    print(f"config   {cfg.display}  (key {cfg.key()})")
+    print(f"run      {run_.path}")
+    if stats:
+        print(f"samples  {stats['n_processes']} processes, {stats['n_reps']} timed repetitions")
+        for m, unit in (("ttft_s", "s"), ("decode_tok_s", "tok/s"), ("prefill_tok_s", "tok/s"),
+                        ("load_s", "s")):
+            print(f"{m:<14} median {stats[f'{m}_median']:.4g} {unit}  95% CI "
+                  f"[{stats[f'{m}_ci_lo']:.4g}, {stats[f'{m}_ci_hi']:.4g}]  p10-p90 "
+                  f"{stats[f'{m}_p10']:.4g}-{stats[f'{m}_p90']:.4g}  CV "
+                  f"{100 * (stats[f'{m}_cv'] or 0):.1f}%")
+        print(f"token latency  p50 {stats.get('token_latency_p50_s', float('nan')) * 1e3:.2f} ms"
+              f"  p99 {stats.get('token_latency_p99_s', float('nan')) * 1e3:.2f} ms")
+    if placement:
+        print(f"placement {'OK' if placement['placement_ok'] else 'MISMATCH'}: CPUs "
+              f"{placement['cpus']}, busy threads {placement['busy_threads']}, ran on "
+              f"{placement['cpus_used']}")
+        for r in placement["reasons"]:
+            print(f"  - {r}")
+    if flags.get("noisy"):
+        print("noisy: " + ", ".join(k for k, v in flags.items() if v and k != "noisy"))
+    for f in out["failures"]:
+        print(f"failed process {f['process']}: {f['status']}: {f['reason']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from coresweep.measurement.sweep import sweep
+
+    cfg = _config(args)
+    run_ = sweep([cfg], out=args.out, processes=args.processes, timeout_s=args.timeout_s,
+                 sample_interval_s=args.sample_interval_s,
+                 progress=not args.json and sys.stderr.isatty())
+    out = _outcome(run_)
     if args.json:
-        print(json.dumps(
-            {"config": cfg.to_dict(), "key": cfg.key(), "run": str(run_.path),
-             "statistics": stats, "placement": placement, "flags": flags, "failures": fails},
-            indent=2, default=str,
-        ))
+        print(json.dumps({"config": cfg.to_dict(), "key": cfg.key(), "run": str(run_.path), **out},
+                         indent=2, default=str))
     else:
-        print(f"config   {cfg.display}  (key {cfg.key()})")
-        print(f"run      {run_.path}")
-        if stats:
-            print(f"samples  {stats['n_processes']} processes, {stats['n_reps']} timed repetitions")
-            for m, unit in (("ttft_s", "s"), ("decode_tok_s", "tok/s"), ("prefill_tok_s", "tok/s"),
-                            ("load_s", "s")):
-                print(f"{m:<14} median {stats[f'{m}_median']:.4g} {unit}  95% CI "
-                      f"[{stats[f'{m}_ci_lo']:.4g}, {stats[f'{m}_ci_hi']:.4g}]  p10-p90 "
-                      f"{stats[f'{m}_p10']:.4g}-{stats[f'{m}_p90']:.4g}  CV "
-                      f"{100 * (stats[f'{m}_cv'] or 0):.1f}%")
-            print(f"token latency  p50 {stats.get('token_latency_p50_s', float('nan')) * 1e3:.2f} ms"
-                  f"  p99 {stats.get('token_latency_p99_s', float('nan')) * 1e3:.2f} ms")
-        if placement:
-            print(f"placement {'OK' if placement['placement_ok'] else 'MISMATCH'}: CPUs "
-                  f"{placement['cpus']}, busy threads {placement['busy_threads']}, ran on "
-                  f"{placement['cpus_used']}")
-            for r in placement["reasons"]:
-                print(f"  - {r}")
-        if flags.get("noisy"):
-            print("noisy: " + ", ".join(k for k, v in flags.items() if v and k != "noisy"))
-        for f in fails:
-            print(f"failed process {f['process']}: {f['status']}: {f['reason']}")
-    return 0 if stats else 1
+        _print_text(cfg, run_, out)
+    return 0 if out["statistics"] else 1

@@ -47,9 +47,9 @@ class Run:
         return summarize(self.trials, self.tokens)
 
     def table(self) -> Any:
-        from coresweep.analysis import summary_table
+        from coresweep.tables import run_table
 
-        return summary_table(self.summary)
+        return run_table(self.summary)
 
     def __repr__(self) -> str:
         n = 0 if self.trials is None else len(self.trials)

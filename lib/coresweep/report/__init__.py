@@ -1,17 +1,10 @@
-"""Reports: papermill batch runs into a run folder, self-contained HTML, the per-run summary and
-the index of every run."""
+"""Reports: papermill batch runs into a run folder (batch), self-contained HTML (html), the per-run
+summary (summary), the index of every run (index), and where files are (paths)."""
 
-from coresweep.report.batch import (  # noqa: E402
-    external_references,
-    finish_run,
-    prepare_batch,
-    render_html,
-    rerender,
-    run_batch,
-    summary_frame,
-    write_index,
-    write_summary,
-)
+from coresweep.report.batch import prepare_batch, rerender, run_batch
+from coresweep.report.html import external_references, render_html
+from coresweep.report.index import write_index
+from coresweep.report.summary import finish_run, write_summary
 
 __all__ = ["external_references", "finish_run", "prepare_batch", "render_html", "rerender",
-           "run_batch", "summary_frame", "write_index", "write_summary"]
+           "run_batch", "write_index", "write_summary"]

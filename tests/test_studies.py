@@ -1,4 +1,4 @@
-"""Parameter files, -p overrides and the schema: bad input fails before any trial, naming the
+"""Studies and their parameters: parameter files, -p overrides and the schema: bad input fails before any trial, naming the
 parameter and the valid choices."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from coresweep import params as P
+from coresweep import studies
 from coresweep.errors import ParamsError
 from coresweep.machine.topology import read_topology
+from coresweep.studies import affinity, threads
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures"
@@ -27,34 +28,34 @@ def _write(tmp_path, text: str) -> Path:
 
 @pytest.mark.parametrize("name", ["quick", "default", "seed-article"])
 def test_shipped_param_files_validate(name, topo):
-    checked = P.load(REPO / "params" / f"{name}.yaml")
-    res = P.validate(checked, topo=topo, model=False)
+    checked = studies.load(REPO / "params" / f"{name}.yaml")
+    res = studies.validate(checked, topo=topo, model=False)
     assert all(v != "auto" for v in res.values.values())
     assert res["threads"] and all(t >= 1 for t in res["threads"])
 
 
 def test_seed_article_is_the_studys_sweep():
-    v = P.load(REPO / "params" / "seed-article.yaml")
+    v = studies.load(REPO / "params" / "seed-article.yaml")
     assert v["threads"] == [1, 2, 4, 6, 8, 10, 12, 16]
     assert v["model"] == "deepseek-r1-distill-qwen-1.5b" and v["precision"] == "int4"
     assert v["prompt_text"]
     # the study's text is used with a real model's tokenizer, never the synthetic preset's
     topo = read_topology()
-    res = P.validate(v, topo=topo, model=False)
-    assert all(c.prompt_text is None for c in P.configs_for("01_threads", res))
-    real = P.validate({**v, "model": str(REPO)}, topo=topo, model=False)
-    assert {c.prompt_text for c in P.configs_for("01_threads", real)} == {v["prompt_text"]}
+    res = studies.validate(v, topo=topo, model=False)
+    assert all(c.prompt_text is None for c in studies.get("threads").configs(res))
+    real = studies.validate({**v, "model": str(REPO)}, topo=topo, model=False)
+    assert {c.prompt_text for c in studies.get("threads").configs(real)} == {v["prompt_text"]}
 
 
 def test_quick_uses_the_tiny_model():
-    v = P.load(REPO / "params" / "quick.yaml")
+    v = studies.load(REPO / "params" / "quick.yaml")
     assert v["model"] == "tiny" and v["processes"] <= 2 and len(v["threads"]) <= 4
 
 
 def test_default_is_derived_from_the_machine(topo):
-    v = P.load(REPO / "params" / "default.yaml")
+    v = studies.load(REPO / "params" / "default.yaml")
     assert v["model"] == "deepseek-r1-distill-qwen-1.5b" and v["threads"] == "auto"
-    res = P.validate(v, topo=topo, model=False)
+    res = studies.validate(v, topo=topo, model=False)
     n = len(topo.allowed)
     assert res["threads"][-1] == 2 * n  # one oversubscribed point
     assert set(range(1, min(n, 8) + 1)) <= set(res["threads"])
@@ -62,7 +63,7 @@ def test_default_is_derived_from_the_machine(topo):
 
 def test_auto_threads_on_a_16_cpu_laptop():
     t = read_topology(FIX / "laptop-i7-11800h")
-    res = P.validate(P.defaults(), topo=t, model=False)
+    res = studies.validate(studies.defaults(), topo=t, model=False)
     assert res["threads"] == [1, 2, 4, 6, 8, 10, 12, 14, 16, 32]
     assert res["affinity_threads"] == [8]
     assert res["smt_cores"] == [1, 8]
@@ -70,142 +71,142 @@ def test_auto_threads_on_a_16_cpu_laptop():
 
 def test_unknown_key_in_file(tmp_path):
     with pytest.raises(ParamsError, match=r"unknown parameter 'thread'.*did you mean 'threads'"):
-        P.load(_write(tmp_path, "thread: [1, 2]\n"))
+        studies.load(_write(tmp_path, "thread: [1, 2]\n"))
 
 
 def test_wrong_type_in_file(tmp_path):
     with pytest.raises(ParamsError, match=r"'reps'.*not an integer"):
-        P.load(_write(tmp_path, "reps: three\n"))
+        studies.load(_write(tmp_path, "reps: three\n"))
     with pytest.raises(ParamsError, match=r"'threads'.*list of integers"):
-        P.load(_write(tmp_path, "threads: [1, two]\n"))
+        studies.load(_write(tmp_path, "threads: [1, two]\n"))
     with pytest.raises(ParamsError, match=r"'oversubscribe'.*true/false"):
-        P.load(_write(tmp_path, "oversubscribe: 1\n"))
+        studies.load(_write(tmp_path, "oversubscribe: 1\n"))
 
 
 def test_not_a_mapping_and_missing_file(tmp_path):
     with pytest.raises(ParamsError, match="mapping"):
-        P.load(_write(tmp_path, "- a\n- b\n"))
+        studies.load(_write(tmp_path, "- a\n- b\n"))
     with pytest.raises(ParamsError, match="does not exist"):
-        P.load(tmp_path / "nope.yaml")
+        studies.load(tmp_path / "nope.yaml")
 
 
 def test_choices_are_listed():
     with pytest.raises(ParamsError, match=r"'engine'.*valid choices: ort, genai"):
-        P.load(overrides=["engine=tensorrt"])
+        studies.load(overrides=["engine=tensorrt"])
     with pytest.raises(ParamsError, match=r"'smt_mode'.*valid choices: placement, sysfs"):
-        P.load(overrides=["smt_mode=bios"])
+        studies.load(overrides=["smt_mode=bios"])
 
 
 def test_overrides_are_typed():
-    v = P.load(REPO / "params" / "quick.yaml",
+    v = studies.load(REPO / "params" / "quick.yaml",
                ["threads=1,2", "reps=3", "oversubscribe=false", "placement=0-1",
                 "strategies=physical,none", "timeout_s=30"])
     assert v["threads"] == [1, 2] and v["reps"] == 3 and v["oversubscribe"] is False
     assert v["placement"] == "0-1" and v["strategies"] == ["physical", "none"]
     assert v["timeout_s"] == 30.0
-    assert P.load(overrides=["threads=[1, 4]"])["threads"] == [1, 4]
-    assert P.load(overrides=["threads=auto"])["threads"] == "auto"
-    assert P.load(overrides={"reps": 5})["reps"] == 5
+    assert studies.load(overrides=["threads=[1, 4]"])["threads"] == [1, 4]
+    assert studies.load(overrides=["threads=auto"])["threads"] == "auto"
+    assert studies.load(overrides={"reps": 5})["reps"] == 5
 
 
 def test_bad_overrides():
     with pytest.raises(ParamsError, match=r"unknown parameter 'repz'"):
-        P.load(overrides=["repz=2"])
+        studies.load(overrides=["repz=2"])
     with pytest.raises(ParamsError, match=r"key=value"):
-        P.load(overrides=["reps"])
+        studies.load(overrides=["reps"])
     with pytest.raises(ParamsError, match=r"'reps'.*not an integer"):
-        P.load(overrides=["reps=2.5"])
+        studies.load(overrides=["reps=2.5"])
     with pytest.raises(ParamsError, match=r"'processes'.*below the minimum 1"):
-        P.load(overrides=["processes=0"])
+        studies.load(overrides=["processes=0"])
     with pytest.raises(ParamsError, match=r"'threads'.*below the minimum"):
-        P.load(overrides=["threads=0,1"])
+        studies.load(overrides=["threads=0,1"])
 
 
 def test_invalid_placement_names_the_parameter(topo):
     with pytest.raises(ParamsError, match=r"'placement'.*numa:7.*valid strategies"):
-        P.validate(P.load(overrides=["placement=numa:7"]), topo=topo, model=False)
+        studies.validate(studies.load(overrides=["placement=numa:7"]), topo=topo, model=False)
     with pytest.raises(ParamsError, match=r"'strategies'.*'pcore'"):
-        P.validate(P.load(overrides=["strategies=physical,pcore"]), topo=topo, model=False)
+        studies.validate(studies.load(overrides=["strategies=physical,pcore"]), topo=topo, model=False)
     with pytest.raises(ParamsError, match=r"'placement'.*'0-999'"):
-        P.validate(P.load(overrides=["placement=0-999"]), topo=topo, model=False)
+        studies.validate(studies.load(overrides=["placement=0-999"]), topo=topo, model=False)
 
 
 def test_oversubscription_needs_the_flag(topo):
     n = len(topo.allowed)
-    v = P.load(overrides=[f"threads=1,{2 * n}", "oversubscribe=false"])
+    v = studies.load(overrides=[f"threads=1,{2 * n}", "oversubscribe=false"])
     with pytest.raises(ParamsError, match=r"'placement'.*cannot place"):
-        P.validate(v, topo=topo, model=False)
+        studies.validate(v, topo=topo, model=False)
 
 
 def test_heatmaps_must_be_compared_strategies(topo):
-    v = P.load(overrides=["strategies=physical,none", "heatmaps=compact"])
+    v = studies.load(overrides=["strategies=physical,none", "heatmaps=compact"])
     with pytest.raises(ParamsError, match=r"'heatmaps'.*valid choices: physical, none"):
-        P.validate(v, topo=topo, model=False)
+        studies.validate(v, topo=topo, model=False)
 
 
 def test_smt_cores_bounded(topo):
-    v = P.load(overrides=["smt_cores=1,999"])
+    v = studies.load(overrides=["smt_cores=1,999"])
     with pytest.raises(ParamsError, match=r"'smt_cores'.*999"):
-        P.validate(v, topo=topo, model=False)
+        studies.validate(v, topo=topo, model=False)
 
 
 def test_missing_model(topo, tmp_path):
-    v = P.load(overrides=[f"model={tmp_path / 'no-such-model'}"])
+    v = studies.load(overrides=[f"model={tmp_path / 'no-such-model'}"])
     with pytest.raises(ParamsError, match=r"parameter 'model'.*valid presets: .*tiny"):
-        P.validate(v, topo=topo)
+        studies.validate(v, topo=topo)
 
 
 def test_notebook_validation_only_checks_its_parameters(topo):
-    bad_for_02 = {**P.defaults("01_threads"), "threads": [1]}
-    res = P.validate(bad_for_02, notebook="01_threads", topo=topo, model=False)
-    assert set(res.values) == set(P.keys_for("01_threads"))
-    with pytest.raises(ParamsError, match="unknown notebook"):
-        P.validate({}, notebook="04_nothing", topo=topo)
+    study = studies.get("01_threads")
+    bad_for_02 = {**study.defaults(), "threads": [1], "strategies": ["bogus"]}
+    res = study.validate(bad_for_02, topo=topo, model=False)
+    assert set(res.values) == set(study.keys())
+    with pytest.raises(ParamsError, match="unknown study '04_nothing'; valid choices: 00_machine"):
+        studies.get("04_nothing")
 
 
 def test_configs_for_each_notebook(topo):
-    res = P.validate(P.load(REPO / "params" / "quick.yaml"), topo=topo, model=False)
-    assert P.configs_for("00_machine", res) == []
-    c1 = P.configs_for("01_threads", res)
+    res = studies.validate(studies.load(REPO / "params" / "quick.yaml"), topo=topo, model=False)
+    assert studies.get("machine").configs(res) == []
+    c1 = studies.get("threads").configs(res)
     assert [c.threads for c in c1] == res["threads"]
-    c2 = P.configs_for("02_affinity", res)
+    c2 = studies.get("affinity").configs(res)
     labels = [c.display for c in c2]
     assert "ort-default" in labels and any(lb.startswith("omp-only") for lb in labels)
     omp = [c for c in c2 if c.display.startswith("omp-only")][0]
     assert omp.threads is None
     v = int(omp.env["OMP_NUM_THREADS"])
-    assert v == P.omp_control_value(res["affinity_threads"][0], topo)
+    assert v == affinity.omp_control_value(res["affinity_threads"][0], topo)
     assert v != topo.physical_core_count(), "the control must ask for a count ORT would not pick"
     assert len({c.key() for c in c2}) == len(c2)
-    assert P.configs_for("03_smt", res) == ([] if not topo.has_smt() else P.configs_for(
-        "03_smt", res))
-    df = P.describe_configs(c1 + c2, topo)
+    assert studies.get("smt").configs(res) == ([] if not topo.has_smt() else studies.get("smt").configs(res))
+    df = studies.describe_configs(c1 + c2, topo)
     assert list(df["label"]) == [c.display for c in c1 + c2]
 
 
 def test_omp_control_value_differs_from_ort_default():
     t = read_topology(FIX / "laptop-i7-11800h")  # ORT's default: 8 threads (physical cores)
-    assert P.omp_control_value(4, t) == 4
-    assert P.omp_control_value(8, t) == 1
-    assert P.omp_control_value(16, t) == 16
+    assert affinity.omp_control_value(4, t) == 4
+    assert affinity.omp_control_value(8, t) == 1
+    assert affinity.omp_control_value(16, t) == 16
 
 
 def test_smt_configs_pair_on_and_off():
     t = read_topology(FIX / "laptop-i7-11800h")
-    res = P.validate(P.defaults(), topo=t, model=False)
-    cfgs = P.configs_for("03_smt", res)
+    res = studies.validate(studies.defaults(), topo=t, model=False)
+    cfgs = studies.get("smt").configs(res)
     assert {c.smt for c in cfgs} == {"on", "off"}
     # equal physical cores (8 off vs 16 on) and equal threads (8 off vs 8 on)
     assert {(c.threads, c.smt) for c in cfgs} >= {(8, "off"), (16, "on"), (8, "on")}
-    assert P.configs_for("03_smt", P.validate(P.defaults(), topo=read_topology(
+    assert studies.get("smt").configs(studies.validate(studies.defaults(), topo=read_topology(
         FIX / "laptop-i7-11800h-smt-off"), model=False)) == []
 
 
 def test_schema_is_papermill_friendly():
     # papermill's parameter parser stops at '=' inside a comment; every help becomes a comment
-    for p in P.SCHEMA.values():
+    for p in studies.schema().values():
         assert "=" not in p.help, p.name
-        P.check_value(p, p.default)
+        p.check(p.default_value())
 
 
 def test_cli_rejects_bad_params_before_any_trial(tmp_path, capsys):
@@ -241,15 +242,15 @@ def _plans(cfgs, topo):
 
 def test_auto_threads_use_siblings_before_oversubscribing():
     t = read_topology(FIX / "laptop-i7-11800h")  # 8 cores / 16 CPUs
-    res = P.validate(P.load(REPO / "params" / "default.yaml"), topo=t, model=False)
-    cfgs = P.configs_for("01_threads", res)
+    res = studies.validate(studies.load(REPO / "params" / "default.yaml"), topo=t, model=False)
+    cfgs = studies.get("threads").configs(res)
     plans = _plans(cfgs, t)
     assert res["threads"][-1] == 32 and max(res["threads"][:-1]) == 16
     assert [p.oversubscribed for p in plans] == [False] * (len(plans) - 1) + [True]
     ten = next(p for c, p in zip(cfgs, plans, strict=True) if c.threads == 10)
     assert len(set(ten.cpus)) == 10  # 8 cores + 2 siblings, not 10 threads on 8 CPUs
-    assert P.sweep_cpus(res.values, t) == 16
-    no_over = P.validate({**P.load(REPO / "params" / "default.yaml"), "oversubscribe": False},
+    assert threads.sweep_cpus(res.values, t) == 16
+    no_over = studies.validate({**studies.load(REPO / "params" / "default.yaml"), "oversubscribe": False},
                          topo=t, model=False)
     assert max(no_over["threads"]) == 16
 
@@ -259,8 +260,8 @@ def test_auto_threads_use_siblings_before_oversubscribing():
 @pytest.mark.parametrize("params_file", ["default", "quick"])
 def test_smt_pairs_compare_the_same_cores(fixture, params_file):
     t = read_topology(FIX / fixture)
-    res = P.validate(P.load(REPO / "params" / f"{params_file}.yaml"), topo=t, model=False)
-    cfgs = P.configs_for("03_smt", res)
+    res = studies.validate(studies.load(REPO / "params" / f"{params_file}.yaml"), topo=t, model=False)
+    cfgs = studies.get("smt").configs(res)
     assert cfgs, "an SMT machine gets SMT configs"
     cores_of = {c: core.cpus for core in t.cores for c in core.cpus}
     by_label = dict(zip([c.display for c in cfgs], _plans(cfgs, t), strict=True))

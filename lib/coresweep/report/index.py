@@ -1,0 +1,106 @@
+"""reports/index.html: every run folder under reports/, newest first, self-contained."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from coresweep import studies
+from coresweep.errors import CoresweepError
+from coresweep.report.paths import now_iso, read_json, reports_root, run_file
+
+_INDEX_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}
+table{border-collapse:collapse;width:100%;margin-top:1em}
+th,td{border-bottom:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:top}
+th{background:#f3f5f8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#666;font-size:.9em}
+a{color:#1f5fa8}
+.fail{color:#b00020}
+"""
+
+
+def _run_row(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        meta = read_json(run_file(run_dir, "batch"))
+    except CoresweepError:
+        return None
+    if not meta:
+        return None
+    params = meta.get("params") or {}
+    reports = []
+    for s in studies.all_studies():
+        if run_file(run_dir, "html", s.id).exists():
+            st = (meta.get("notebooks") or {}).get(s.id, {}).get("status", "?")
+            reports.append((s.id, f"{run_dir.name}/{s.id}.html", st))
+    return {
+        "name": run_dir.name,
+        "machine": meta.get("machine", "?"),
+        "cpu": meta.get("cpu") or "?",
+        "date": (meta.get("finished") or meta.get("started") or meta.get("created")
+                 or "")[:16].replace("T", " "),
+        "model": f"{params.get('model', '?')} {params.get('precision', '')}".strip(),
+        "best": meta.get("best") or {},
+        "reports": reports,
+        "summary": f"{run_dir.name}/summary.md" if (run_dir / "summary.md").exists() else None,
+        "csv": f"{run_dir.name}/summary.csv" if (run_dir / "summary.csv").exists() else None,
+        "wall_s": meta.get("wall_s"),
+    }
+
+
+def _row_html(r: dict[str, Any]) -> str:
+    e = html.escape
+    b = r["best"]
+    ttft = (f"{b['ttft_s']['value'] * 1000:.1f} ms<br><span class=muted>"
+            f"{e(str(b['ttft_s']['label']))}</span>" if "ttft_s" in b else "–")
+    dec = (f"{b['decode_tok_s']['value']:.2f} tok/s<br><span class=muted>"
+           f"{e(str(b['decode_tok_s']['label']))}</span>" if "decode_tok_s" in b else "–")
+    links = " · ".join(
+        f'<a href="{e(href)}"{" class=fail" if st == "failed" else ""}>'
+        f"{e(nb)}{' (failed)' if st == 'failed' else ''}</a>"
+        for nb, href, st in r["reports"]) or "–"
+    extra = " · ".join(f'<a href="{e(h)}">{n}</a>' for n, h in
+                       (("summary.md", r["summary"]), ("summary.csv", r["csv"])) if h)
+    return (
+        f"<tr><td>{e(r['machine'])}<br><span class=muted>{e(r['name'])}</span></td>"
+        f"<td>{e(str(r['cpu']))}</td><td>{e(r['date'])}</td><td>{e(r['model'])}</td>"
+        f"<td class=num>{ttft}</td><td class=num>{dec}</td>"
+        f"<td>{links}<br><span class=muted>{extra}</span></td></tr>"
+    )
+
+
+def write_index(root: str | Path | None = None) -> Path:
+    """reports/index.html: every run folder under ``root`` (newest first), self-contained."""
+    root = Path(root) if root else reports_root()
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [r for d in sorted(root.iterdir()) if d.is_dir() and (r := _run_row(d))]
+    rows.sort(key=lambda r: r["date"], reverse=True)
+    e = html.escape
+    trs = [_row_html(r) for r in rows]
+    body = "\n".join(trs) or '<tr><td colspan=7 class=muted>no runs yet</td></tr>'
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>coresweep reports</title><style>{_INDEX_CSS}</style></head>
+<body>
+<h1>coresweep reports</h1>
+<p class=muted>How should I spend my CPU cores on LLM inference? One row per run
+(<code>coresweep run PARAMS.yaml</code>); best = lowest median time to first token and highest
+median decode throughput over every configuration measured, with the configuration that gave
+it.</p>
+<table>
+<thead><tr><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>best TTFT</th>
+<th>best decode</th><th>reports</th></tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<p class=muted>Generated {e(now_iso())} by coresweep.</p>
+</body></html>
+"""
+    out = root / "index.html"
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,80 @@
+"""Per-run summary (llama-bench style): summary.md and summary.csv, and the best configurations
+recorded in batch.json for the index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from coresweep.analysis.verdicts import best_configs, same_work_sentence, threads_text
+from coresweep.report.paths import read_json, run_file, write_json
+from coresweep.tables import markdown, run_table
+
+COLUMNS = ["config", "threads", "placement", "cpus", "ttft_ms", "ttft_ci_ms", "prefill_tok_s",
+           "decode_tok_s", "decode_ci", "cpu_pct", "n", "placement_ok", "noisy"]
+
+
+def load_run(run_dir: str | Path) -> Any:
+    """The run folder's data, or None when it has none (a batch that ran no trial)."""
+    from coresweep.measurement.results import Run
+
+    if not (Path(run_dir) / "run.json").exists():
+        return None
+    return Run.load(run_dir)
+
+
+def _header(run_dir: Path, meta: Mapping[str, Any], run: Any) -> list[str]:
+    rmeta = run.meta if run is not None else {}
+    params = meta.get("params") or rmeta.get("params") or {}
+    fp = rmeta.get("fingerprint") or {}
+    versions = rmeta.get("versions") or {}
+    cpu = meta.get("cpu") or (fp.get("topology") or {}).get("model_name")
+    machine = meta.get("machine") or rmeta.get("machine") or run_dir.name
+    return [f"## coresweep · {machine}", "",
+            f"CPU: {cpu} · model: {params.get('model')} {params.get('precision', '')} · engine: "
+            f"{params.get('engine')} · prompt {params.get('prompt_tokens')} / gen "
+            f"{params.get('gen_tokens')} tokens · onnxruntime {versions.get('onnxruntime')} · "
+            f"{meta.get('created', '')}", ""]
+
+
+def _best_lines(best: Mapping[str, Any]) -> list[str]:
+    lines = []
+    if "ttft_s" in best:
+        b = best["ttft_s"]
+        lines.append(f"Best TTFT: {b['value'] * 1000:.1f} ms with {b['label']} "
+                     f"({threads_text(b['threads'])})  ")
+    if "decode_tok_s" in best:
+        b = best["decode_tok_s"]
+        lines.append(f"Best decode: {b['value']:.2f} tok/s with {b['label']} "
+                     f"({threads_text(b['threads'])})")
+    return lines
+
+
+def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    df = run_table(run.summary) if run is not None else run_table(None)
+    best = best_configs(run.summary) if len(df) else {}
+    lines = _header(run_dir, meta or {}, run)
+    if len(df):
+        lines += [markdown(df[COLUMNS]), "", *_best_lines(best), "",
+                  same_work_sentence(run.trials)]
+    else:
+        lines.append("No successful trial in this run.")
+    lines += ["", "ttft/decode: medians over processes × repetitions; ci: 95 % bootstrap CI of "
+              "the median; n: processes x repetitions."]
+    run_file(run_dir, "summary.md").write_text("\n".join(lines) + "\n")
+    df.to_csv(run_file(run_dir, "summary.csv"), index=False)
+    return best
+
+
+def finish_run(run_dir: str | Path) -> dict[str, Any]:
+    """Write summary.md / summary.csv and record the best configs in batch.json."""
+    path = run_file(run_dir, "batch")
+    meta = read_json(path)
+    meta["best"] = write_summary(run_dir, meta)
+    if path.exists() or meta:
+        write_json(path, meta)
+    return meta

@@ -1,0 +1,102 @@
+"""The studies: one module per study plus this registry.
+
+Everything that lists studies — `coresweep run`, the report index, the parameter reference, the
+CLI help — comes from here. Adding a study: a module in this package defining ``STUDY`` (a
+:class:`~coresweep.studies.base.Study`), its name in ``_MODULES``, and its notebook.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from coresweep.errors import ParamsError
+from coresweep.parameters import OUTPUT, Param, check_all, parse_override, read_yaml, unknown
+from coresweep.studies.base import Resolved, Study
+from coresweep.studies.common import describe_configs
+
+_MODULES = ("machine", "threads", "affinity", "smt")
+
+__all__ = ["Resolved", "Study", "all_studies", "defaults", "describe_configs", "get", "load",
+           "schema", "select", "validate"]
+
+
+def all_studies() -> list[Study]:
+    """Every study, by number."""
+    found = [importlib.import_module(f"coresweep.studies.{m}").STUDY for m in _MODULES]
+    return sorted(found, key=lambda s: s.number)
+
+
+def get(name: str) -> Study:
+    """A study by name, id or number: "threads", "01_threads", "01", "1" or "01_threads.ipynb"."""
+    stem = Path(str(name)).stem
+    for s in all_studies():
+        if stem in (s.name, s.id, f"{s.number:02d}", str(s.number)):
+            return s
+    raise ParamsError(f"unknown study {name!r}; valid choices: "
+                      f"{', '.join(s.id for s in all_studies())}")
+
+
+def select(names: Sequence[str] | None = None) -> list[Study]:
+    """The studies named (all when none), in number order."""
+    if not names:
+        return all_studies()
+    chosen = {get(n).id for n in names}
+    return [s for s in all_studies() if s.id in chosen]
+
+
+def schema() -> dict[str, Param]:
+    """Every parameter of every study, each defined once (a parameter file's keys)."""
+    out: dict[str, Param] = {}
+    for s in all_studies():
+        for k, p in s.schema().items():
+            if k in out and out[k] is not p:
+                raise AssertionError(f"parameter {k!r} is defined twice (study {s.id})")
+            out[k] = p
+    return {**{k: p for k, p in out.items() if k not in OUTPUT}, **OUTPUT}
+
+
+def defaults() -> dict[str, Any]:
+    return {k: p.default_value() for k, p in schema().items()}
+
+
+def load(path: str | Path | None = None,
+         overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict[str, Any]:
+    """Read a YAML parameter file (or the defaults when ``path`` is None), apply overrides
+    (``["key=value", ...]`` or a mapping) and check keys and types."""
+    full = schema()
+    data = read_yaml(path) if path is not None else {}
+    out = check_all(full, data, source=str(path) if path else "defaults")
+    out.update(_checked_overrides(full, overrides))
+    return out
+
+
+def _checked_overrides(full: Mapping[str, Param],
+                       overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(overrides, Mapping):
+        return dict(parse_override(full, o) for o in overrides)
+    for k in overrides:
+        if k not in full:
+            raise unknown(str(k), full)
+    return {k: full[k].check(v) for k, v in overrides.items()}
+
+
+def validate(values: Mapping[str, Any], *, topo: Any = None, names: Sequence[str] | None = None,
+             model: bool = True) -> Resolved:
+    """Check the parameters of the studies named (all when none) against the machine; one
+    Resolved holding every parameter, "auto" resolved."""
+    from coresweep.studies.common import live_topology
+
+    topo = topo if topo is not None else live_topology()
+    merged: dict[str, Any] = dict(check_all(schema(), dict(values)))
+    notes: list[str] = []
+    for s in select(names):
+        r = s.validate(merged, topo=topo, model=False)
+        merged.update(r.values)
+    if model and any(s.runs_trials for s in select(names)):
+        from coresweep.studies.common import check_model
+
+        notes.append(check_model(merged["model"], merged["precision"]))
+    return Resolved(values=merged, topology=topo, notes=notes)

@@ -1,0 +1,136 @@
+"""Helpers every study shares: the machine, the run folder, the model check, the workload part of a
+TrialConfig and the placement check that names the parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from coresweep.errors import CoresweepError, ParamsError
+
+# Placement "strategies" that are not placements but controls (the affinity study's):
+#   ort-default: ORT's own default (intra_op_num_threads=0, ORT pins one thread per physical core)
+#   omp-only:    only OMP_NUM_THREADS is set, intra_op_num_threads left at ORT's default
+CONTROLS: tuple[str, ...] = ("ort-default", "omp-only")
+
+
+def live_topology() -> Any:
+    from coresweep.machine.topology import read_topology
+
+    return read_topology()
+
+
+def logical_count(topo: Any) -> int:
+    return len(topo.allowed)
+
+
+def physical_count(topo: Any) -> int:
+    allowed = set(topo.allowed)
+    return sum(1 for c in topo.cores if allowed.intersection(c.cpus)) or logical_count(topo)
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder (from ``start`` or the working directory up) holding pyproject.toml or
+    a reports/ folder; the working directory when there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() or (d / "reports").is_dir():
+            return d
+    return here
+
+
+def default_run_dir(topo: Any = None) -> Path:
+    """Where an interactive notebook run stores its results: reports/<machine>-notebook."""
+    from coresweep.machine.topology import machine_name
+
+    return project_root() / "reports" / f"{machine_name(topo)}-notebook"
+
+
+def resolve_run_dir(values: dict[str, Any], topo: Any) -> dict[str, Any]:
+    out = dict(values)
+    if "run_dir" in out:
+        out["run_dir"] = str(default_run_dir(topo) if not out["run_dir"]
+                             else Path(out["run_dir"]).expanduser().resolve())
+    return out
+
+
+def check_model(value: str, precision: str = "int4", *, build: bool = False) -> str:
+    """The model parameter names a preset or an existing ONNX model; returns a description.
+    Presets are built on demand (and cached), so one not built yet is valid."""
+    from coresweep import models
+
+    if value in models.PRESETS:
+        if build:
+            models.resolve_model(value, precision, build=True)
+        return f"preset {value} ({precision})"
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ParamsError(
+            f"parameter 'model': {value!r} is neither a preset nor an existing path; valid "
+            f"presets: {', '.join(models.PRESETS)}, or a path to an ONNX model folder or .onnx file"
+        )
+    try:
+        info = models.inspect_model(path)
+    except CoresweepError as exc:
+        raise ParamsError(f"parameter 'model': {value!r} is not a usable model: {exc}") from None
+    return f"{info.onnx_path}"
+
+
+def uses_synthetic_prompt(values: Mapping[str, Any]) -> bool:
+    """True when the prompt is `prompt_tokens` synthetic ids: no prompt_text, or a synthetic
+    preset (its offline tokenizer would give the text a length unlike the real model's)."""
+    from coresweep.models import PRESETS
+
+    return not values.get("prompt_text") or str(values.get("model")) in PRESETS
+
+
+def workload(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrialConfig fields every trial of a study shares (from the WORKLOAD parameters)."""
+    from coresweep.parameters import WORKLOAD
+
+    out = {k: values[k] for k in WORKLOAD if k != "prompt_text"}
+    if not uses_synthetic_prompt(values):
+        out["prompt_text"] = values["prompt_text"]
+    return out
+
+
+def check_strategy(name: str, value: str, topo: Any, threads: Iterable[int], *,
+                   oversubscribe: bool, controls: bool = False) -> None:
+    """ParamsError naming parameter ``name`` when strategy ``value`` cannot place ``threads``."""
+    from coresweep.machine.placement import STRATEGIES, make_plan
+
+    if controls and value in CONTROLS:
+        return
+    for t in threads:
+        try:
+            make_plan(topo, t, value, oversubscribe=oversubscribe)
+        except CoresweepError as exc:
+            valid = ", ".join(list(STRATEGIES) + (list(CONTROLS) if controls else []))
+            raise ParamsError(
+                f"parameter {name!r}: {value!r} cannot place {t} thread(s) on this machine: "
+                f"{exc} (valid strategies: {valid}, or a CPU list such as 0-3)"
+            ) from None
+
+
+def describe_configs(configs: Iterable[Any], topo: Any) -> Any:
+    """One row per config: label, threads, strategy, the CPUs its plan pins to, key."""
+    import pandas as pd
+
+    from coresweep.machine.placement import make_plan
+
+    rows = []
+    for c in configs:
+        t = c.threads if c.threads is not None else len(topo.allowed)
+        plan = make_plan(topo, t, c.plan_strategy(), oversubscribe=c.oversubscribe)
+        rows.append({
+            "label": c.display,
+            "threads": "ORT default" if c.threads is None else c.threads,
+            "strategy": c.plan_strategy(),
+            "cpus": plan.cpulist,
+            "oversubscribed": plan.oversubscribed,
+            "smt": c.smt or "as is",
+            "env": ", ".join(f"{k}={v}" for k, v in sorted(c.env.items())) or "-",
+            "key": c.key(),
+        })
+    return pd.DataFrame(rows)

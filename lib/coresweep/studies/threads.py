@@ -1,0 +1,91 @@
+"""01 · How many threads? TTFT, prefill and decode against the intra-op thread count, with one
+oversubscribed point past the CPUs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from coresweep.errors import CoresweepError
+from coresweep.parameters import Param, table
+from coresweep.studies import common
+from coresweep.studies.base import Resolved, Study
+
+
+def auto_threads(logical: int, physical: int | None = None) -> list[int]:
+    """The "auto" thread counts: 1..logical CPUs (every count up to 8 CPUs; beyond, 1, 2, 4 and
+    steps of logical/8, plus the physical core count), then one oversubscribed point at
+    2 x logical CPUs."""
+    if logical <= 8:
+        pts = set(range(1, logical + 1))
+    else:
+        step = max(2, logical // 8)
+        pts = {1, 2, 4, logical, *range(step, logical + 1, step)}
+        if physical:
+            pts.add(physical)
+    return sorted(pts) + [2 * logical]
+
+
+def sweep_cpus(values: Mapping[str, Any], topo: Any) -> int:
+    """How many CPUs the sweep's placement can use on this machine (its strategy's capacity; all
+    usable CPUs when the placement is not valid here — validation says why)."""
+    from coresweep.machine.placement import parse_cpulist, strategy_order
+
+    placement = str(values.get("placement") or "cores-first")
+    try:
+        if placement[:1].isdigit():
+            cpus = set(parse_cpulist(placement)) & set(topo.allowed)
+            return len(cpus) or common.logical_count(topo)
+        return len(strategy_order(topo, placement)[0]) or common.logical_count(topo)
+    except CoresweepError:
+        return common.logical_count(topo)
+
+
+class ThreadsStudy(Study):
+    number = 1
+    name = "threads"
+    title = "How many threads?"
+    question = ("How many intra-op threads give the lowest time to first token and the highest "
+                "decode speed, and what does oversubscription cost?")
+    capability = "thread counts"
+    params = table(
+        Param("threads", "int_list", "auto", "thread counts for the core-count sweep; auto means "
+              "1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)",
+              auto=True, minimum=1),
+        Param("placement", "str", "cores-first", "placement strategy of the core-count sweep: "
+              "cores-first fills one CPU per physical core, then the SMT siblings (see "
+              "coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)"),
+        Param("oversubscribe", "bool", True, "allow thread counts past the CPUs the strategy "
+              "gives (threads then share CPUs)"),
+    )
+
+    def resolve(self, values: dict[str, Any], topo: Any) -> dict[str, Any]:
+        if values["threads"] == "auto":
+            cap = sweep_cpus(values, topo)
+            pts = auto_threads(cap, min(common.physical_count(topo), cap))
+            # the point past the strategy's CPUs needs oversubscribe
+            values = {**values, "threads": pts if values["oversubscribe"] else pts[:-1]}
+        return values
+
+    def check(self, values: Mapping[str, Any], topo: Any) -> None:
+        common.check_strategy("placement", values["placement"], topo, values["threads"],
+                              oversubscribe=values["oversubscribe"])
+
+    def make_configs(self, values: Mapping[str, Any], topo: Any) -> list:
+        from coresweep.measurement.config import TrialConfig
+
+        return [TrialConfig(**common.workload(values), threads=t, placement=values["placement"],
+                            oversubscribe=values["oversubscribe"], role={"threads": t},
+                            label=f"{t} thread{'s' * (t != 1)}")
+                for t in values["threads"]]
+
+    def capability_row(self, topo: Any) -> tuple[str, str]:
+        n = common.logical_count(topo)
+        return "yes", f"1..{n} threads on {n} usable CPUs; points past {n} show oversubscription"
+
+    def sweep_cpus(self, resolved: Resolved) -> int:
+        """The CPU count the figures mark (oversubscription beyond it)."""
+        return sweep_cpus(resolved.values, resolved.topology)
+
+
+STUDY = ThreadsStudy()

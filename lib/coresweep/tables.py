@@ -1,0 +1,112 @@
+"""Tables shown beside the figures and written to summary.md / summary.csv: frames built from a
+run's per-config summary, and one markdown formatter for all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub/Jupyter markdown table (no index; '|' escaped)."""
+    cols = [str(c) for c in df.columns]
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _explicit_threads(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["threads"].astype(int) > 0].sort_values("threads")
+
+
+def _threads_value(t: Any) -> Any:
+    return "ORT default" if int(t) < 0 else int(t)
+
+
+def study_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The study's table (threads | TTFT ms | decode tok/s | CPU %) for explicit thread counts,
+    with the CI of each median and the verified placement."""
+    s = _explicit_threads(summary)
+    return pd.DataFrame({
+        "threads": s["threads"].astype(int).to_numpy(),
+        "TTFT ms": (s["ttft_s_median"] * 1000).round(1).to_numpy(),
+        "TTFT 95% CI": [f"{a * 1000:.0f}–{b * 1000:.0f}" for a, b in
+                        zip(s["ttft_s_ci_lo"], s["ttft_s_ci_hi"], strict=True)],
+        "decode tok/s": s["decode_tok_s_median"].round(2).to_numpy(),
+        "decode 95% CI": [f"{a:.1f}–{b:.1f}" for a, b in
+                          zip(s["decode_tok_s_ci_lo"], s["decode_tok_s_ci_hi"], strict=True)],
+        "CPU %": s["cpu_util_pct_median"].round(0).to_numpy() if "cpu_util_pct_median" in s
+        else np.nan,
+        "placement ok": s["placement_ok"].to_numpy() if "placement_ok" in s else np.nan,
+        "noisy": s["noisy"].to_numpy() if "noisy" in s else np.nan,
+    }).reset_index(drop=True)
+
+
+_PLACEMENT_COLUMNS = {
+    "label": "config", "threads": "threads", "strategy": "strategy", "cpus": "planned CPUs",
+    "busy_threads": "busy threads", "placement_ok": "placement verified",
+    "oversubscribed": "oversubscribed", "ttft_s_median": "TTFT ms",
+    "decode_tok_s_median": "decode tok/s", "cpu_util_pct_median": "CPU %", "noisy": "noisy",
+    "placement_reasons": "notes",
+}
+
+
+def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per config: CPUs planned and used, busy threads, whether the placement was verified."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    cols = _PLACEMENT_COLUMNS
+    s = summary[[c for c in cols if c in summary]].rename(columns=cols).copy()
+    if "threads" in s:
+        s["threads"] = s["threads"].map(_threads_value)
+    if "TTFT ms" in s:
+        s["TTFT ms"] = (s["TTFT ms"] * 1000).round(2)
+    for c, nd in (("decode tok/s", 2), ("CPU %", 0), ("busy threads", 1)):
+        if c in s:
+            s[c] = s[c].astype(float).round(nd)
+    return s.reset_index(drop=True)
+
+
+def _median(r: pd.Series, metric: str, scale: float = 1.0) -> float:
+    return round(float(r.get(f"{metric}_median", np.nan)) * scale, 2)
+
+
+def _ci(r: pd.Series, metric: str, scale: float, digits: int) -> str:
+    lo, hi = (float(r.get(f"{metric}_ci_{s}", np.nan)) * scale for s in ("lo", "hi"))
+    return f"{lo:.{digits}f}-{hi:.{digits}f}"
+
+
+def _run_row(r: pd.Series) -> dict[str, Any]:
+    n_proc = max(1, int(r["n_processes"]))
+    return {
+        "config": r.get("label"),
+        "threads": _threads_value(r["threads"]),
+        "placement": r.get("strategy", r.get("placement")),
+        "cpus": r.get("cpus"),
+        "smt": r.get("smt"),
+        "ttft_ms": _median(r, "ttft_s", 1000),
+        "ttft_ci_ms": _ci(r, "ttft_s", 1000, 1),
+        "prefill_tok_s": _median(r, "prefill_tok_s"),
+        "decode_tok_s": _median(r, "decode_tok_s"),
+        "decode_ci": _ci(r, "decode_tok_s", 1, 2),
+        "cpu_pct": round(float(r.get("cpu_util_pct_median", np.nan)), 1),
+        "n": f"{n_proc}x{int(r['n_reps']) // n_proc}",
+        "placement_ok": bool(r.get("placement_ok", True)),
+        "noisy": bool(r.get("noisy", False)),
+    }
+
+
+def run_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured config of a run (llama-bench style), explicit thread counts first."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    df = pd.DataFrame([_run_row(r) for _, r in summary.iterrows()])
+    df["_t"] = [999 if isinstance(t, str) else t for t in df["threads"]]
+    return df.sort_values(["_t", "config"], kind="stable").drop(columns="_t").reset_index(drop=True)

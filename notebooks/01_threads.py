@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · How many threads?
+#
+# Time to first token (TTFT), prefill and decode throughput against the number of intra-op threads, each point measured in several fresh worker processes pinned by the chosen placement. Points past the CPU count are included by default (oversubscription: more threads than CPUs). The last table is the study's table (threads | TTFT ms | decode tok/s | CPU %) for this machine.
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from coresweep import plots, studies, tables
+from coresweep.analysis import verdicts
+
+study = studies.get("threads")
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters"]
+model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
+precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
+engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+prompt_tokens = 64  # int: prompt length in tokens
+gen_tokens = 32  # int: tokens generated per repetition (greedy)
+prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
+warmup = 1  # int: untimed warm-up generations per worker process
+reps = 3  # int: timed generations per worker process
+processes = 3  # int: fresh worker processes per configuration (the spread is between processes, so more than one)
+timeout_s = 600.0  # float: time-out of one worker process, seconds
+sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
+threads = 'auto'  # int list: thread counts for the core-count sweep; auto means 1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)
+placement = 'cores-first'  # str: placement strategy of the core-count sweep: cores-first fills one CPU per physical core, then the SMT siblings (see coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)
+oversubscribe = True  # bool: allow thread counts past the CPUs the strategy gives (threads then share CPUs)
+run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
+
+# %%
+# Checks every parameter (type, choices, placement on this machine, model) before any
+# trial runs; a bad value stops here with a message naming it and the valid choices.
+P = study.validate(dict(
+    model=model,
+    precision=precision,
+    engine=engine,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    prompt_text=prompt_text,
+    warmup=warmup,
+    reps=reps,
+    processes=processes,
+    timeout_s=timeout_s,
+    sample_interval_s=sample_interval_s,
+    threads=threads,
+    placement=placement,
+    oversubscribe=oversubscribe,
+    run_dir=run_dir,
+))
+P.to_dict()
+
+# %% [markdown]
+# ## Trials
+#
+# Each configuration runs in `processes` fresh workers (interleaved), each with `warmup` discarded and `reps` timed generations. Finished trials in the run folder are reused (resume).
+
+# %%
+configs = study.configs(P)
+display(studies.describe_configs(configs, P.topology))
+res = study.measure(P, configs)
+cap = plots.caption_for(res.run, P.values, P.topology)
+if res.failures_table() is not None:
+    display(Markdown("**Failed or skipped worker processes** (recorded, not retried):"))
+    display(res.failures_table())
+
+# %% [markdown]
+# ## Latency and throughput against threads
+#
+# Bands: 95 % confidence interval of the median (hierarchical bootstrap over processes, then repetitions). Whiskers: p10–p90 of all repetitions.
+
+# %%
+plots.threads_curves(res.summary, cpus=study.sweep_cpus(P), cap=cap);
+
+# %% [markdown]
+# ## Speedup and parallel efficiency
+#
+# Against the ideal linear speedup over the smallest thread count.
+
+# %%
+plots.speedup_efficiency(res.summary, "decode_tok_s", cap=cap)
+plots.speedup_efficiency(res.summary, "ttft_s", cap=cap);
+
+# %% [markdown]
+# ## CPU utilisation against threads
+
+# %%
+plots.util_vs_threads(res.summary, cpus=study.sweep_cpus(P), cap=cap);
+
+# %% [markdown]
+# ## Per-token decode latency
+
+# %%
+plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);
+
+# %% [markdown]
+# ## The study's table on this machine
+
+# %%
+display(tables.study_table(res.summary))
+display(Markdown(verdicts.best_sentence(res.summary)))
+display(Markdown(verdicts.same_work_sentence(res.trials)))

@@ -1,0 +1,104 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Which CPUs? Placement strategies
+#
+# The placement strategies compared at equal thread counts, with two controls: ORT's own default (`intra_op_num_threads=0`: ORT pins one thread per physical core itself and ignores the process mask) and an `OMP_NUM_THREADS`-only run (does that knob act at all?). Every point's placement is verified from `/proc` while it runs. Heatmaps show per-CPU utilisation over time.
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from coresweep import plots, studies, tables
+from coresweep.analysis import verdicts
+
+study = studies.get("affinity")
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters"]
+model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
+precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
+engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+prompt_tokens = 64  # int: prompt length in tokens
+gen_tokens = 32  # int: tokens generated per repetition (greedy)
+prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
+warmup = 1  # int: untimed warm-up generations per worker process
+reps = 3  # int: timed generations per worker process
+processes = 3  # int: fresh worker processes per configuration (the spread is between processes, so more than one)
+timeout_s = 600.0  # float: time-out of one worker process, seconds
+sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
+affinity_threads = 'auto'  # int list: thread counts at which the strategies are compared; auto means the number of physical cores
+strategies = ['physical', 'compact', 'scatter', 'none', 'ort-default', 'omp-only']  # str list: placement strategies compared (plus the controls ort-default and omp-only)
+heatmaps = ['physical', 'ort-default']  # str list: strategies whose per-core utilisation heatmap (cores x time) is drawn
+run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
+
+# %%
+# Checks every parameter (type, choices, placement on this machine, model) before any
+# trial runs; a bad value stops here with a message naming it and the valid choices.
+P = study.validate(dict(
+    model=model,
+    precision=precision,
+    engine=engine,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    prompt_text=prompt_text,
+    warmup=warmup,
+    reps=reps,
+    processes=processes,
+    timeout_s=timeout_s,
+    sample_interval_s=sample_interval_s,
+    affinity_threads=affinity_threads,
+    strategies=strategies,
+    heatmaps=heatmaps,
+    run_dir=run_dir,
+))
+P.to_dict()
+
+# %% [markdown]
+# ## Trials
+
+# %%
+configs = study.configs(P)
+display(studies.describe_configs(configs, P.topology))
+res = study.measure(P, configs)
+cap = plots.caption_for(res.run, P.values, P.topology)
+if res.failures_table() is not None:
+    display(Markdown("**Failed or skipped worker processes** (recorded, not retried):"))
+    display(res.failures_table())
+
+# %%
+display(Markdown(study.same_placements_note(P)))
+
+# %% [markdown]
+# ## Strategies compared
+
+# %%
+plots.strategy_comparison(res.summary, cap=cap);
+
+# %%
+display(tables.placement_table(res.summary))
+display(Markdown(verdicts.control_verdict(res.summary)))
+display(Markdown(verdicts.same_work_sentence(res.trials)))
+
+# %% [markdown]
+# ## Per-CPU utilisation (CPUs × time)
+#
+# Machine-wide utilisation sampled while one worker process of each chosen configuration ran; the red strip marks the timed repetitions.
+
+# %%
+for c in study.heatmap_configs(configs, P):
+    plots.utilisation_heatmap(res.samples, c.key(), title=f"Per-CPU utilisation: {c.display}",
+                              cpus=P.topology.online, cap=cap)

@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · SMT on or off?
+#
+# Simultaneous multithreading (Hyper-Threading) compared in pairs: on the same physical cores (SMT off: one thread per core; SMT on: a thread on every sibling) and at the same thread count. `smt_mode='placement'` emulates SMT off by using one CPU per core; `smt_mode='sysfs'` switches `/sys/devices/system/cpu/smt/control` (needs root; restored afterwards). On a machine without SMT there is nothing to compare: the notebook says so and runs no trial.
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from coresweep import plots, studies, tables
+from coresweep.analysis import verdicts
+
+study = studies.get("smt")
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters"]
+model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
+precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
+engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+prompt_tokens = 64  # int: prompt length in tokens
+gen_tokens = 32  # int: tokens generated per repetition (greedy)
+prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
+warmup = 1  # int: untimed warm-up generations per worker process
+reps = 3  # int: timed generations per worker process
+processes = 3  # int: fresh worker processes per configuration (the spread is between processes, so more than one)
+timeout_s = 600.0  # float: time-out of one worker process, seconds
+sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
+smt_cores = 'auto'  # int list: physical core counts at which SMT on/off is compared; auto means 1 and all physical cores
+smt_mode = 'placement'  # str; one of placement, sysfs: how SMT is switched off: placement (use one CPU per core) or sysfs (write /sys/devices/system/cpu/smt/control; needs root)
+run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
+
+# %%
+# Checks every parameter (type, choices, placement on this machine, model) before any
+# trial runs; a bad value stops here with a message naming it and the valid choices.
+P = study.validate(dict(
+    model=model,
+    precision=precision,
+    engine=engine,
+    prompt_tokens=prompt_tokens,
+    gen_tokens=gen_tokens,
+    prompt_text=prompt_text,
+    warmup=warmup,
+    reps=reps,
+    processes=processes,
+    timeout_s=timeout_s,
+    sample_interval_s=sample_interval_s,
+    smt_cores=smt_cores,
+    smt_mode=smt_mode,
+    run_dir=run_dir,
+))
+P.to_dict()
+
+# %% [markdown]
+# ## Can this machine compare SMT on and off?
+
+# %%
+display(Markdown(study.explanation(P)))
+
+# %% [markdown]
+# ## Trials
+
+# %%
+configs = study.configs(P)
+if configs:
+    display(studies.describe_configs(configs, P.topology))
+    res = study.measure(P, configs)
+    cap = plots.caption_for(res.run, P.values, P.topology)
+    if res.failures_table() is not None:
+        display(res.failures_table())
+else:
+    res, cap = None, plots.caption_for(None, P.values, P.topology)
+    print("No SMT comparison on this machine: no trial was run.")
+
+# %% [markdown]
+# ## SMT on vs off
+
+# %%
+plots.smt_paired(res.summary if res else None, cap=cap)
+if res is not None:
+    display(tables.placement_table(res.summary))
