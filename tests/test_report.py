@@ -113,3 +113,24 @@ def test_unknown_notebook_is_refused(tmp_path):
 def test_rerender_refuses_a_non_folder(tmp_path):
     with pytest.raises(CoresweepError):
         report.rerender([tmp_path / "missing"])
+
+
+def test_report_renders_a_run_folder_written_by_release_0_1(tmp_path):
+    """`coresweep report OLD_RUN`: the executed notebooks, summary and index of a run folder
+    written before the studies layout (no schema_version, `warmups` in its configs)."""
+    import shutil
+
+    from coresweep.cli import main
+
+    old = tmp_path / "reports" / "v0-quick"
+    shutil.copytree(REPO / "tests" / "fixtures" / "runs" / "v0-quick", old)
+    assert main(["report", str(old)]) == 0
+    for stem in ("00_machine", "03_smt"):
+        html = (old / f"{stem}.html").read_text()
+        assert report.external_references(html) == []
+    summary = (old / "summary.md").read_text()
+    assert "| 1 thread | 1 | cores-first |" in summary and "ort-default" in summary
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert "v0-quick" in index and "00_machine.html" in index
+    batch = json.loads((old / "batch.json").read_text())
+    assert batch["best"]["decode_tok_s"]["value"] > 0

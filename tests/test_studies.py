@@ -271,3 +271,84 @@ def test_smt_pairs_compare_the_same_cores(fixture, params_file):
         assert {cores_of[x] for x in off.cpus} == {cores_of[x] for x in on.cpus}
         assert len({cores_of[x] for x in off.cpus}) == c and len(on.cpus) > c
         assert not off.oversubscribed and not on.oversubscribed
+
+
+# -- the registry and one definition per parameter ---------------------------------------------
+
+
+def test_registry_numbers_names_and_notebooks():
+    every = studies.all_studies()
+    assert [s.number for s in every] == sorted({s.number for s in every})
+    assert len({s.name for s in every}) == len(every)
+    for s in every:
+        assert (REPO / "notebooks" / f"{s.id}.ipynb").is_file(), s.id
+        assert s.title and s.question.endswith("?")
+        assert studies.get(s.name) is s and studies.get(s.id) is s
+        assert studies.get(str(s.number)) is s and studies.get(f"{s.id}.ipynb") is s
+    studies.schema()  # raises when two studies define the same parameter twice
+
+
+def test_no_study_id_is_spelled_outside_the_studies_package():
+    ids = [s.id for s in studies.all_studies()]
+    lib = REPO / "lib" / "coresweep"
+    for path in lib.rglob("*.py"):
+        if "studies" in path.relative_to(lib).parts:
+            continue
+        text = path.read_text()
+        assert not [i for i in ids if i in text], path
+
+
+def test_docs_parameter_reference_is_generated_from_the_registry():
+    doc = (REPO / "docs" / "parameters.md").read_text()
+    assert doc == studies.reference_markdown(), "run: coresweep params --markdown > docs/parameters.md"
+
+
+def test_trial_config_and_trial_flags_take_the_parameter_defaults():
+    import argparse
+
+    from coresweep.cli import trial as cli_trial
+    from coresweep.measurement.config import TrialConfig
+    from coresweep.parameters import PROTOCOL, WORKLOAD
+
+    cfg = TrialConfig()
+    for name, p in WORKLOAD.items():
+        if name != "prompt_text":  # "" in files means "no text": None on the config
+            assert getattr(cfg, name) == p.default, name
+    parser = argparse.ArgumentParser()
+    cli_trial.register(parser.add_subparsers())
+    sub = parser._subparsers._group_actions[0].choices["trial"]
+    args = sub.parse_args(["--threads", "1"])
+    for name, p in {**WORKLOAD, **PROTOCOL}.items():
+        assert getattr(args, name) == p.default, name
+    assert sub.parse_args(["--threads", "1", "--warmups", "2"]).warmup == 2  # old spelling
+
+
+def test_a_new_field_with_a_default_leaves_keys_unchanged():
+    import dataclasses
+
+    from coresweep.measurement.config import TrialConfig
+
+    Later = dataclasses.make_dataclass("Later", [("new_knob", int, dataclasses.field(default=0))],
+                                       bases=(TrialConfig,), frozen=True)
+    old = TrialConfig(model="tiny", threads=2)
+    assert Later(model="tiny", threads=2).key() == old.key()
+    assert Later(model="tiny", threads=2, new_knob=1).key() != old.key()
+    assert TrialConfig(model="tiny", threads=2, role={"x": 1}, label="l").key() == old.key()
+
+
+def test_quick_configs_resume_a_run_folder_written_by_release_0_1(topo):
+    """The keys of today's configs are the keys release 0.1 stored: resuming its run folder
+    reruns nothing (threads study: machine-independent configs)."""
+    import json
+
+    from coresweep.measurement.store import Store
+
+    old = FIX / "runs" / "v0-quick"
+    res = studies.validate(studies.load(REPO / "params" / "quick.yaml", ["processes=1", "reps=1"]),
+                           topo=topo, model=False)
+    keys = {c.key() for c in studies.get("threads").configs(res)}
+    assert keys <= {k for k, _ in Store(old).completed_units()}
+    stored = json.loads((old / "run.json").read_text())["configs"]
+    from coresweep.measurement.config import TrialConfig
+
+    assert all(TrialConfig.from_dict(c["config"]).key() == c["key"] for c in stored)

@@ -27,6 +27,9 @@ def _params(args: argparse.Namespace) -> int:
     from coresweep import studies
     from coresweep.parameters import describe
 
+    if args.markdown:
+        print(studies.reference_markdown(), end="")
+        return 0
     if args.params:
         v = studies.validate(studies.load(args.params, args.p or []))
         print(json.dumps(v.to_dict(), indent=1))
@@ -38,6 +41,12 @@ def _params(args: argparse.Namespace) -> int:
               if not any(k in s.params for s in studies.all_studies())}
     print(f"# every study\n{describe(shared)}")
     return 0
+
+
+def _study_ids() -> str:
+    from coresweep import studies
+
+    return ", ".join(s.id for s in studies.all_studies())
 
 
 def _study_list() -> str:
@@ -58,7 +67,7 @@ def register(subparsers) -> None:
                    help="override a parameter (repeatable), e.g. -p threads=1,2,4 -p reps=3")
     r.add_argument("--out", metavar="DIR", help="run folder (default reports/<machine>-<time>)")
     r.add_argument("--notebooks", nargs="+", metavar="STUDY",
-                   help="only these studies, by id, name or number (e.g. 01_threads, smt, 2)")
+                   help=f"only these studies, by id, name or number: {_study_ids()}")
     r.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bars")
     r.set_defaults(func=_run)
@@ -73,4 +82,6 @@ def register(subparsers) -> None:
                                "parameter file")
     pp.add_argument("params", nargs="?", help="parameter file to validate and resolve")
     pp.add_argument("-p", action="append", metavar="KEY=VALUE", help="override a parameter")
+    pp.add_argument("--markdown", action="store_true",
+                    help="print the parameter reference as markdown (docs/parameters.md)")
     pp.set_defaults(func=_params)

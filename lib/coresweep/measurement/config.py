@@ -101,7 +101,7 @@ class TrialConfig:
         """Stable 12-hex hash of what defines the measurement (see the module docstring)."""
         d = self.to_dict()
         keyed = {old: d[f] for f, old in _KEY_FIELDS_V1.items()}
-        defaults = TrialConfig().to_dict()
+        defaults = type(self)().to_dict()
         for f, v in d.items():  # fields added after version 1: hashed only when set
             if f not in _KEY_FIELDS_V1 and f not in _NOT_KEYED and v != defaults[f]:
                 keyed[f] = v
