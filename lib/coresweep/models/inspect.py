@@ -107,35 +107,89 @@ def _load_json(p: Path) -> dict | None:
 
 def inspect_model(path: str | os.PathLike) -> ModelInfo:
     """Read a decoder model's IO contract, KV layout, quantisation ops and bytes per token."""
-    import onnx
-
     onnx_path = find_onnx(path)
     mdir = onnx_path.parent
-    top = Path(path).expanduser().resolve()
+    top = Path(path).expanduser().resolve()  # the folder given (config files may sit there)
     if top.is_file():
         top = mdir.parent if mdir.name == "onnx" else mdir
+    g = _load_graph(onnx_path)
+    inputs, outputs = _graph_io(g)
+    layers, past, present = _kv_layers(onnx_path, inputs, outputs)
+    cfg = _first_json("config.json", mdir, top) or {}
+    gcfg = _first_json("genai_config.json", mdir, top)
+    gmodel = (gcfg or {}).get("model", {})
+    kv_name = past[0]["key"]
+    kv_heads, head_dim = _kv_heads_and_dim(onnx_path, kv_name, inputs[kv_name]["shape"], cfg,
+                                           gmodel.get("decoder", {}))
+    kv_dtype = inputs[kv_name]["dtype"]
+    logits_shape = outputs["logits"]["shape"]
+    vocab = logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None
+    if vocab is None:
+        vocab = cfg.get("vocab_size") or gmodel.get("vocab_size")
+    quant_ops, gqa = _op_counts(g)
+    weight_bytes, per_token = _weight_bytes(g)
+    max_ctx = gmodel.get("context_length") or cfg.get("max_position_embeddings")
+    kv_el = 2 if kv_dtype in ("float16", "bfloat16") else 4
+    return ModelInfo(
+        dir=str(mdir), onnx_path=str(onnx_path), inputs=inputs, outputs=outputs,
+        has_position_ids="position_ids" in inputs, num_layers=len(layers), kv_heads=kv_heads,
+        head_dim=head_dim, kv_dtype=kv_dtype, vocab_size=vocab,
+        max_context=int(max_ctx) if max_ctx else None, shares_kv_buffer=gqa,
+        logits_last_only=len(logits_shape) == 3 and logits_shape[1] == 1,
+        quant_ops=quant_ops, bytes_per_token=per_token, weight_bytes=weight_bytes,
+        kv_bytes_per_position=2 * len(layers) * kv_heads * head_dim * kv_el,
+        tokenizer_dir=_tokenizer_dir(mdir, top), is_genai=gcfg is not None,
+        manifest=_load_json(mdir / "manifest.json"),
+        past_names=[(past[i]["key"], past[i]["value"]) for i in layers],
+        present_names=[(present[i]["key"], present[i]["value"]) for i in layers],
+        logits_dtype=outputs["logits"]["dtype"], eos_token_ids=_eos_ids(gmodel, cfg, mdir, top),
+    )
+
+
+def _first_json(name: str, mdir: Path, top: Path) -> dict | None:
+    """``name`` from the model's folder, else from the folder given (exports keep configs there)."""
+    return _load_json(mdir / name) or _load_json(top / name)
+
+
+def _load_graph(onnx_path: Path):
+    """The model's graph, without its external weight data (only names, shapes and dtypes)."""
+    import onnx
+
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse error is a bad model file
         raise ModelError(f"cannot read ONNX model {str(onnx_path)!r}: {exc}") from exc
-    g = model.graph
+    return model.graph
+
+
+def _io_spec(value_info) -> dict:
+    elem = value_info.type.tensor_type.elem_type
+    return {"dtype": _DTYPE_NAMES.get(elem, str(elem)), "shape": _dims(value_info)}
+
+
+def _graph_io(g) -> tuple[dict[str, dict], dict[str, dict]]:
+    """name → {"dtype", "shape"} of the graph inputs (initializers left out) and outputs."""
     init_names = {i.name for i in g.initializer}
-    inputs = {i.name: {"dtype": _DTYPE_NAMES.get(i.type.tensor_type.elem_type,
-                                                  str(i.type.tensor_type.elem_type)),
-                       "shape": _dims(i)} for i in g.input if i.name not in init_names}
-    outputs = {o.name: {"dtype": _DTYPE_NAMES.get(o.type.tensor_type.elem_type,
-                                                   str(o.type.tensor_type.elem_type)),
-                        "shape": _dims(o)} for o in g.output}
-    past: dict[int, dict[str, str]] = {}
-    for name in inputs:
-        m = _PAST_RE.match(name)
+    inputs = {i.name: _io_spec(i) for i in g.input if i.name not in init_names}
+    outputs = {o.name: _io_spec(o) for o in g.output}
+    return inputs, outputs
+
+
+def _by_layer(names, pattern: re.Pattern) -> dict[int, dict[str, str]]:
+    """layer → {"key": name, "value": name} for the ``names`` that match ``pattern``."""
+    out: dict[int, dict[str, str]] = {}
+    for name in names:
+        m = pattern.match(name)
         if m:
-            past.setdefault(int(m.group(1)), {})[m.group(2)] = name
-    present: dict[int, dict[str, str]] = {}
-    for name in outputs:
-        m = _PRESENT_RE.match(name)
-        if m:
-            present.setdefault(int(m.group(1)), {})[m.group(2)] = name
+            out.setdefault(int(m.group(1)), {})[m.group(2)] = name
+    return out
+
+
+def _kv_layers(onnx_path: Path, inputs: dict, outputs: dict) -> tuple[list[int], dict, dict]:
+    """The layers and their past/present key/value names; ModelError unless the graph is a
+    causal LM with a complete KV cache (layers 0..L-1, a key and a value each way)."""
+    past = _by_layer(inputs, _PAST_RE)
+    present = _by_layer(outputs, _PRESENT_RE)
     missing = [n for n in ("input_ids", "attention_mask") if n not in inputs]
     if missing or not past or "logits" not in outputs or set(past) != set(present):
         raise ModelError(
@@ -146,10 +200,14 @@ def inspect_model(path: str | os.PathLike) -> ModelInfo:
     if layers != list(range(len(layers))) or any(len(past[i]) != 2 or len(present.get(i, {})) != 2
                                                  for i in layers):
         raise ModelError(f"{str(onnx_path)!r}: incomplete past/present key/value pairs per layer")
-    cfg = _load_json(mdir / "config.json") or _load_json(top / "config.json") or {}
-    gcfg = _load_json(mdir / "genai_config.json") or _load_json(top / "genai_config.json")
-    gdec = (gcfg or {}).get("model", {}).get("decoder", {})
-    kv_shape = list(inputs[past[0]["key"]]["shape"])
+    return layers, past, present
+
+
+def _kv_heads_and_dim(onnx_path: Path, kv_name: str, shape: list, cfg: dict,
+                      gdec: dict) -> tuple[int, int]:
+    """KV heads and head dim of [batch, kv_heads, past_len, head_dim]: from the graph, or where
+    the export left them symbolic, from genai_config.json or config.json."""
+    kv_shape = list(shape)
     if len(kv_shape) == 4:
         if not isinstance(kv_shape[1], int):
             kv_shape[1] = gdec.get("num_key_value_heads") or cfg.get("num_key_value_heads")
@@ -159,26 +217,32 @@ def inspect_model(path: str | os.PathLike) -> ModelInfo:
                 hd = cfg["hidden_size"] // cfg["num_attention_heads"]
             kv_shape[3] = hd
     if len(kv_shape) != 4 or not isinstance(kv_shape[1], int) or not isinstance(kv_shape[3], int):
-        raise ModelError(f"{str(onnx_path)!r}: KV input {past[0]['key']} has shape {kv_shape}; "
+        raise ModelError(f"{str(onnx_path)!r}: KV input {kv_name} has shape {kv_shape}; "
                          "expected [batch, kv_heads, past_len, head_dim] with known heads/head_dim "
                          "(from the graph, config.json or genai_config.json)")
-    kv_dtype = inputs[past[0]["key"]]["dtype"]
-    logits_shape = outputs["logits"]["shape"]
-    vocab = logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None
+    return kv_shape[1], kv_shape[3]
 
-    quant_ops: dict[str, int] = {}
+
+# Ops worth reporting: they show the quantisation scheme and the fused kernels a model runs.
+_REPORTED_OPS = ("MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeLinear", "MatMulInteger",
+                 "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "GroupQueryAttention",
+                 "MultiHeadAttention", "SkipSimplifiedLayerNormalization",
+                 "SimplifiedLayerNormalization", "RotaryEmbedding")
+
+
+def _op_counts(g) -> tuple[dict[str, int], bool]:
+    """Counts of the reported ops present, and whether attention is GroupQueryAttention (one
+    shared past/present buffer)."""
     ops: dict[str, int] = {}
     for n in g.node:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    for op in ("MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeLinear", "MatMulInteger",
-               "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "GroupQueryAttention",
-               "MultiHeadAttention", "SkipSimplifiedLayerNormalization",
-               "SimplifiedLayerNormalization", "RotaryEmbedding"):
-        if op in ops:
-            quant_ops[op] = ops[op]
-    gqa = "GroupQueryAttention" in ops
+    quant_ops = {op: ops[op] for op in _REPORTED_OPS if op in ops}
+    return quant_ops, "GroupQueryAttention" in ops
 
-    # bytes a decode step reads: weights of MatMul-like ops in full, one row of gathered tables
+
+def _weight_bytes(g) -> tuple[int, int]:
+    """(all initializer bytes, bytes a decode step reads): weights of MatMul-like ops in full,
+    one row of gathered tables (embedding, GQA cos/sin caches) per step."""
     inits = {i.name: i for i in g.initializer}
     counted: set[str] = set()
     weight_bytes = 0
@@ -211,38 +275,20 @@ def inspect_model(path: str | os.PathLike) -> ModelInfo:
     for name, init in inits.items():  # initializers used by no node input listed above
         if name not in counted:
             weight_bytes += _nbytes(init)
+    return weight_bytes, per_token
 
-    max_ctx = None
-    if gcfg:
-        max_ctx = gcfg.get("model", {}).get("context_length")
-    if not max_ctx:
-        max_ctx = cfg.get("max_position_embeddings")
-    if vocab is None:
-        vocab = cfg.get("vocab_size") or (gcfg or {}).get("model", {}).get("vocab_size")
-    tok_dir = None
-    for d in (mdir, top):
+
+def _tokenizer_dir(*dirs: Path) -> str | None:
+    for d in dirs:
         if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file():
-            tok_dir = str(d)
-            break
-    kv_heads, head_dim = kv_shape[1], kv_shape[3]
-    kv_el = 2 if kv_dtype in ("float16", "bfloat16") else 4
-    manifest = _load_json(mdir / "manifest.json")
-    eos = (gcfg or {}).get("model", {}).get("eos_token_id")
+            return str(d)
+    return None
+
+
+def _eos_ids(gmodel: dict, cfg: dict, mdir: Path, top: Path) -> list[int]:
+    """End-of-sequence ids: genai_config.json's, else generation_config.json's, else config.json's."""
+    eos = gmodel.get("eos_token_id")
     if eos is None:
-        gen_cfg = _load_json(mdir / "generation_config.json") or _load_json(
-            top / "generation_config.json") or {}
+        gen_cfg = _first_json("generation_config.json", mdir, top) or {}
         eos = gen_cfg.get("eos_token_id", cfg.get("eos_token_id"))
-    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-    return ModelInfo(
-        dir=str(mdir), onnx_path=str(onnx_path), inputs=inputs, outputs=outputs,
-        has_position_ids="position_ids" in inputs, num_layers=len(layers), kv_heads=kv_heads,
-        head_dim=head_dim, kv_dtype=kv_dtype, vocab_size=vocab,
-        max_context=int(max_ctx) if max_ctx else None, shares_kv_buffer=gqa,
-        logits_last_only=len(logits_shape) == 3 and logits_shape[1] == 1,
-        quant_ops=quant_ops, bytes_per_token=per_token, weight_bytes=weight_bytes,
-        kv_bytes_per_position=2 * len(layers) * kv_heads * head_dim * kv_el,
-        tokenizer_dir=tok_dir, is_genai=gcfg is not None, manifest=manifest,
-        past_names=[(past[i]["key"], past[i]["value"]) for i in layers],
-        present_names=[(present[i]["key"], present[i]["value"]) for i in layers],
-        logits_dtype=outputs["logits"]["dtype"], eos_token_ids=eos_ids,
-    )
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
