@@ -67,7 +67,7 @@ def test_external_references_are_detected():
 def test_summary_and_index(run):
     d = run["run_dir"]
     md = (d / "summary.md").read_text()
-    assert "| config | threads |" in md and "Best decode:" in md and "Best TTFT:" in md
+    assert "| config | threads |" in md and "lowest TTFT **" in md and "highest decode **" in md
     assert "Same work everywhere" in md or "generated different tokens" in md
     csv = pd.read_csv(d / "summary.csv")
     assert {"config", "threads", "ttft_ms", "decode_tok_s", "cpu_pct", "placement_ok"} <= set(

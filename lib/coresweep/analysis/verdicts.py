@@ -28,11 +28,6 @@ def best_configs(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def threads_text(threads: int) -> str:
-    t = int(threads)
-    return "ORT's default thread count" if t < 0 else f"{t} thread{'s' * (t != 1)}"
-
-
 def best_sentence(summary: pd.DataFrame) -> str:
     """Markdown naming the best configuration for TTFT and for decode throughput."""
     b = best_configs(summary)

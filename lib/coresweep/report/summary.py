@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from coresweep.analysis.verdicts import best_configs, same_work_sentence, threads_text
+from coresweep.analysis.verdicts import best_configs, best_sentence, same_work_sentence
 from coresweep.report.paths import read_json, run_file, write_json
 from coresweep.tables import markdown, run_table
 
@@ -38,19 +38,6 @@ def _header(run_dir: Path, meta: Mapping[str, Any], run: Any) -> list[str]:
             f"{meta.get('created', '')}", ""]
 
 
-def _best_lines(best: Mapping[str, Any]) -> list[str]:
-    lines = []
-    if "ttft_s" in best:
-        b = best["ttft_s"]
-        lines.append(f"Best TTFT: {b['value'] * 1000:.1f} ms with {b['label']} "
-                     f"({threads_text(b['threads'])})  ")
-    if "decode_tok_s" in best:
-        b = best["decode_tok_s"]
-        lines.append(f"Best decode: {b['value']:.2f} tok/s with {b['label']} "
-                     f"({threads_text(b['threads'])})")
-    return lines
-
-
 def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
     run_dir = Path(run_dir)
@@ -59,7 +46,7 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     best = best_configs(run.summary) if len(df) else {}
     lines = _header(run_dir, meta or {}, run)
     if len(df):
-        lines += [markdown(df[COLUMNS]), "", *_best_lines(best), "",
+        lines += [markdown(df[COLUMNS]), "", best_sentence(run.summary), "",
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")
