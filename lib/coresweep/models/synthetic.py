@@ -5,8 +5,8 @@ shapes and data types, not on weight values. `build_model` writes a sharded safe
 tensor by tensor (no full fp32 model is ever materialised by coresweep), trains a byte-level BPE
 tokenizer on the text shipped in ``coresweep/data`` (padded to the preset's vocabulary with the
 real Qwen2 special-token ids), runs the builder in a child process, and moves the result into the
-cache atomically. `inspect_model` reads the IO contract of any decoder ONNX model (the builder's
-output or an optimum / onnx-community export) without creating a session.
+cache atomically. `inspect_model` (in models/inspect.py) reads the IO contract of any decoder ONNX
+model (the builder's output or an optimum / onnx-community export) without creating a session.
 
 Nothing here imports onnxruntime: a worker process must be able to import coresweep, set its CPU
 affinity and only then import onnxruntime.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -289,13 +290,31 @@ def build_tokenizer(vocab_size: int, out_dir: str | os.PathLike) -> dict:
     [0, vocab_size) decodes. Writes tokenizer.json + tokenizer_config.json (with a ChatML chat
     template) + special_tokens_map.json loadable by transformers.AutoTokenizer.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specials = special_token_ids(vocab_size)
-    first_special = min(specials.values())
-    bpe_size = min(4096, first_special - 64)
+    # leave room below the first special id (small presets put the specials last)
+    data = _train_bpe(min(4096, min(specials.values()) - 64))
+    vocab: dict[str, int] = data["model"]["vocab"]
+    trained = len(vocab)
+    fill = _pad_vocab(vocab, vocab_size, specials)
+    data["added_tokens"] = [
+        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+        for t, i in sorted(specials.items(), key=lambda kv: kv[1])
+    ]
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    (out / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(specials), indent=2))
+    (out / "special_tokens_map.json").write_text(
+        json.dumps({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, indent=2))
+    return {"trained_tokens": trained, "filler_tokens": fill, "special_tokens": specials,
+            "vocab_size": vocab_size}
+
+
+def _train_bpe(bpe_size: int) -> dict:
+    """A byte-level BPE of at most `bpe_size` tokens trained on the corpus, as tokenizer.json data."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -307,28 +326,27 @@ def build_tokenizer(vocab_size: int, out_dir: str | os.PathLike) -> dict:
         special_tokens=[],
     )
     tok.train([str(p) for p in _corpus_paths()], trainer)
-    data = json.loads(tok.to_str())
-    vocab: dict[str, int] = data["model"]["vocab"]
-    trained = len(vocab)
-    next_id = trained
-    fill = 0
-    special_ids = set(specials.values())
+    return json.loads(tok.to_str())
+
+
+def _pad_vocab(vocab: dict[str, int], vocab_size: int, specials: dict[str, int]) -> int:
+    """Give every id from len(vocab) up to vocab_size a token: the special token at its real id
+    (also in the model vocab: no holes in the id space), ``<|fill_N|>`` elsewhere. Returns the
+    number of fillers."""
     by_id = {i: t for t, i in specials.items()}
-    while next_id < vocab_size:
-        if next_id in special_ids:
-            vocab[by_id[next_id]] = next_id  # also in the model vocab: no holes in the id space
+    fill = 0
+    for next_id in range(len(vocab), vocab_size):
+        if next_id in by_id:
+            vocab[by_id[next_id]] = next_id
         else:
             vocab[f"<|fill_{fill}|>"] = next_id
             fill += 1
-        next_id += 1
-    data["model"]["vocab"] = vocab
-    data["added_tokens"] = [
-        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": True}
-        for t, i in sorted(specials.items(), key=lambda kv: kv[1])
-    ]
-    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
-    tk_cfg = {
+    return fill
+
+
+def _tokenizer_config(specials: dict[str, int]) -> dict:
+    """tokenizer_config.json as Qwen2's: no BOS, <|endoftext|> ends and pads, ChatML template."""
+    return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 131072,
         "bos_token": None,
@@ -345,11 +363,6 @@ def build_tokenizer(vocab_size: int, out_dir: str | os.PathLike) -> dict:
             for t, i in specials.items()
         },
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(tk_cfg, indent=2))
-    (out / "special_tokens_map.json").write_text(
-        json.dumps({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, indent=2))
-    return {"trained_tokens": trained, "filler_tokens": fill, "special_tokens": specials,
-            "vocab_size": vocab_size}
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,12 +415,26 @@ def write_checkpoint(cfg: dict, out_dir: str | os.PathLike, *, seed: int = SEED,
     Each tensor comes from its own generator seeded from (seed, name), so the weights do not depend
     on shard size or order, and at most one shard (~1 GB) is in memory at a time.
     """
-    import torch
-    from safetensors.torch import save_file
-    from transformers import Qwen2Config
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _write_hf_config(cfg, out)
+    std = float(cfg.get("initializer_range", 0.02))
+    shards = _plan_shards(_tensor_specs(cfg), shard_bytes)
+    weight_map: dict[str, str] = {}
+    for i, specs in enumerate(shards):
+        # the Hugging Face convention model-0000i-of-0000n.safetensors
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        weight_map.update(_write_shard(out / fname, specs, seed, std))
+    total = parameter_count(cfg) * 4
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return out
+
+
+def _write_hf_config(cfg: dict, out: Path) -> None:
+    """config.json through transformers' Qwen2Config, marked float32."""
+    from transformers import Qwen2Config
+
     hf_fields = {k: v for k, v in cfg.items() if k not in ("architectures",)}
     config = Qwen2Config(**hf_fields)
     config.architectures = ["Qwen2ForCausalLM"]
@@ -418,45 +445,39 @@ def write_checkpoint(cfg: dict, out_dir: str | os.PathLike, *, seed: int = SEED,
     saved["dtype"] = "float32"
     (out / "config.json").write_text(json.dumps(saved, indent=2))
 
-    std = float(cfg.get("initializer_range", 0.02))
-    weight_map: dict[str, str] = {}
-    shards: list[dict[str, Any]] = [{}]
-    sizes = [0]
 
-    def flush(final: bool = False) -> None:
-        idx = len(shards)
-        name = f"shard-{idx:05d}.safetensors"
-        save_file(shards[-1], str(out / name), metadata={"format": "pt"})
-        for t in shards[-1]:
-            weight_map[t] = name
-        shards[-1] = {}
-        sizes[-1] = 0
-        if not final:
-            shards.append({})
-            sizes.append(0)
+def _plan_shards(specs: list[tuple[str, tuple[int, ...], str]],
+                 shard_bytes: int) -> list[list[tuple[str, tuple[int, ...], str]]]:
+    """The tensors of each shard, in order: a new shard starts when the next fp32 tensor would
+    take the current one past `shard_bytes` (a larger tensor gets a shard of its own)."""
+    shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
+    size = 0
+    for spec in specs:
+        nbytes = math.prod(spec[1]) * 4
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(spec)
+        size += nbytes
+    return shards
 
-    for name, shape, init in _tensor_specs(cfg):
+
+def _write_shard(path: Path, specs: list[tuple[str, tuple[int, ...], str]], seed: int,
+                 std: float) -> dict[str, str]:
+    """Generate one shard's tensors, save them, and return tensor name → file name (the tensors
+    are freed on return: one shard in memory at a time)."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, shape, init in specs:
         if init == "ones":
-            t = torch.ones(shape, dtype=torch.float32)
+            tensors[name] = torch.ones(shape, dtype=torch.float32)
         else:
             g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-            t = torch.randn(shape, generator=g, dtype=torch.float32).mul_(std)
-        nbytes = t.numel() * 4
-        if shards[-1] and sizes[-1] + nbytes > shard_bytes:
-            flush()
-        shards[-1][name] = t
-        sizes[-1] += nbytes
-    flush(final=True)
-    # rename to the HF convention model-0000i-of-0000n.safetensors
-    files = sorted(set(weight_map.values()))
-    rename = {f: f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" for i, f in enumerate(files)}
-    for old, new in rename.items():
-        os.rename(out / old, out / new)
-    weight_map = {k: rename[v] for k, v in weight_map.items()}
-    total = parameter_count(cfg) * 4
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    return out
+            tensors[name] = torch.randn(shape, generator=g, dtype=torch.float32).mul_(std)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return {name: path.name for name in tensors}
 
 
 def write_preset_checkpoint(preset: str, out_dir: str | os.PathLike, *,
@@ -535,6 +556,8 @@ def build_model(preset: str, precision: str = "int4", *, overrides: dict | None 
 
 def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy_level,
                   prune_lm_head, progress) -> Path:
+    """Build into a hidden temp dir of the cache, then swap it in as `final` (the caller holds
+    the model's lock). An interrupted build leaves only the temp dir, removed by the next one."""
     from tqdm.auto import tqdm
 
     steps = ["checkpoint", "tokenizer", f"onnx {precision} (builder)", "manifest"]
@@ -554,64 +577,85 @@ def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy
         tok_info = build_tokenizer(cfg["vocab_size"], hf_dir)
         bar.update()
         bar.set_postfix_str(steps[2])
-        extra = []
-        if precision in ("int4", "int8"):
-            extra.append(f"accuracy_level={accuracy_level}")
-        if prune_lm_head:
-            extra.append("prune_lm_head=true")
         out_dir.mkdir()
-        _run_builder(hf_dir, out_dir, tmp / "builder-cache", precision, extra,
-                     tmp / "build.log")
+        _run_builder(hf_dir, out_dir, tmp / "builder-cache", precision,
+                     _builder_options(precision, accuracy_level, prune_lm_head), tmp / "build.log")
         shutil.move(str(tmp / "build.log"), out_dir / "build.log")
         bar.update()
         bar.set_postfix_str(steps[3])
         shutil.rmtree(hf_dir, ignore_errors=True)
         shutil.rmtree(tmp / "builder-cache", ignore_errors=True)
-        from coresweep.models.inspect import inspect_model
-
-        info = inspect_model(out_dir)
-        files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
-        manifest = {
-            "key": key,
-            "name": final.name,
-            "preset": preset,
-            "overrides": dict(overrides or {}),
-            "config": cfg,
-            "precision": precision,
-            "accuracy_level": key["accuracy_level"],
-            "block_size": key["block_size"],
-            "prune_lm_head": prune_lm_head,
-            "seed": SEED,
-            "versions": _versions(),
-            "parameter_count": parameter_count(cfg),
-            "bytes_per_token": info.bytes_per_token,
-            "weight_bytes": info.weight_bytes,
-            "kv_bytes_per_position": info.kv_bytes_per_position,
-            "bytes_per_token_note": (
-                "weights a decode step reads: every MatMul/MatMulNBits weight (with scales), the "
-                "lm_head and one embedding row; the KV cache adds kv_bytes_per_position for "
-                "each position already in the context"),
-            "quant_ops": info.quant_ops,
-            "tokenizer": tok_info,
-            "files": files,
-            "onnx_bytes": sum(v for k, v in files.items() if ".onnx" in k),
-            "build_seconds": round(time.perf_counter() - t0, 2),
-            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "builder_command": (out_dir / "build.log").read_text().splitlines()[0],
-        }
+        manifest = _manifest(out_dir, key=key, name=final.name, preset=preset,
+                             overrides=overrides, cfg=cfg, precision=precision,
+                             prune_lm_head=prune_lm_head, tok_info=tok_info, t0=t0)
         (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
         bar.update()
-        old = None
-        if final.exists():
-            old = cache / f".{final.name}.{os.getpid()}.old"
-            os.rename(final, old)
-        os.rename(out_dir, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(out_dir, final, cache)
     finally:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _builder_options(precision: str, accuracy_level: int, prune_lm_head: bool) -> list[str]:
+    """The model builder's --extra_options (accuracy level only applies to quantised weights)."""
+    extra = []
+    if precision in ("int4", "int8"):
+        extra.append(f"accuracy_level={accuracy_level}")
+    if prune_lm_head:
+        extra.append("prune_lm_head=true")
+    return extra
+
+
+def _manifest(out_dir: Path, *, key: dict, name: str, preset: str, overrides: dict | None,
+              cfg: dict, precision: str, prune_lm_head: bool, tok_info: dict,
+              t0: float) -> dict:
+    """manifest.json of a freshly built model: its key, what went in, the sizes the graph implies
+    and the files written (build_seconds counts from `t0`)."""
+    from coresweep.models.inspect import inspect_model
+
+    info = inspect_model(out_dir)
+    files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    return {
+        "key": key,
+        "name": name,
+        "preset": preset,
+        "overrides": dict(overrides or {}),
+        "config": cfg,
+        "precision": precision,
+        "accuracy_level": key["accuracy_level"],
+        "block_size": key["block_size"],
+        "prune_lm_head": prune_lm_head,
+        "seed": SEED,
+        "versions": _versions(),
+        "parameter_count": parameter_count(cfg),
+        "bytes_per_token": info.bytes_per_token,
+        "weight_bytes": info.weight_bytes,
+        "kv_bytes_per_position": info.kv_bytes_per_position,
+        "bytes_per_token_note": (
+            "weights a decode step reads: every MatMul/MatMulNBits weight (with scales), the "
+            "lm_head and one embedding row; the KV cache adds kv_bytes_per_position for "
+            "each position already in the context"),
+        "quant_ops": info.quant_ops,
+        "tokenizer": tok_info,
+        "files": files,
+        "onnx_bytes": sum(v for k, v in files.items() if ".onnx" in k),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "builder_command": (out_dir / "build.log").read_text().splitlines()[0],
+    }
+
+
+def _swap_in(out_dir: Path, final: Path, cache: Path) -> None:
+    """Move the built model to `final`, replacing an older build there with two renames (the
+    old one is moved aside first, then deleted), so readers never see a half-written dir."""
+    old = None
+    if final.exists():
+        old = cache / f".{final.name}.{os.getpid()}.old"
+        os.rename(final, old)
+    os.rename(out_dir, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def list_models(cache_dir=None) -> list[dict]:
