@@ -39,10 +39,9 @@ class GenaiEngine(Engine):
             model["eos_token_id"] = self.eos_token_ids
         return {"model": model}
 
-    def load(self) -> float:
-        import onnxruntime  # noqa: F401  (genai dlopens the onnxruntime library of this package)
-        import onnxruntime_genai as og
-
+    def _refuse_config_entries(self) -> None:
+        """ModelError for the options that are ORT session config entries: genai's
+        session_options cannot carry them, and a silent default would mislabel the result."""
         s = self.session_config
         unsupported = []
         if not s.spinning:
@@ -55,6 +54,12 @@ class GenaiEngine(Engine):
             raise ModelError(
                 f"the 'genai' engine cannot set {', '.join(unsupported)}: onnxruntime-genai's "
                 "session_options accept no ORT config entries (use engine 'ort' for these)")
+
+    def load(self) -> float:
+        import onnxruntime  # noqa: F401  (genai dlopens the onnxruntime library of this package)
+        import onnxruntime_genai as og
+
+        self._refuse_config_entries()
         t0 = time.perf_counter()
         config = og.Config(str(self.info.dir))
         config.overlay(json.dumps(self.overlay()))
