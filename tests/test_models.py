@@ -84,6 +84,15 @@ def test_build_is_skipped_when_manifest_matches(tiny_int4, test_model_cache):
     assert not [p for p in test_model_cache.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_tokenizer_corpus_is_found():
+    """The BPE trains on the shipped text: an empty corpus would still build (bytes only), so
+    a wrong data path would only show as a different model key."""
+    paths = synthetic._corpus_paths()
+    assert [p.name for p in paths] == ["corpus.txt"]
+    assert paths[0].stat().st_size > 10_000
+    assert synthetic._corpus_sha() != "e3b0c44298fc1c14"  # sha256 of nothing
+
+
 def test_tokenizer_decodes_every_id_and_has_real_specials(tiny_int4, tmp_path):
     from transformers import AutoTokenizer
 

@@ -268,7 +268,8 @@ def _model_dirname(preset: str, precision: str, key: dict) -> str:
 
 
 def _data_dir() -> Path:
-    return Path(__file__).resolve().parent / "data"
+    """coresweep/data (package data): the tokenizer's training text."""
+    return Path(__file__).resolve().parent.parent / "data"
 
 
 def _corpus_paths() -> list[Path]:
