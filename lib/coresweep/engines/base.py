@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from coresweep.errors import ModelError
 
@@ -161,6 +162,20 @@ class Generation:
         }
 
 
+def token_sink(tokens: list[int], on_token: Any = None) -> Any:
+    """What the generation loops call with each token: ``tokens.append`` itself when nobody
+    listens (the timed loop costs the same as before), else append and tell ``on_token`` (the
+    server streams from it; raising there stops the generation)."""
+    if on_token is None:
+        return tokens.append
+
+    def keep(tok: int) -> None:
+        tokens.append(tok)
+        on_token(tok)
+
+    return keep
+
+
 def _aligned_empty(shape, dtype, align: int = 64):
     """An uninitialised numpy array whose data starts on a cache-line boundary (numpy only
     guarantees 16 bytes; ORT's kernels write logits through wide vector stores)."""
@@ -210,7 +225,9 @@ class Engine:
     def load(self) -> float:
         raise NotImplementedError
 
-    def generate(self, prompt_ids: Sequence[int], gen_tokens: int) -> Generation:
+    def generate(self, prompt_ids: Sequence[int], gen_tokens: int, *,
+                 on_token: Any = None) -> Generation:
+        """Exactly ``gen_tokens`` greedy tokens; ``on_token(tok)`` is called as each is ready."""
         raise NotImplementedError
 
     def describe(self) -> dict:

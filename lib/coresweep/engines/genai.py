@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from coresweep.engines.base import _GRAPH_OPT_ORT, Engine, Generation, SessionConfig
+from coresweep.engines.base import _GRAPH_OPT_ORT, Engine, Generation, SessionConfig, token_sink
 from coresweep.errors import ModelError
 
 
@@ -67,7 +67,8 @@ class GenaiEngine(Engine):
         self.load_seconds = time.perf_counter() - t0
         return self.load_seconds
 
-    def generate(self, prompt_ids: Sequence[int], gen_tokens: int) -> Generation:
+    def generate(self, prompt_ids: Sequence[int], gen_tokens: int, *,
+                 on_token: Callable[[int], None] | None = None) -> Generation:
         import onnxruntime_genai as og
 
         ids = self._check(prompt_ids, gen_tokens)
@@ -82,6 +83,7 @@ class GenaiEngine(Engine):
                                   num_beams=1, past_present_share_buffer=True)
         tokens: list[int] = []
         token_ns: list[int] = []
+        keep = token_sink(tokens, on_token)
         # The generator allocates the KV cache; OrtEngine allocates its buffers before `start`
         # too, so TTFT is the prompt's forward pass (+ arg-max) in both engines.
         gen = og.Generator(self.model, params)
@@ -91,6 +93,6 @@ class GenaiEngine(Engine):
             gen.generate_next_token()
             tok = int(gen.get_next_tokens()[0])
             token_ns.append(time.perf_counter_ns())
-            tokens.append(tok)
+            keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name)

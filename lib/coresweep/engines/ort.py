@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from coresweep.engines.base import Engine, Generation, SessionConfig, _aligned_empty
+from coresweep.engines.base import Engine, Generation, SessionConfig, _aligned_empty, token_sink
 from coresweep.errors import ModelError
 
 
@@ -37,13 +38,14 @@ class OrtEngine(Engine):
         self.load_seconds = time.perf_counter() - t0
         return self.load_seconds
 
-    def generate(self, prompt_ids: Sequence[int], gen_tokens: int) -> Generation:
+    def generate(self, prompt_ids: Sequence[int], gen_tokens: int, *,
+                 on_token: Callable[[int], None] | None = None) -> Generation:
         ids = self._check(prompt_ids, gen_tokens)
         if self.session is None:
             self.load()
         if self.kv_mode == "shared":
-            return self._generate_shared(ids, gen_tokens)
-        return self._generate_concat(ids, gen_tokens)
+            return self._generate_shared(ids, gen_tokens, on_token)
+        return self._generate_concat(ids, gen_tokens, on_token)
 
     # -- helpers
     @staticmethod
@@ -139,7 +141,7 @@ class OrtEngine(Engine):
     # The two generation loops below are timed. Everything that can be bound or allocated is done
     # before `start`; the prefill and the decode loop are written out in each path on purpose (a
     # shared helper would add Python calls between the clock readings).
-    def _generate_shared(self, ids: list[int], n: int) -> Generation:
+    def _generate_shared(self, ids: list[int], n: int, on_token: Any = None) -> Generation:
         sess = self.session
         p = len(ids)
         kv, (pre_np, pre_ov, dec_np, dec_ov) = self._shared_buffers(p, p + n)
@@ -154,13 +156,14 @@ class OrtEngine(Engine):
         io.bind_ortvalue_output("logits", pre_ov)
         tokens: list[int] = []
         token_ns: list[int] = []
+        keep = token_sink(tokens, on_token)
 
         start = time.perf_counter_ns()
         self._bind_tokens(io, prompt, mask[:, :p], prompt_pos)
         sess.run_with_iobinding(io)
         tok = self._argmax(pre_np[0, -1])
         token_ns.append(time.perf_counter_ns())
-        tokens.append(tok)
+        keep(tok)
         io.bind_ortvalue_output("logits", dec_ov)
         for t in range(p, p + n - 1):
             step_ids[0, 0] = tok
@@ -169,11 +172,11 @@ class OrtEngine(Engine):
             sess.run_with_iobinding(io)
             tok = self._argmax(dec_np[0, -1])
             token_ns.append(time.perf_counter_ns())
-            tokens.append(tok)
+            keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name, extra={"kv_mode": "shared"})
 
-    def _generate_concat(self, ids: list[int], n: int) -> Generation:
+    def _generate_concat(self, ids: list[int], n: int, on_token: Any = None) -> Generation:
         info, sess = self.info, self.session
         p = len(ids)
         # logits buffers reused per prompt length, as in the shared path (no page faults in TTFT)
@@ -190,13 +193,14 @@ class OrtEngine(Engine):
             io.bind_output(name, "cpu")
         tokens: list[int] = []
         token_ns: list[int] = []
+        keep = token_sink(tokens, on_token)
 
         start = time.perf_counter_ns()
         self._bind_tokens(io, prompt, mask[:, :p], prompt_pos)
         sess.run_with_iobinding(io)
         tok = self._argmax(pre_np[0, -1])
         token_ns.append(time.perf_counter_ns())
-        tokens.append(tok)
+        keep(tok)
         io.bind_ortvalue_output("logits", dec_ov)
         for t in range(p, p + n - 1):
             outs = io.get_outputs()  # binding order: logits, then the presents
@@ -212,6 +216,6 @@ class OrtEngine(Engine):
             sess.run_with_iobinding(io)
             tok = self._argmax(dec_np[0, -1])
             token_ns.append(time.perf_counter_ns())
-            tokens.append(tok)
+            keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name, extra={"kv_mode": "concat"})

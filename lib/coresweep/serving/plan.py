@@ -1,0 +1,75 @@
+"""Serving plans: W workers × T threads on this machine's usable cores, pinned to disjoint slices
+or left unpinned, and the ServeConfig that runs one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from coresweep.errors import PlacementError
+from coresweep.serving.config import ServeConfig
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """One way to deploy: ``workers`` processes × ``threads`` intra-op threads (None = ORT's
+    default count), each pinned to its own slice or not. ``role`` says what the plan is for in
+    the study (e.g. ``{"control": "unpinned"}``); it is not part of the key."""
+
+    workers: int
+    threads: int | None
+    pinned: bool = True
+    role: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        t = "ORT-default" if self.threads is None else str(self.threads)
+        return f"{self.workers}x{t}" + ("" if self.pinned else " unpinned")
+
+    def key(self) -> str:
+        blob = json.dumps({"workers": self.workers, "threads": self.threads,
+                           "pinned": self.pinned}, sort_keys=True)
+        return "s" + hashlib.sha256(blob.encode()).hexdigest()[:11]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "label": self.label, "key": self.key()}
+
+    def slices(self, topo: Any) -> list[list[int]] | None:
+        """Each worker's CPUs (PlacementError when the plan does not fit); None when unpinned."""
+        from coresweep.machine.partition import partition
+
+        if not self.pinned:
+            if self.workers > len(topo.allowed):
+                raise PlacementError(f"{self.workers} workers on {len(topo.allowed)} usable "
+                                     f"CPUs; valid worker counts: 1..{len(topo.allowed)}")
+            return None
+        return [list(s.cpus) for s in partition(topo, self.workers, self.threads)]
+
+
+def auto_threads(topo: Any, workers: int) -> int:
+    """Threads per worker when asked for "auto": the physical cores of the smallest slice."""
+    from coresweep.machine.partition import partition
+
+    return max(1, min(s.cores for s in partition(topo, workers)))
+
+
+def serve_config(model: str, precision: str = "int4", *, workers: int = 1,
+                 threads: int | str | None = "auto", pinned: bool = True, engine: str = "ort",
+                 host: str = "127.0.0.1", port: int = 8000, topo: Any = None,
+                 state_dir: str = "") -> ServeConfig:
+    """The ServeConfig of a plan on this machine: model resolved (a preset is built if missing),
+    slices made, everything checked before any server starts."""
+    from coresweep.machine.topology import read_topology
+    from coresweep.models import resolve_model
+
+    topo = topo if topo is not None else read_topology()
+    if threads == "auto":
+        threads = auto_threads(topo, workers) if pinned else max(1, len(topo.allowed) // workers)
+    plan = ServePlan(workers, threads, pinned)
+    slices = plan.slices(topo)
+    model_dir = resolve_model(model, precision, build=True)
+    return ServeConfig(model_dir=str(model_dir), workers=workers, threads=threads, slices=slices,
+                       engine=engine, host=host, port=port, state_dir=state_dir,
+                       model_name=str(model))
