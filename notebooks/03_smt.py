@@ -47,22 +47,7 @@ run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<mac
 # %%
 # Checks every parameter (type, choices, placement on this machine, model) before any
 # trial runs; a bad value stops here with a message naming it and the valid choices.
-P = study.validate(dict(
-    model=model,
-    precision=precision,
-    engine=engine,
-    prompt_tokens=prompt_tokens,
-    gen_tokens=gen_tokens,
-    prompt_text=prompt_text,
-    warmup=warmup,
-    reps=reps,
-    processes=processes,
-    timeout_s=timeout_s,
-    sample_interval_s=sample_interval_s,
-    smt_cores=smt_cores,
-    smt_mode=smt_mode,
-    run_dir=run_dir,
-))
+P = study.validate(globals())  # the parameters cell's values
 P.to_dict()
 
 # %% [markdown]

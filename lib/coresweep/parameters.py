@@ -26,6 +26,7 @@ _TYPE_NAMES = {
     "bool": "true/false",
     "str": "a string",
     "int_list": "a list of integers",
+    "float_list": "a list of numbers",
     "str_list": "a list of strings",
 }
 
@@ -41,6 +42,7 @@ class Param:
     choices: tuple | None = None
     auto: bool = False
     minimum: float | None = None
+    allow_empty: bool = False  # lists only: [] is a valid value
 
     def type_name(self) -> str:
         return _TYPE_NAMES[self.kind] + (' or "auto"' if self.auto else "")
@@ -113,11 +115,13 @@ def _check_type(types: tuple) -> Any:
     return check
 
 
-def _check_list(item_ok: Any) -> Any:
+def _check_list(item_ok: Any, convert: Any = None) -> Any:
     def check(p: Param, v: Any) -> list:
-        if not isinstance(v, (list, tuple)) or not v or not all(map(item_ok, v)):
-            raise p.error(v, f"{v!r} is not a non-empty {p.type_name()}")
-        return list(v)
+        if (not isinstance(v, (list, tuple)) or (not v and not p.allow_empty)
+                or not all(map(item_ok, v))):
+            what = "" if p.allow_empty else "non-empty "
+            raise p.error(v, f"{v!r} is not a {what}{p.type_name()}")
+        return [convert(x) for x in v] if convert else list(v)
     return check
 
 
@@ -127,6 +131,7 @@ _CHECKS = {
     "bool": _check_type((bool,)),
     "str": _check_type((str,)),
     "int_list": _check_list(_is_int),
+    "float_list": _check_list(lambda x: _is_int(x) or isinstance(x, float), float),
     "str_list": _check_list(lambda x: isinstance(x, str)),
 }
 

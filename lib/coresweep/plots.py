@@ -338,3 +338,55 @@ def topology_picture(topo: Any, *, cap: str | None = None) -> Any:
     ax.text(0, -0.05, "green: CPU usable by this process; grey: not allowed; shading: LLC domain",
             fontsize=8, va="top")
     return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# 04 serving
+
+
+def serving_throughput(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
+    """Aggregate decode throughput (all workers) against closed-loop concurrency, one line per
+    plan; controls dashed."""
+    _style()
+    title = "Aggregate throughput against concurrent users"
+    s = summary[summary["mode"] == "closed"] if summary is not None and len(summary) else None
+    if s is None or s.empty:
+        return _empty(title, cap, "no closed-loop level was measured")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (plan, g) in enumerate(s.groupby("plan", sort=False)):
+        g = g.sort_values("level")
+        ax.plot(g["level"], g["tok_s"], "o-" if bool(g["pinned"].iloc[0]) else "s--",
+                color=f"C{i}", label=plan)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(s["level"].unique()), [f"{x:g}" for x in sorted(s["level"].unique())])
+    ax.set_xlabel("concurrent users (closed loop)")
+    ax.set_ylabel("aggregate tokens/s (all workers)")
+    ax.legend(title="workers x threads", fontsize=8)
+    return _finish(fig, title, cap)
+
+
+def serving_frontier(summary: pd.DataFrame, knees: pd.DataFrame | None = None, *,
+                     cap: str | None = None) -> Any:
+    """The throughput–latency frontier: p50/p99 TTFT and inter-token latency against aggregate
+    throughput, every level of every plan, each plan's knee circled."""
+    _style()
+    title = "Latency against throughput (each point a load level)"
+    if summary is None or summary.empty:
+        return _empty(title, cap, "no load level was measured")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (plan, g) in enumerate(summary.groupby("plan", sort=False)):
+        g = g.sort_values("tok_s")
+        for ax, m in zip(axes, ("ttft", "itl"), strict=True):
+            ax.plot(g["tok_s"], g[f"{m}_p99_s"] * 1000, "o-", color=f"C{i}", label=f"{plan} p99")
+            ax.plot(g["tok_s"], g[f"{m}_p50_s"] * 1000, ".:", color=f"C{i}", alpha=0.7)
+        if knees is not None and len(knees):
+            k = knees[knees["plan"] == plan]
+            at = g[(g["mode"] == "closed") & g["level"].isin(k["knee_concurrency"])]
+            axes[0].scatter(at["tok_s"], at["ttft_p99_s"] * 1000, s=160, facecolors="none",
+                            edgecolors=f"C{i}", linewidths=2)
+    for ax, name in zip(axes, ("time to first token", "inter-token latency"), strict=True):
+        ax.set_xlabel("aggregate tokens/s")
+        ax.set_ylabel(f"{name} (ms): p99 solid, p50 dotted")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8, title="circle: knee")
+    return _finish(fig, title, cap)

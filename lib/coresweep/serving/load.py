@@ -131,4 +131,17 @@ def run_level(url: str, *, mode: str, level: float, n_requests: int, prompt: lis
         coro = _open(url, float(level), n_requests, payload, time_limit_s, seed)
     else:
         raise CoresweepError(f"unknown load mode {mode!r}; valid modes: closed, open")
-    return asyncio.run(coro)
+    return _run(coro)
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run, also from a notebook (whose kernel already runs an event loop: then the load
+    gets a thread and a loop of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coresweep-load") as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -88,6 +88,7 @@ class ServerProcess:
         self.cfg, self.ready_timeout_s = cfg, ready_timeout_s
         if not cfg.state_dir:
             cfg.state_dir = tempfile.mkdtemp(prefix="coresweep-serve-")
+        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log) if log else Path(cfg.state_dir) / "server.log"
         self.proc: subprocess.Popen | None = None
 

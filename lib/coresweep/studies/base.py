@@ -48,6 +48,7 @@ class Study:
     question: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
     runs_trials: ClassVar[bool] = True
+    shared: ClassVar[tuple[str, ...] | None] = None  # the workload/protocol parameters it uses
     capability: ClassVar[str] = ""  # what 00's "testable here" table calls this study
 
     @property
@@ -57,7 +58,8 @@ class Study:
 
     def schema(self) -> dict[str, Param]:
         """Every parameter of this study's notebook, in the order of its parameters cell."""
-        shared = {**WORKLOAD, **PROTOCOL} if self.runs_trials else {}
+        shared = {k: p for k, p in {**WORKLOAD, **PROTOCOL}.items()
+                  if self.runs_trials and (self.shared is None or k in self.shared)}
         return {**shared, **self.params, **OUTPUT}
 
     def keys(self) -> list[str]:
@@ -86,7 +88,9 @@ class Study:
     def validate(self, params: Mapping[str, Any] | None = None, *, topo: Any = None,
                  model: bool = True) -> Resolved:
         """Check this study's parameters (types, choices, placements on this machine, the model)
-        before any trial; raises ParamsError naming the parameter and the valid choices."""
+        before any trial; raises ParamsError naming the parameter and the valid choices.
+        ``params`` may hold other names too (a notebook passes its ``globals()``): only this
+        study's parameters are read."""
         from coresweep.studies import common
 
         topo = topo if topo is not None else common.live_topology()

@@ -1,0 +1,245 @@
+"""The serving sweep: per plan, start the server, check every worker's placement, warm it up, run
+the load levels (closed-loop concurrency, then open-loop Poisson rates at fractions of the plan's
+peak request rate), sample per-CPU utilisation, and store one unit per (plan, level).
+
+Units are written atomically and resumed like trials: a unit is complete when its
+``serve_requests`` part exists. A plan whose server fails to start, or a level that fails, is
+recorded in ``serve_failures`` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coresweep.errors import CoresweepError
+from coresweep.serving.plan import ServePlan
+
+TABLES = ("serve_itl", "serve_samples", "serve_workers", "serve_requests")  # requests LAST
+
+
+@dataclass
+class Load:
+    """What every level sends, and its bounds."""
+
+    prompt: list[int] | str
+    max_tokens: int
+    concurrency: list[int]
+    poisson_load: list[float]  # fractions of the plan's peak closed-loop request rate
+    requests_per_level: int
+    level_timeout_s: float
+    warmup: int = 1  # warm-up requests per worker, untimed
+    sample_interval_s: float = 0.1
+
+    def n_requests(self, mode: str, level: float) -> int:
+        return max(self.requests_per_level, int(level)) if mode == "closed" \
+            else self.requests_per_level
+
+
+def unit_name(plan: ServePlan, mode: str, level: float) -> str:
+    """The one name of a (plan, level) unit's files."""
+    return f"{plan.key()}__{mode}{level:g}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _CpuSampler(threading.Thread):
+    """Machine-wide per-CPU utilisation while a level runs."""
+
+    def __init__(self, interval_s: float):
+        super().__init__(daemon=True, name="coresweep-serve-sampler")
+        self.interval_s, self.rows, self.stop_event = interval_s, [], threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        t0 = time.monotonic()
+        psutil.cpu_percent(percpu=True)
+        while not self.stop_event.wait(self.interval_s):
+            t = time.monotonic() - t0
+            self.rows += [{"t_s": t, "cpu": c, "util_pct": float(u)}
+                          for c, u in enumerate(psutil.cpu_percent(percpu=True))]
+
+    def __enter__(self) -> _CpuSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        self.join(timeout=2)
+
+
+def _plan_columns(plan: ServePlan) -> dict[str, Any]:
+    return {"plan_key": plan.key(), "plan": plan.label, "workers": plan.workers,
+            "threads": -1 if plan.threads is None else plan.threads, "pinned": plan.pinned,
+            **{f"role_{k}": v for k, v in plan.role.items()}}
+
+
+def _frames(plan: ServePlan, mode: str, level: float, rows: list[dict], samples: list[dict],
+            health: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+
+    cols = {**_plan_columns(plan), "mode": mode, "level": float(level)}
+    itl = [{**cols, "request_id": r["request_id"], "token_index": i + 1, "itl_s": x}
+           for r in rows for i, x in enumerate(r["itl_s"])]
+    requests = [{**cols, **{k: v for k, v in r.items() if k != "itl_s"}} for r in rows]
+    workers = [{**cols, **w} for w in health.get("workers", [])]
+    return {"serve_requests": pd.DataFrame(requests), "serve_itl": pd.DataFrame(itl),
+            "serve_samples": pd.DataFrame([{**cols, **s} for s in samples]),
+            "serve_workers": pd.DataFrame(workers)}
+
+
+class ServeStore:
+    """The serving tables of a run folder: ``data/<table>/<unit>.parquet``, requests part last."""
+
+    def __init__(self, run_dir: str | Path):
+        self.data = Path(run_dir) / "data"
+
+    def done(self) -> set[str]:
+        d = self.data / "serve_requests"
+        return {f.stem for f in d.glob("*.parquet")} if d.is_dir() else set()
+
+    def write(self, unit: str, frames: dict[str, Any]) -> None:
+        from coresweep.measurement.store import _atomic_write_parquet
+
+        for table in TABLES:
+            df = frames.get(table)
+            path = self.data / table / f"{unit}.parquet"
+            if df is None or not len(df):
+                path.unlink(missing_ok=True)  # never a leftover of an interrupted attempt
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_parquet(path, df)
+
+    def fail(self, plan: ServePlan, mode: str, level: float, reason: str) -> None:
+        import pandas as pd
+
+        from coresweep.measurement.store import _atomic_write_parquet, now_iso
+
+        d = self.data / "serve_failures"
+        d.mkdir(parents=True, exist_ok=True)
+        name = f"{unit_name(plan, mode, level)}__{len(list(d.glob('*.parquet')))}"
+        row = {**_plan_columns(plan), "mode": mode, "level": float(level), "reason": reason,
+               "time": now_iso()}
+        _atomic_write_parquet(d / f"{name}.parquet", pd.DataFrame([row]))
+
+    def load(self, table: str) -> Any:
+        """One table; only complete units (those with a requests part) for the others."""
+        import pandas as pd
+
+        d = self.data / table
+        parts = sorted(d.glob("*.parquet")) if d.is_dir() else []
+        if table not in ("serve_requests", "serve_failures"):
+            done = self.done()
+            parts = [p for p in parts if p.stem in done]
+        frames = [f for f in (pd.read_parquet(p) for p in parts) if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _levels(load: Load, peak_req_s: float | None) -> list[tuple[str, float]]:
+    out = [("closed", float(c)) for c in load.concurrency]
+    if peak_req_s:
+        out += [("open", round(f * peak_req_s, 3)) for f in load.poisson_load]
+    return out
+
+
+def _warm_up(url: str, plan: ServePlan, load: Load) -> None:
+    from coresweep.serving.load import run_level
+
+    if load.warmup:
+        run_level(url, mode="closed", level=plan.workers, n_requests=load.warmup * plan.workers,
+                  prompt=load.prompt, max_tokens=min(load.max_tokens, 8),
+                  time_limit_s=load.level_timeout_s)
+
+
+def _run_level(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
+               store: ServeStore) -> list[dict]:
+    from coresweep.serving.load import run_level
+
+    with _CpuSampler(load.sample_interval_s) as sampler:
+        rows = run_level(srv.url, mode=mode, level=level, n_requests=load.n_requests(mode, level),
+                         prompt=load.prompt, max_tokens=load.max_tokens,
+                         time_limit_s=load.level_timeout_s, seed=int(level * 1000))
+    store.write(unit_name(plan, mode, level),
+                _frames(plan, mode, level, rows, sampler.rows, srv.health() or {}))
+    return rows
+
+
+def _peak_req_s(store: ServeStore, plan: ServePlan) -> float | None:
+    from coresweep.analysis.serving import level_summary
+
+    req = store.load("serve_requests")
+    if not len(req):
+        return None
+    s = level_summary(req[(req["plan_key"] == plan.key()) & (req["mode"] == "closed")])
+    return float(s["req_s"].max()) if len(s) else None
+
+
+def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, engine: str,
+             topo: Any, state_dir: Path, progress: Any = None) -> None:
+    """Every level of one plan not stored yet, on one server."""
+    from coresweep.serving.config import ServeConfig
+    from coresweep.serving.server import ServerProcess
+
+    wanted = _levels(load, _peak_req_s(store, plan))
+    if len(wanted) == len(load.concurrency) + len(load.poisson_load) and all(
+            unit_name(plan, m, lv) in store.done() for m, lv in wanted):
+        return  # resumed: nothing left for this plan
+    cfg = ServeConfig(model_dir=model_dir, workers=plan.workers, threads=plan.threads,
+                      slices=plan.slices(topo), engine=engine, port=_free_port(),
+                      state_dir=str(state_dir / plan.key()), model_name=Path(model_dir).name)
+    try:
+        with ServerProcess(cfg) as srv:
+            _warm_up(srv.url, plan, load)
+            for mode, level in _levels(load, None):
+                _level_once(srv, plan, load, mode, level, store, progress)
+            for mode, level in _levels(load, _peak_req_s(store, plan))[len(load.concurrency):]:
+                _level_once(srv, plan, load, mode, level, store, progress)
+    except CoresweepError as exc:  # the server never came up: recorded, the sweep goes on
+        store.fail(plan, "start", 0, str(exc)[-1500:])
+
+
+def _level_once(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
+                store: ServeStore, progress: Any) -> None:
+    if unit_name(plan, mode, level) in store.done():
+        return
+    try:
+        _run_level(srv, plan, load, mode, level, store)
+    except (CoresweepError, TimeoutError, OSError) as exc:
+        store.fail(plan, mode, level, f"{type(exc).__name__}: {exc}")
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix_str(f"{plan.label} {mode} {level:g}", refresh=False)
+
+
+def serve_sweep(plans: Sequence[ServePlan], load: Load, run_dir: str | Path, *, model_dir: str,
+                engine: str = "ort", topo: Any = None, progress: bool = True) -> ServeStore:
+    """Run every plan's levels into ``run_dir`` (resumable); returns its ServeStore."""
+    from tqdm import tqdm
+
+    from coresweep.machine.topology import read_topology
+
+    topo = topo if topo is not None else read_topology()
+    for plan in plans:
+        plan.slices(topo)  # a plan that does not fit is refused before any server starts
+    store = ServeStore(run_dir)
+    n_levels = len(load.concurrency) + len(load.poisson_load)
+    bar = tqdm(total=len(plans) * n_levels, unit="level", desc="serving", disable=not progress,
+               mininterval=1.0, file=sys.stderr)
+    try:
+        for plan in plans:
+            run_plan(plan, load, store, model_dir=model_dir, engine=engine, topo=topo,
+                     state_dir=Path(run_dir) / "serve", progress=bar)
+    finally:
+        bar.close()
+    return store

@@ -1,0 +1,203 @@
+"""04 · How to serve? Several pinned worker processes behind a real HTTP server under load: how to
+split the cores between workers and threads for concurrent users."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coresweep.errors import CoresweepError, ParamsError
+from coresweep.parameters import Param, table
+from coresweep.studies import common
+from coresweep.studies.base import Resolved, Study
+
+CONTROLS = ("unpinned", "ort-default")
+
+
+def divisors(n: int) -> list[int]:
+    return [w for w in range(1, n + 1) if n % w == 0]
+
+
+def auto_concurrency(cores: int) -> list[int]:
+    """1, 2, 4, … up to twice the cores: past the knee of every plan."""
+    out, c = [], 1
+    while c <= 2 * cores:
+        out.append(c)
+        c *= 2
+    return out
+
+
+def make_plans(values: Mapping[str, Any], topo: Any) -> list:
+    """Every W × T with W·T = the physical cores, then the controls users deploy."""
+    from coresweep.serving.plan import ServePlan
+
+    cores = common.physical_count(topo)
+    plans = [ServePlan(w, cores // w, True, {"split": f"{w}x{cores // w}"})
+             for w in values["serve_workers"]]
+    w = values["control_workers"]
+    if "unpinned" in values["serve_controls"]:
+        plans.append(ServePlan(w, max(1, cores // w), False, {"control": "unpinned"}))
+    if "ort-default" in values["serve_controls"]:
+        plans.append(ServePlan(w, None, False, {"control": "ort-default"}))
+    return plans
+
+
+@dataclass
+class ServingResults:
+    """The serving tables of a run, and their per-level summary."""
+
+    requests: Any
+    itl: Any
+    samples: Any
+    workers: Any
+    failures: Any
+    summary: Any
+    plans: list
+
+    def failures_table(self) -> Any:
+        return None if self.failures is None or not len(self.failures) else self.failures
+
+
+class ServingStudy(Study):
+    number = 4
+    name = "serving"
+    title = "How to serve? Pinned workers under load"
+    question = ("With several users at once, how should the cores be split between worker "
+                "processes and threads, and what latency does each split give?")
+    capability = "serving plans (W workers x T threads)"
+    shared = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text",
+              "warmup", "timeout_s", "sample_interval_s")
+    params = table(
+        Param("serve_workers", "int_list", "auto", "worker counts W of the W x T plans (T is "
+              "the physical cores divided by W); auto means every divisor of the core count",
+              auto=True, minimum=1),
+        Param("serve_controls", "str_list", list(CONTROLS), "control plans users deploy: "
+              "unpinned (W workers, T threads, no pinning) and ort-default (W unpinned workers "
+              "at ORT's default thread count)", allow_empty=True),
+        Param("control_workers", "int", 2, "workers W of the control plans (capped at the "
+              "usable CPUs)", minimum=1),
+        Param("concurrency", "int_list", "auto", "closed-loop concurrent users per level; auto "
+              "means 1, 2, 4 ... up to twice the physical cores", auto=True, minimum=1),
+        Param("poisson_load", "float_list", [0.5, 0.9], "open-loop Poisson arrival rates as "
+              "fractions of each plan's peak closed-loop request rate", allow_empty=True),
+        Param("requests_per_level", "int", 8, "requests per load level (at least one per "
+              "concurrent user)", minimum=1),
+        Param("level_timeout_s", "float", 180.0, "time bound of one load level, seconds",
+              minimum=1),
+        Param("latency_budgets_ms", "int_list", [1000, 2000, 5000, 10000], "p99 TTFT budgets of "
+              "the best-plan table, milliseconds", minimum=1),
+    )
+
+    def resolve(self, values: dict[str, Any], topo: Any) -> dict[str, Any]:
+        cores = common.physical_count(topo)
+        out = dict(values)
+        if out["serve_workers"] == "auto":
+            out["serve_workers"] = divisors(cores)
+        if out["concurrency"] == "auto":
+            out["concurrency"] = auto_concurrency(cores)
+        out["control_workers"] = min(out["control_workers"], common.logical_count(topo))
+        return out
+
+    def check(self, values: Mapping[str, Any], topo: Any) -> None:
+        for c in values["serve_controls"]:
+            if c not in CONTROLS:
+                raise ParamsError(f"parameter 'serve_controls': {c!r} is not a control; valid "
+                                  f"choices: {', '.join(CONTROLS)}")
+        for plan in make_plans(values, topo):
+            try:
+                plan.slices(topo)
+            except CoresweepError as exc:
+                raise ParamsError(f"parameter 'serve_workers': plan {plan.label} does not fit "
+                                  f"this machine: {exc}") from None
+
+    def capability_row(self, topo: Any) -> tuple[str, str]:
+        cores = common.physical_count(topo)
+        splits = ", ".join(f"{w}x{cores // w}" for w in divisors(cores))
+        return "yes", f"{cores} physical cores: plans {splits}, plus unpinned controls"
+
+    def plans(self, resolved: Resolved) -> list:
+        return make_plans(resolved.values, resolved.topology)
+
+    def measure(self, resolved: Resolved, plans: list, **kw: Any) -> ServingResults:
+        """Serve every plan under load into the run folder (resumable); the results."""
+        from coresweep.models import resolve_model
+        from coresweep.serving.sweep import serve_sweep
+
+        v = resolved.values
+        model_dir = str(resolve_model(v["model"], v["precision"], build=True))
+        store = serve_sweep(plans, self.load(resolved, model_dir), v["run_dir"],
+                            model_dir=model_dir, engine=v["engine"], topo=resolved.topology, **kw)
+        return self.results(store, plans)
+
+    def load(self, resolved: Resolved, model_dir: str) -> Any:
+        from coresweep.engines import make_prompt
+        from coresweep.serving.sweep import Load
+
+        v = resolved.values
+        prompt = (v["prompt_text"] if not common.uses_synthetic_prompt(v)
+                  else make_prompt(model_dir, v["prompt_tokens"]))
+        return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
+                    poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
+                    level_timeout_s=v["level_timeout_s"], warmup=v["warmup"],
+                    sample_interval_s=v["sample_interval_s"])
+
+    def results(self, store: Any, plans: list) -> ServingResults:
+        from coresweep.analysis.serving import level_summary
+
+        keys = {p.key() for p in plans}
+
+        def part(table: str) -> Any:
+            df = store.load(table)
+            return df[df["plan_key"].isin(keys)].reset_index(drop=True) if len(df) else df
+
+        req, itl = part("serve_requests"), part("serve_itl")
+        return ServingResults(requests=req, itl=itl, samples=part("serve_samples"),
+                              workers=part("serve_workers"), failures=part("serve_failures"),
+                              summary=level_summary(req, itl), plans=list(plans))
+
+    def placement_table(self, res: ServingResults) -> Any:
+        """Per plan and worker slot: the CPUs planned and read back from /proc, and the verdict
+        (the last health reading of each plan)."""
+        import pandas as pd
+
+        w = res.workers
+        if w is None or not len(w):
+            return pd.DataFrame()
+        last = w.drop_duplicates(["plan_key", "slot"], keep="last")
+        cols = ["plan", "slot", "pid", "plan_cpus", "allowed_cpus", "os_threads", "alive",
+                "placement_ok"]
+        return last[[c for c in cols if c in last]].reset_index(drop=True)
+
+    def verified_plans(self, res: ServingResults) -> list[str]:
+        """Keys of the plans whose every worker's placement was verified at every reading."""
+        w = res.workers
+        if w is None or not len(w):
+            return []
+        ok = w.groupby("plan_key")["placement_ok"].all()
+        return [k for k, v in ok.items() if v]
+
+    def recommendation(self, res: ServingResults, resolved: Resolved) -> str:
+        """Markdown: the pinned plan with the highest throughput without errors, and the
+        command that serves it."""
+        from coresweep.analysis.serving import knees
+
+        s = res.summary
+        pinned = s[(s["mode"] == "closed") & s["pinned"].astype(bool) & (s["errors"] == 0)] \
+            if len(s) else s
+        if not len(pinned):
+            return "No pinned plan finished a load level without errors: no recommendation."
+        best = pinned.loc[pinned["tok_s"].idxmax()]
+        knee = knees(s)
+        k = knee[knee["plan_key"] == best["plan_key"]].iloc[0]
+        v = resolved.values
+        return (f"Highest aggregate throughput here: **{best['plan']}** — {best['tok_s']:.1f} "
+                f"tok/s at {int(best['level'])} concurrent users (p99 TTFT "
+                f"{best['ttft_p99_s'] * 1000:.0f} ms); its knee is at "
+                f"{int(k['knee_concurrency'])} users. Serve it with:\n\n"
+                f"```\ncoresweep serve --model {v['model']} --precision {v['precision']} "
+                f"--workers {int(best['workers'])} --threads {int(best['threads'])}\n```\n"
+                "(`--print-config` writes the equivalent gunicorn.conf.py.)")
+
+
+STUDY = ServingStudy()

@@ -1,0 +1,109 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · How to serve? Pinned workers under load
+#
+# The motivating study's deployment advice — several worker processes behind Gunicorn + FastAPI, each bound to its own cores with its own thread budget — measured on this machine. Every plan W workers × T threads with W·T = the physical cores runs as a real server (gunicorn, uvicorn workers, the OpenAI completions API) with each worker pinned to its own CPU slice before it loads the model; two controls are what people deploy without pinning. A load generator (asyncio + httpx, streaming) runs closed-loop concurrency levels and open-loop Poisson arrivals against it, on loopback only, bounded in requests and time.
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from coresweep import plots, studies
+from coresweep.analysis import serving as serving_stats
+
+study = studies.get("serving")
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters"]
+model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
+precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
+engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+prompt_tokens = 64  # int: prompt length in tokens
+gen_tokens = 32  # int: tokens generated per repetition (greedy)
+prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
+warmup = 1  # int: untimed warm-up generations per worker process
+timeout_s = 600.0  # float: time-out of one worker process, seconds
+sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
+serve_workers = 'auto'  # int list: worker counts W of the W x T plans (T = physical cores / W); auto means every divisor of the physical core count
+serve_controls = ['unpinned', 'ort-default']  # str list: control plans users deploy: unpinned (W workers, T threads, no pinning) and ort-default (W unpinned workers at ORT's default thread count)
+control_workers = 2  # int: workers W of the control plans (capped at the usable CPUs)
+concurrency = 'auto'  # int list: closed-loop concurrent users per level; auto means 1, 2, 4 ... up to twice the physical cores
+poisson_load = [0.5, 0.9]  # float list: open-loop Poisson arrival rates as fractions of each plan's peak closed-loop request rate
+requests_per_level = 8  # int: requests per load level (at least twice the concurrency)
+level_timeout_s = 180.0  # float: time bound of one load level, seconds
+latency_budgets_ms = [1000, 2000, 5000, 10000]  # int list: p99 TTFT budgets of the best-plan table, milliseconds
+run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
+
+# %%
+# Checks every parameter (type, choices, every plan fits this machine, model) before any
+# server starts; a bad value stops here with a message naming it and the valid choices.
+P = study.validate(globals())  # the parameters cell's values
+P.to_dict()
+
+# %% [markdown]
+# ## Plans
+#
+# Each worker's slice: whole physical cores (SMT siblings stay with their core), inside one LLC domain / NUMA node when it fits.
+
+# %%
+plans = study.plans(P)
+display(pd.DataFrame([p.to_dict() for p in plans]))
+
+# %% [markdown]
+# ## Load
+#
+# Per plan one server: warm-up, then every closed-loop concurrency level, then Poisson arrivals at fractions of the plan's peak request rate. Finished levels in the run folder are reused (resume).
+
+# %%
+res = study.measure(P, plans)
+cap = plots.caption_for(None, P.values, P.topology)
+if res.failures_table() is not None:
+    display(Markdown("**Failed plans or levels** (recorded, the sweep went on):"))
+    display(res.failures_table())
+
+# %% [markdown]
+# ## Throughput against concurrent users
+
+# %%
+plots.serving_throughput(res.summary, cap=cap);
+
+# %% [markdown]
+# ## The throughput–latency frontier
+#
+# Each point is one load level; circles mark each plan's knee (the fewest users reaching 90 % of its peak throughput: past it, more users add latency, not tokens).
+
+# %%
+knees = serving_stats.knees(res.summary)
+plots.serving_frontier(res.summary, knees, cap=cap)
+display(knees)
+
+# %% [markdown]
+# ## Best plan for a latency budget
+#
+# Closed-loop levels without errors, plans whose placement was verified.
+
+# %%
+display(serving_stats.best_for_budgets(res.summary, P.latency_budgets_ms,
+                                      study.verified_plans(res)))
+display(Markdown(study.recommendation(res, P)))
+
+# %% [markdown]
+# ## Worker placement, read back from /proc
+
+# %%
+display(study.placement_table(res))
+display(res.summary.round(4))
