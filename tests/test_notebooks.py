@@ -144,3 +144,25 @@ def test_bad_parameter_fails_in_the_validation_cell(tmp_path):
         o.output_type == "error" for o in c.outputs)]
     assert len(failed) == 1 and "study.validate(" in failed[0].source
     assert not (tmp_path / "data").exists()  # no trial ran
+
+
+def test_serving_notebook_recorded_every_plan_and_level(run):
+    """What 04_serving recorded: a unit per plan and closed-loop level, requests that all got
+    their tokens, pinned workers whose placement was read back as planned."""
+    d: Path = run["run_dir"]
+    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    plans = studies.get("serving").plans(v)
+    req = pd.read_parquet(d / "data" / "serve_requests")
+    closed = req[req["mode"] == "closed"]
+    assert set(closed["plan_key"]) == {p.key() for p in plans}
+    for key, g in closed.groupby("plan_key"):
+        assert sorted(g["level"].unique()) == sorted(map(float, v["concurrency"])), key
+    assert (req["status"] == "ok").all() and (req["n_tokens"] == v["gen_tokens"]).all()
+    assert (req["ttft_s"] > 0).all() and (req["ttft_s"] < req["e2e_s"]).all()
+    assert set(req["mode"]) == {"closed", "open"}
+    workers = pd.read_parquet(d / "data" / "serve_workers")
+    pinned = workers[workers["pinned"]]
+    assert len(pinned) and pinned["placement_ok"].all()
+    assert (pinned["allowed_cpus"] == pinned["plan_cpus"]).all()
+    itl = pd.read_parquet(d / "data" / "serve_itl")
+    assert (itl["itl_s"] > 0).all() and len(itl) == len(req) * (v["gen_tokens"] - 1)

@@ -139,6 +139,7 @@ def test_a_killed_worker_is_replaced_on_the_same_cpus(server):
     gunicorn forks a replacement, and the replacement gets the same slice."""
     import threading
 
+    import psutil
     from coresweep.serving.load import run_level
 
     before = {w["slot"]: w for w in server.health()["workers"]}
@@ -147,8 +148,13 @@ def test_a_killed_worker_is_replaced_on_the_same_cpus(server):
         server.url, mode="closed", level=2, n_requests=8, prompt=PROMPT, max_tokens=3000,
         time_limit_s=90)))
     load.start()
-    time.sleep(0.5)  # each request takes seconds: both workers are mid-generation now
-    os.kill(before[0]["pid"], signal.SIGKILL)
+    # the kernel, not round robin, decides which worker accepts: kill the one that is busy
+    procs = {slot: psutil.Process(w["pid"]) for slot, w in before.items()}
+    time.sleep(0.3)
+    cpu0 = {s: p.cpu_times().user for s, p in procs.items()}
+    time.sleep(0.4)
+    busy = max(procs, key=lambda s: procs[s].cpu_times().user - cpu0[s])
+    os.kill(before[busy]["pid"], signal.SIGKILL)
     load.join(timeout=120)
     rows = result["rows"]
     assert len(rows) == 8, "no request is lost: every one has a row"
@@ -157,12 +163,13 @@ def test_a_killed_worker_is_replaced_on_the_same_cpus(server):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         h = server.health()
-        if h["status"] == "ok" and h["workers"][0]["pid"] != before[0]["pid"]:
+        if h["status"] == "ok" and h["workers"][busy]["pid"] != before[busy]["pid"]:
             break
         time.sleep(0.3)
     after = {w["slot"]: w for w in h["workers"]}
-    assert after[0]["pid"] != before[0]["pid"] and after[0]["alive"]
-    assert after[0]["allowed_cpus"] == before[0]["allowed_cpus"] and after[0]["placement_ok"]
+    assert after[busy]["pid"] != before[busy]["pid"] and after[busy]["alive"]
+    assert after[busy]["allowed_cpus"] == before[busy]["allowed_cpus"]
+    assert after[busy]["placement_ok"]
 
 
 def test_sigterm_leaves_no_process_behind(tiny_int4, tmp_path):
@@ -193,3 +200,47 @@ def test_print_config_is_a_runnable_gunicorn_conf(tiny_int4, tmp_path):
     assert ns["workers"] == 2 and ns["worker_class"] == "uvicorn_worker.UvicornWorker"
     assert ns["PLAN"]["slices"] == [[0], [1]] and callable(ns["post_fork"])
     assert ns["bind"] == "127.0.0.1:8000" and ns["preload_app"] is False
+
+
+def _load(**kw):
+    from coresweep.serving.sweep import Load
+
+    return Load(**{"prompt": PROMPT, "max_tokens": 4, "concurrency": [1], "poisson_load": [],
+                   "requests_per_level": 2, "level_timeout_s": 30, "warmup": 0, **kw})
+
+
+def test_serve_sweep_stores_units_resumes_and_records_a_failed_plan(tiny_int4, tmp_path):
+    from coresweep.serving.plan import ServePlan
+    from coresweep.serving.sweep import serve_sweep
+
+    topo = read_topology()
+    good = ServePlan(1, 1, True, {"split": "1x1"})
+    store = serve_sweep([good], _load(poisson_load=[0.5]), tmp_path, model_dir=str(tiny_int4),
+                        topo=topo, progress=False)
+    assert len(store.done()) == 2  # the closed level, then the open one at half its peak
+    parts = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.parquet")}
+    t0 = time.monotonic()
+    serve_sweep([good], _load(poisson_load=[0.5]), tmp_path, model_dir=str(tiny_int4),
+                topo=topo, progress=False)
+    assert time.monotonic() - t0 < 2, "a finished plan starts no server"
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.parquet")} == parts
+    broken = ServePlan(1, 1, False, {"control": "unpinned"})
+    store = serve_sweep([broken], _load(), tmp_path, model_dir=str(tmp_path / "no-model"),
+                        topo=topo, progress=False)
+    fails = store.load("serve_failures")
+    assert list(fails["plan_key"]) == [broken.key()]
+    assert fails["reason"][0].startswith("server exited")
+    assert "Worker failed to boot" in fails["reason"][0]
+    assert len(store.load("serve_requests")) == 4  # the earlier plan's rows are all there
+
+
+def test_a_plan_that_does_not_fit_is_refused_before_any_server(tmp_path):
+    from coresweep.serving.plan import ServePlan
+    from coresweep.serving.sweep import serve_sweep
+
+    topo = read_topology()
+    too_many = ServePlan(len(topo.allowed) + 1, 1, True)
+    with pytest.raises(PlacementError, match="valid worker counts"):
+        serve_sweep([too_many], _load(), tmp_path, model_dir="unused", topo=topo,
+                    progress=False)
+    assert not (tmp_path / "data").exists()

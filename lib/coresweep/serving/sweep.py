@@ -146,6 +146,11 @@ class ServeStore:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _shorten(text: str, head: int = 300, tail: int = 1200) -> str:
+    """What went wrong (the first words) and why (the log's end)."""
+    return text if len(text) <= head + tail else f"{text[:head]} … {text[-tail:]}"
+
+
 def _levels(load: Load, peak_req_s: float | None) -> list[tuple[str, float]]:
     out = [("closed", float(c)) for c in load.concurrency]
     if peak_req_s:
@@ -206,7 +211,7 @@ def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, 
             for mode, level in _levels(load, _peak_req_s(store, plan))[len(load.concurrency):]:
                 _level_once(srv, plan, load, mode, level, store, progress)
     except CoresweepError as exc:  # the server never came up: recorded, the sweep goes on
-        store.fail(plan, "start", 0, str(exc)[-1500:])
+        store.fail(plan, "start", 0, _shorten(str(exc)))
 
 
 def _level_once(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
