@@ -9,7 +9,7 @@ import textwrap
 import pandas as pd
 import pytest
 from coresweep.errors import CoresweepError
-from coresweep.measurement.store import RunLockedError, Store
+from coresweep.measurement.store import SCHEMA_VERSION, RunLockedError, Store
 
 
 def _unit(key: str, process: int, n: int = 2) -> dict[str, pd.DataFrame]:
@@ -33,7 +33,7 @@ def test_units_roundtrip_and_completed(tmp_path):
     assert st.completed_units() == {("abc", 0), ("abc", 1)}
     assert len(st.load_table("trials")) == 4
     assert len(st.load_table("tokens")) == 6
-    assert st.read_meta() == {"a": 1, "b": 2}
+    assert st.read_meta() == {"a": 1, "b": 2, "schema_version": SCHEMA_VERSION}
     # the directory reads as one parquet dataset too
     assert len(pd.read_parquet(tmp_path / "run" / "data" / "trials")) == 4
     # no temp files left behind

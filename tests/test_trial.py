@@ -133,7 +133,9 @@ def _cfg(model, **kw):
 @pytest.mark.slow
 def test_one_trial_rows_and_placement(tiny_int4):
     events = []
-    cfg = _cfg(tiny_int4, threads=1, placement="0", env={"OMP_NUM_THREADS": "7"}, gen_tokens=6)
+    # long enough that the one busy thread passes the busy threshold (2 ms) on a loaded machine
+    n = 64
+    cfg = _cfg(tiny_int4, threads=1, placement="0", env={"OMP_NUM_THREADS": "7"}, gen_tokens=n)
     (prep,) = prepare([cfg])
     res = run_trial(prep, 0, sample_interval_s=0.05, on_event=events.append)
     assert res.ok, (res.reason, res.stderr_tail)
@@ -146,13 +148,13 @@ def test_one_trial_rows_and_placement(tiny_int4):
     assert len(res.trials) == 2
     for r in res.trials:
         assert r["ttft_s"] > 0 and r["decode_tok_s"] > 0 and r["e2e_s"] >= r["ttft_s"]
-        assert r["load_s"] > 0 and r["peak_rss_bytes"] > 0 and r["n_tokens"] == 6
+        assert r["load_s"] > 0 and r["peak_rss_bytes"] > 0 and r["n_tokens"] == n
         assert r["cpus"] == "0" and json.loads(r["env"])["OMP_NUM_THREADS"] == "7"
         assert r["affinity"] == "0" and r["onnxruntime_version"]  # read back by the worker
         assert r["placement_ok"], r["placement_reasons"]
         assert r["busy_threads"] == 1 and r["cpus_used"] == "0"
     assert len({r["checksum"] for r in res.trials}) == 1
-    assert len(res.tokens) == 2 * 6
+    assert len(res.tokens) == 2 * n
     assert {t["phase"] for t in res.tokens} == {"prefill", "decode"}
     whens = {t["when"] for t in res.threads}
     assert whens == {"after_load", "decode"}

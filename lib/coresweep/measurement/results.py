@@ -30,6 +30,7 @@ class Run:
         store = Store(path)
         if not (store.path / "run.json").exists():
             raise CoresweepError(f"{path} is not a coresweep run folder (no run.json)")
+        store.check_readable()
         tables = {t: store.load_table(t) for t in TABLES}
         f = tables["failures"]
         if len(f):  # a failed attempt is resolved when a later attempt of the unit completed

@@ -13,6 +13,11 @@ part is written last: a unit is complete exactly when its trials part exists, so
 most the unit in flight and a resume reruns only units without one. Parts of an incomplete unit
 are overwritten by the rerun (same file names). `pd.read_parquet("<run>/data/trials")` reads a
 table as one dataset; `load_table` concatenates the parts.
+
+Versions: run.json holds ``schema_version`` (SCHEMA_VERSION), and every parquet part carries it in
+the file's key-value metadata (``coresweep_schema_version``). A run.json without one was written by
+release 0.1 (version 1) and reads the same; `check_readable` refuses a newer version, or a run.json
+that is not JSON, with a message saying why.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError
+
+SCHEMA_VERSION = 2  # 1: release 0.1 (no version recorded); 2: versioned run.json and parts
+_PART_KEY = b"coresweep_schema_version"
 
 TABLES = ("trials", "tokens", "samples", "thread_samples", "threads", "failures")
 UNIT_TABLES = ("tokens", "samples", "thread_samples", "threads", "trials")  # trials LAST
@@ -49,8 +57,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _atomic_write_parquet(path: Path, df: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), _PART_KEY: str(SCHEMA_VERSION).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -104,10 +117,26 @@ class Store:
     # -- run.json ------------------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any]:
         f = self.path / "run.json"
-        return json.loads(f.read_text()) if f.exists() else {}
+        if not f.exists():
+            return {}
+        try:
+            return json.loads(f.read_text())
+        except ValueError as exc:
+            raise CoresweepError(f"{f} is not valid JSON ({exc}): this run folder cannot be "
+                                 "read; restore run.json or start a new run folder") from None
+
+    def check_readable(self) -> int:
+        """The folder's schema version; CoresweepError when this coresweep cannot read it."""
+        version = int(self.read_meta().get("schema_version", 1))
+        if version > SCHEMA_VERSION:
+            raise CoresweepError(
+                f"{self.path} was written with result schema version {version}; this coresweep "
+                f"reads versions 1 to {SCHEMA_VERSION}: upgrade coresweep to read it")
+        return version
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        meta = {**meta, "schema_version": SCHEMA_VERSION}
         blob = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
         _atomic_write_bytes(self.path / "run.json", blob)
 

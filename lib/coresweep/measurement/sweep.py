@@ -125,24 +125,128 @@ def _failure_frame(prep: PreparedTrial, res: TrialResult) -> Any:
     )
 
 
-def sweep(
-    configs: Iterable[TrialConfig] | TrialConfig,
-    out: str | Path | None = None,
-    processes: int = 3,
-    *,
-    order: str = "interleave",
-    seed: int = 0,
-    cooldown_s: float = 0.0,
-    timeout_s: float | None = 600.0,
-    sample_interval_s: float | None = 0.1,
-    progress: bool = True,
-    resume: bool = True,
-    params: dict[str, Any] | None = None,
-    topo: Any = None,
-    smt_root: str | Path = "/",
-    on_event: Callable[[dict], None] | None = None,
-    check_mem: bool = True,
-) -> Run:
+def _check_args(processes: Any, order: str, timeout_s: float | None) -> None:
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise CoresweepError(f"processes must be a positive integer, got {processes!r}")
+    if order not in ORDERS:
+        raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise CoresweepError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
+
+
+def _prepare(configs: list[TrialConfig], topo: Any, check_mem: bool,
+             smt_root: str | Path) -> list[PreparedTrial]:
+    preps = prepare(configs, topo=topo, check_mem=check_mem, smt_root=smt_root)
+    keys = [p.key for p in preps]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise CoresweepError(f"duplicate configs in the sweep (same key {sorted(dup)}); remove "
+                             "repeats")
+    return preps
+
+
+def _config_entry(p: PreparedTrial) -> dict[str, Any]:
+    return {"key": p.key, "label": p.config.display, "config": p.config.to_dict(),
+            "plan": p.plan.to_dict() if hasattr(p.plan, "to_dict") else list(p.plan.cpus),
+            "model_dir": p.model_dir, "weight_bytes": p.weight_bytes,
+            "skip_reason": p.skip_reason}
+
+
+def _start_session(store: Store, preps: list[PreparedTrial], topo: Any, params: Any,
+                   sweep_args: dict[str, Any]) -> None:
+    """run.json: the configs, this session's machine, versions and fingerprint (resuming with
+    other versions warns: each session's are kept)."""
+    from coresweep.machine.topology import fingerprint, machine_name
+
+    meta = store.read_meta()
+    started = now_iso()
+    known = {c["key"]: c for c in meta.get("configs", [])}
+    known.update({p.key: _config_entry(p) for p in preps})
+    fp, versions = fingerprint(topo), _versions()
+    if meta.get("versions") and meta["versions"] != versions:
+        warnings.warn(
+            f"resuming {store.path} with other versions than its earlier rows "
+            f"({meta['versions']} then, {versions} now): each session's versions are kept "
+            "in run.json sessions[], each row's onnxruntime version in the trials table",
+            stacklevel=3)
+    meta.setdefault("created", started)
+    meta.update({"start": meta.get("start", started), "end": None,
+                 "machine": machine_name(topo), "fingerprint": fp, "versions": versions,
+                 "params": params if params is not None else meta.get("params", {}),
+                 "sweep": sweep_args, "configs": list(known.values())})
+    session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0,
+               "machine": machine_name(topo), "versions": versions, "fingerprint": fp}
+    meta.setdefault("sessions", []).append(session)
+    store.write_meta(meta)
+
+
+def _skipped_before(store: Store) -> set[tuple[str, int]]:
+    fails = store.load_table("failures")
+    if not len(fails):
+        return set()
+    sk = fails[fails["status"] == "skipped"]
+    return set(zip(sk["config_key"], sk["process"], strict=True))
+
+
+def _store_unit(store: Store, prep: PreparedTrial, res: TrialResult) -> None:
+    if res.ok:
+        store.write_unit(prep.key, res.process, _unit_frames(res))
+    else:
+        store.write_failure(prep.key, res.process, _failure_frame(prep, res))
+
+
+def _postfix(prep: PreparedTrial, res: TrialResult, counts: dict[str, int]) -> dict[str, Any]:
+    post = {"cfg": prep.config.display[:30], **{k: v for k, v in counts.items() if v}}
+    if res.ok:
+        dec = sorted(r["decode_tok_s"] for r in res.trials)
+        post["decode"] = f"{dec[len(dec) // 2]:.1f} tok/s"
+    return post
+
+
+def _run_units(store: Store, preps: list[PreparedTrial], todo: list[tuple[int, int]], *,
+               timeout_s: float | None, sample_interval_s: float | None, cooldown_s: float,
+               progress: bool, on_event: Any, smt_root: str | Path) -> dict[str, int]:
+    """Each (config, process) unit in order; rows stored as each ends; counts by status."""
+    from tqdm import tqdm  # plain text bar: also fine in papermill-run notebooks
+
+    skipped_before = _skipped_before(store)
+    counts = {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0}
+    bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True,
+               mininterval=1.0, file=sys.stderr)
+    try:
+        for n, (i, p) in enumerate(todo):
+            prep = preps[i]
+            if not (prep.skip_reason and (prep.key, p) in skipped_before):
+                res = _run_unit(prep, p, timeout_s, sample_interval_s, on_event, smt_root)
+                counts[res.status] = counts.get(res.status, 0) + 1
+                _store_unit(store, prep, res)
+                if on_event:
+                    on_event({"event": "unit_end", "key": prep.key, "process": p,
+                              "status": res.status, "reason": res.reason})
+                bar.set_postfix(_postfix(prep, res, counts), refresh=False)
+                if cooldown_s and n < len(todo) - 1:
+                    time.sleep(cooldown_s)
+            bar.update(1)
+    finally:
+        bar.close()
+    return counts
+
+
+def _end_session(store: Store, counts: dict[str, int], resumed: int) -> None:
+    meta = store.read_meta()
+    meta["end"] = now_iso()
+    if meta.get("sessions"):
+        meta["sessions"][-1].update({"end": meta["end"], "resumed_units": resumed,
+                                     **{f"units_{k}": v for k, v in counts.items()}})
+    store.write_meta(meta)
+
+
+def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None = None,
+          processes: int = 3, *, order: str = "interleave", seed: int = 0,
+          cooldown_s: float = 0.0, timeout_s: float | None = 600.0,
+          sample_interval_s: float | None = 0.1, progress: bool = True, resume: bool = True,
+          params: dict[str, Any] | None = None, topo: Any = None, smt_root: str | Path = "/",
+          on_event: Callable[[dict], None] | None = None, check_mem: bool = True) -> Run:
     """Run every config in `processes` fresh worker processes and return the Run.
 
     out: run folder (created; default: a new temp dir). order: "interleave" (round-robin),
@@ -151,127 +255,32 @@ def sweep(
     CPU/thread sampling period (None/0 = off). resume=False refuses a folder that already holds
     completed units. on_event(dict) sees every worker protocol line plus "unit_end".
     """
-    if isinstance(configs, TrialConfig):
-        configs = [configs]
-    configs = list(configs)
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise CoresweepError(f"processes must be a positive integer, got {processes!r}")
-    if order not in ORDERS:
-        raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
-    if timeout_s is not None and timeout_s <= 0:
-        raise CoresweepError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
-    from coresweep.machine.topology import fingerprint, machine_name, read_topology
+    from coresweep.machine.topology import machine_name, read_topology
 
+    configs = [configs] if isinstance(configs, TrialConfig) else list(configs)
+    _check_args(processes, order, timeout_s)
     topo = topo if topo is not None else read_topology()
-    preps = prepare(configs, topo=topo, check_mem=check_mem, smt_root=smt_root)
-    keys = [p.key for p in preps]
-    dup = {k for k in keys if keys.count(k) > 1}
-    if dup:
-        raise CoresweepError(f"duplicate configs in the sweep (same key {sorted(dup)}); remove repeats")
-    if out is None:
-        out = tempfile.mkdtemp(prefix=f"coresweep-{machine_name(topo)}-")
-    store = Store(out)
+    preps = _prepare(configs, topo, check_mem, smt_root)
+    store = Store(out if out is not None
+                  else tempfile.mkdtemp(prefix=f"coresweep-{machine_name(topo)}-"))
     with store:
         done = store.completed_units()
         if done and not resume:
             raise CoresweepError(
                 f"{store.path} already holds {len(done)} completed trial(s); pass resume=True "
-                "to continue it or choose a new out= folder"
-            )
-        meta = store.read_meta()
-        started = now_iso()
-        known = {c["key"]: c for c in meta.get("configs", [])}
-        for p in preps:
-            known[p.key] = {
-                "key": p.key,
-                "label": p.config.display,
-                "config": p.config.to_dict(),
-                "plan": p.plan.to_dict() if hasattr(p.plan, "to_dict") else list(p.plan.cpus),
-                "model_dir": p.model_dir,
-                "weight_bytes": p.weight_bytes,
-                "skip_reason": p.skip_reason,
-            }
-        meta.setdefault("created", started)
-        fp, versions = fingerprint(topo), _versions()
-        if meta.get("versions") and meta["versions"] != versions:
-            warnings.warn(
-                f"resuming {store.path} with other versions than its earlier rows "
-                f"({meta['versions']} then, {versions} now): each session's versions are kept "
-                "in run.json sessions[], each row's onnxruntime version in the trials table",
-                stacklevel=2,
-            )
-        meta.update(
-            {
-                "start": meta.get("start", started),
-                "end": None,
-                "machine": machine_name(topo),
-                "fingerprint": fp,
-                "versions": versions,
-                "params": params if params is not None else meta.get("params", {}),
-                "sweep": {
-                    "processes": processes,
-                    "order": order,
-                    "seed": seed,
-                    "cooldown_s": cooldown_s,
-                    "timeout_s": timeout_s,
-                    "sample_interval_s": sample_interval_s,
-                },
-                "configs": list(known.values()),
-            }
-        )
-        sessions = meta.setdefault("sessions", [])
-        session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0,
-                   "machine": machine_name(topo), "versions": versions,
-                   "fingerprint": fp}  # what the rows of this session were measured with
-        sessions.append(session)
-        store.write_meta(meta)
-
-        skipped_before = set()
-        fails = store.load_table("failures")
-        if len(fails):
-            sk = fails[fails["status"] == "skipped"]
-            skipped_before = set(zip(sk["config_key"], sk["process"], strict=True))
+                "to continue it or choose a new out= folder")
+        args = {"processes": processes, "order": order, "seed": seed, "cooldown_s": cooldown_s,
+                "timeout_s": timeout_s, "sample_interval_s": sample_interval_s}
+        _start_session(store, preps, topo, params, args)
         units = unit_order(preps, processes, order, seed)
         todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
-        session["resumed_units"] = len(units) - len(todo)
-        counts = {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0}
-        from tqdm import tqdm  # plain text bar: also fine in papermill-run notebooks
-
-        bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True,
-                   mininterval=1.0, file=sys.stderr)
+        counts: dict[str, int] = {}
         try:
-            for n, (i, p) in enumerate(todo):
-                prep = preps[i]
-                if prep.skip_reason and (prep.key, p) in skipped_before:
-                    bar.update(1)
-                    continue
-                res = _run_unit(prep, p, timeout_s, sample_interval_s, on_event, smt_root)
-                counts[res.status] = counts.get(res.status, 0) + 1
-                if res.ok:
-                    store.write_unit(prep.key, p, _unit_frames(res))
-                else:
-                    store.write_failure(prep.key, p, _failure_frame(prep, res))
-                if on_event:
-                    on_event(
-                        {"event": "unit_end", "key": prep.key, "process": p, "status": res.status,
-                         "reason": res.reason}
-                    )
-                post = {"cfg": prep.config.display[:30], **{k: v for k, v in counts.items() if v}}
-                if res.ok:
-                    dec = [r["decode_tok_s"] for r in res.trials]
-                    post["decode"] = f"{sorted(dec)[len(dec) // 2]:.1f} tok/s"
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
-                if cooldown_s and n < len(todo) - 1:
-                    time.sleep(cooldown_s)
+            counts = _run_units(store, preps, todo, timeout_s=timeout_s,
+                                sample_interval_s=sample_interval_s, cooldown_s=cooldown_s,
+                                progress=progress, on_event=on_event, smt_root=smt_root)
         finally:
-            bar.close()
-            meta = store.read_meta()
-            end = now_iso()
-            meta["end"] = end
-            if meta.get("sessions"):
-                meta["sessions"][-1].update({"end": end, **{f"units_{k}": v for k, v in counts.items()}})
-            store.write_meta(meta)
+            _end_session(store, counts, len(units) - len(todo))
     return Run.load(store.path)
 
 

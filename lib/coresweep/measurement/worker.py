@@ -63,77 +63,73 @@ class _Proto:
         self.f.flush()
 
 
-def run(payload: dict[str, Any], proto: _Proto) -> None:
-    from coresweep.measurement.config import ENV_KNOBS, TrialConfig
-    from coresweep.measurement.trial import check_memory, read_threads
+def pin_and_set_env(payload: dict[str, Any], cfg: Any, proto: _Proto) -> None:
+    """Step 1: the CPU mask and the environment knobs, before anything imports the runtime."""
+    from coresweep.measurement.config import ENV_KNOBS
 
-    cfg = TrialConfig.from_dict(payload["config"])
-    cpus = [int(c) for c in payload["cpus"]]
     ort_before_affinity = _ORT_PRELOADED or "onnxruntime" in sys.modules
-    # 1) affinity and environment FIRST
-    os.sched_setaffinity(0, cpus)
+    os.sched_setaffinity(0, [int(c) for c in payload["cpus"]])
     for k, v in cfg.env.items():
         os.environ[str(k)] = str(v)
     knobs = {k: os.environ.get(k) for k in sorted(set(ENV_KNOBS) | set(cfg.env))}
-    proto.emit(
-        "hello",
-        pid=os.getpid(),
-        key=payload.get("key"),
-        process=payload.get("process"),
-        affinity=sorted(os.sched_getaffinity(0)),
-        env_knobs=knobs,
-        onnxruntime_imported_before_affinity=ort_before_affinity,
-    )
-    check_memory(payload["model_dir"])
-    # 2) now the runtime
+    proto.emit("hello", pid=os.getpid(), key=payload.get("key"), process=payload.get("process"),
+               affinity=sorted(os.sched_getaffinity(0)), env_knobs=knobs,
+               onnxruntime_imported_before_affinity=ort_before_affinity)
+
+
+def load_engine(payload: dict[str, Any], cfg: Any, proto: _Proto) -> Any:
+    """Step 2: now the runtime; the session creation is timed on its own."""
     import onnxruntime
 
-    from coresweep.engines import SessionConfig, make_engine, make_prompt
+    from coresweep.engines import SessionConfig, make_engine
+    from coresweep.measurement.procfs import read_threads
 
     sess = SessionConfig(threads=cfg.threads, affinities=payload.get("affinities"), **cfg.session)
     engine = make_engine(cfg.engine, payload["model_dir"], sess)
     load_s = float(engine.load())
-    proto.emit(
-        "loaded",
-        load_s=load_s,
-        onnxruntime_version=onnxruntime.__version__,
-        session=sess.to_dict() if hasattr(sess, "to_dict") else {},
-        threads=read_threads("self"),
-        rss_bytes=_vm_hwm_bytes(),
-    )
+    proto.emit("loaded", load_s=load_s, onnxruntime_version=onnxruntime.__version__,
+               session=sess.to_dict(), threads=read_threads("self"), rss_bytes=_vm_hwm_bytes())
+    return engine
+
+
+def timed_rep(engine: Any, prompt: list[int], cfg: Any, rep: int, proto: _Proto) -> None:
+    """One timed generation and what the process spent on it."""
+    r0 = _rusage()
+    g = engine.generate(prompt, cfg.gen_tokens)
+    r1 = _rusage()
+    du, ds = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+    e2e = float(g.e2e_s)
+    proto.emit("rep", rep=rep, ttft_s=float(g.ttft_s), prefill_tok_s=float(g.prefill_tok_s),
+               decode_tok_s=float(g.decode_tok_s), e2e_s=e2e, n_tokens=len(g.tokens),
+               token_latencies_s=[float(x) for x in g.token_latencies_s],
+               peak_rss_bytes=int(max(r1.ru_maxrss * 1024, _vm_hwm_bytes() or 0)),
+               cpu_user_s=du, cpu_sys_s=ds, ctx_vol=r1.ru_nvcsw - r0.ru_nvcsw,
+               ctx_invol=r1.ru_nivcsw - r0.ru_nivcsw,
+               cpu_util_pct=100.0 * (du + ds) / e2e if e2e > 0 else float("nan"),
+               checksum=g.checksum)
+
+
+def run(payload: dict[str, Any], proto: _Proto) -> None:
+    from coresweep.engines import make_prompt
+    from coresweep.measurement.config import TrialConfig
+    from coresweep.measurement.procfs import read_threads
+    from coresweep.measurement.trial import check_memory
+
+    cfg = TrialConfig.from_dict(payload["config"])
+    pin_and_set_env(payload, cfg, proto)
+    check_memory(payload["model_dir"])
+    engine = load_engine(payload, cfg, proto)
     prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
                          seed=cfg.seed)
     proto.emit("prompt", prompt_len=len(prompt))
-    for i in range(cfg.warmup):
+    for i in range(cfg.warmup):  # step 3: discarded
         g = engine.generate(prompt, cfg.gen_tokens)
         proto.emit("warmup", index=i, decode_tok_s=g.decode_tok_s, ttft_s=g.ttft_s)
-    proto.emit("timed_start")
+    proto.emit("timed_start")  # step 4
     before = read_threads("self")
     t_start = time.perf_counter()
     for rep in range(cfg.reps):
-        r0 = _rusage()
-        g = engine.generate(prompt, cfg.gen_tokens)
-        r1 = _rusage()
-        du, ds = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
-        e2e = float(g.e2e_s)
-        peak = max(r1.ru_maxrss * 1024, _vm_hwm_bytes() or 0)
-        proto.emit(
-            "rep",
-            rep=rep,
-            ttft_s=float(g.ttft_s),
-            prefill_tok_s=float(g.prefill_tok_s),
-            decode_tok_s=float(g.decode_tok_s),
-            e2e_s=e2e,
-            n_tokens=len(g.tokens),
-            token_latencies_s=[float(x) for x in g.token_latencies_s],
-            peak_rss_bytes=int(peak),
-            cpu_user_s=du,
-            cpu_sys_s=ds,
-            ctx_vol=r1.ru_nvcsw - r0.ru_nvcsw,
-            ctx_invol=r1.ru_nivcsw - r0.ru_nivcsw,
-            cpu_util_pct=100.0 * (du + ds) / e2e if e2e > 0 else float("nan"),
-            checksum=g.checksum,
-        )
+        timed_rep(engine, prompt, cfg, rep, proto)
     wall = time.perf_counter() - t_start
     after = read_threads("self")
     proto.emit("timed_end", wall_s=wall)

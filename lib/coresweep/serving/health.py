@@ -30,7 +30,7 @@ def report_worker(cfg: ServeConfig, slot: int, load_s: float) -> None:
 
 def _allowed_by_thread(pid: int) -> dict[int, str] | None:
     """tid → Cpus_allowed_list of every thread of ``pid``; None when the process is gone."""
-    from coresweep.measurement.trial import read_threads
+    from coresweep.measurement.procfs import read_threads
 
     if not Path(f"/proc/{pid}").exists():
         return None

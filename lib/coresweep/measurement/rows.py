@@ -1,0 +1,87 @@
+"""Rows from a worker's protocol events: a pure function of what the worker said (and the CPUs the
+parent's sampler saw its threads on), testable on canned events without any process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from coresweep.machine.topology import format_cpulist
+from coresweep.measurement.verify import verify_placement
+
+# per-repetition fields the worker reports, copied into each trials row
+REP_FIELDS = ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s", "n_tokens", "peak_rss_bytes",
+              "cpu_user_s", "cpu_sys_s", "ctx_vol", "ctx_invol", "cpu_util_pct", "checksum")
+
+
+def _cpu_s(t: dict[str, Any]) -> float:
+    return t.get("cpu_s", t["user_s"] + t["sys_s"])
+
+
+def after_load_rows(key: str, process: int, loaded: dict[str, Any]) -> list[dict[str, Any]]:
+    """The worker's threads right after the model loaded (cumulative CPU time)."""
+    return [{"config_key": key, "process": process, "when": "after_load", "tid": t["tid"],
+             "name": t["name"], "allowed": t.get("allowed", ""), "last_cpu": t["last_cpu"],
+             "seen_cpus": str(t["last_cpu"]), "user_s": t["user_s"], "sys_s": t["sys_s"],
+             "cpu_s": _cpu_s(t), "busy": _cpu_s(t) > 0.05}
+            for t in loaded.get("threads", [])]
+
+
+def _verdict(prep: Any, events: dict[str, Any], seen: dict | None) -> dict[str, Any]:
+    threads_ev, hello = events.get("threads", {}), events.get("hello", {})
+    return verify_placement(
+        list(prep.plan.cpus), threads_ev.get("before", []), threads_ev.get("after", []),
+        wall_s=threads_ev.get("wall_s", 0.0), seen=seen, ort_default=prep.config.threads is None,
+        affinity=hello.get("affinity"),
+        affinity_first=hello.get("onnxruntime_imported_before_affinity") is False)
+
+
+def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[str, Any],
+                 pid: int | None) -> dict[str, Any]:
+    """The columns every trials row of one worker process shares."""
+    cfg, hello, loaded = prep.config, events.get("hello", {}), events.get("loaded", {})
+    plan_cpus = list(prep.plan.cpus)
+    eff = hello.get("affinity")
+    return {
+        "config_key": prep.key, "label": cfg.display, "model": cfg.model, "engine": cfg.engine,
+        "threads": cfg.threads if cfg.threads is not None else -1,
+        "ort_default": cfg.threads is None, "placement": cfg.placement,
+        "strategy": cfg.plan_strategy(), "cpus": format_cpulist(plan_cpus),
+        "n_cpus": len(set(plan_cpus)), "smt": cfg.smt or "asis",
+        "prompt_tokens": events.get("prompt", {}).get("prompt_len", cfg.prompt_tokens),
+        "gen_tokens": cfg.gen_tokens, "pin_threads": cfg.pin_threads,
+        "env": json.dumps(hello.get("env_knobs", {}), sort_keys=True),
+        "session": json.dumps(cfg.session, sort_keys=True), "process": process,
+        "pid": hello.get("pid", pid),
+        "affinity_first": hello.get("onnxruntime_imported_before_affinity") is False,
+        "ok": True, "load_s": loaded.get("load_s", float("nan")),
+        "placement_ok": verdict["placement_ok"], "busy_threads": verdict["busy_threads"],
+        "oversubscribed": verdict["oversubscribed"], "cpus_used": verdict["cpus_used"],
+        "placement_reasons": "; ".join(verdict["reasons"]),
+        "onnxruntime_version": loaded.get("onnxruntime_version"),
+        "affinity": format_cpulist(eff) if eff is not None else "",
+    }
+
+
+def token_rows(key: str, process: int, rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """token_latencies_s[0] is the TTFT (from start), then the gap to the previous token."""
+    return [{"config_key": key, "process": process, "rep": rep["rep"], "token_index": i,
+             "latency_s": x, "phase": "prefill" if i == 0 else "decode"}
+            for i, x in enumerate(rep["token_latencies_s"])]
+
+
+def rows_from_events(prep: Any, process: int, events: dict[str, Any], reps: list[dict], *,
+                     seen: dict[int, set[int]] | None = None, pid: int | None = None) -> dict:
+    """trials / tokens / threads rows and the placement verdict of one finished worker process.
+    ``events``: the last event of each kind ("hello", "loaded", "prompt", "threads", ...);
+    ``reps``: the "rep" events in order; ``seen``: CPUs the sampler saw each thread on."""
+    verdict = _verdict(prep, events, seen)
+    base = base_columns(prep, process, events, verdict, pid)
+    return {
+        "trials": [{**base, "rep": r["rep"], **{f: r[f] for f in REP_FIELDS}} for r in reps],
+        "tokens": [row for r in reps for row in token_rows(prep.key, process, r)],
+        "threads": after_load_rows(prep.key, process, events.get("loaded", {}))
+        + [{"config_key": prep.key, "process": process, "when": "decode", **r}
+           for r in verdict["rows"]],
+        "placement": {k: v for k, v in verdict.items() if k != "rows"},
+    }

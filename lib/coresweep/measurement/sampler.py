@@ -1,0 +1,70 @@
+"""The parent-side timeline of one worker process: per-CPU utilisation (psutil, machine-wide) and
+the worker's threads (/proc) every interval, tagged with the worker's phase."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from coresweep.measurement.procfs import read_threads
+
+
+class Sampler(threading.Thread):
+    """Parent-side timeline: per-CPU utilisation (psutil) and the worker's threads (/proc)."""
+
+    def __init__(self, pid: int, interval: float, t0: float, phase_ref: list[str], gate: Any = None):
+        super().__init__(daemon=True, name="coresweep-sampler")
+        self.pid, self.interval, self.t0, self.phase_ref = pid, interval, t0, phase_ref
+        self.gate = gate  # optional callable: sample only while gate() is true
+        self.stop_event = threading.Event()
+        self.samples: list[dict] = []
+        self.thread_samples: list[dict] = []
+        self.seen: dict[int, set[int]] = {}  # timed phase only
+        self._prev: dict[int, float] = {}
+        self._prev_t: float | None = None
+        self.n = 0  # samples taken
+        self.cpu_s = 0.0  # the sampler thread's own CPU time
+
+    def run(self) -> None:
+        import psutil
+
+        c0 = time.thread_time()
+        psutil.cpu_percent(percpu=True, interval=None)  # prime
+        while not self.stop_event.wait(self.interval):
+            if self.gate is not None and not self.gate():
+                self._prev_t = None  # no utilisation across a gap
+                continue
+            self.n += 1
+            t = time.monotonic()
+            t_s = t - self.t0
+            phase = self.phase_ref[0]
+            for cpu, util in enumerate(psutil.cpu_percent(percpu=True, interval=None)):
+                self.samples.append({"t_s": t_s, "cpu": cpu, "util_pct": float(util), "phase": phase})
+            threads = read_threads(self.pid, status=False)
+            dt = None if self._prev_t is None else t - self._prev_t
+            for th in threads:
+                cpu_s = th["cpu_s"]
+                prev = self._prev.get(th["tid"])
+                util = 100.0 * (cpu_s - prev) / dt if (dt and prev is not None) else float("nan")
+                self._prev[th["tid"]] = cpu_s
+                self.thread_samples.append(
+                    {
+                        "t_s": t_s,
+                        "tid": th["tid"],
+                        "name": th["name"],
+                        "last_cpu": th["last_cpu"],
+                        "cpu_s": cpu_s,
+                        "util_pct": util,
+                        "phase": phase,
+                    }
+                )
+                if phase == "timed":
+                    self.seen.setdefault(th["tid"], set()).add(th["last_cpu"])
+            self._prev_t = t
+            self.cpu_s = time.thread_time() - c0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.is_alive():
+            self.join(timeout=2)
