@@ -11,9 +11,10 @@ from coresweep.measurement.procfs import read_threads
 
 
 class Sampler(threading.Thread):
-    """Parent-side timeline: per-CPU utilisation (psutil) and the worker's threads (/proc)."""
+    """Parent-side timeline: per-CPU utilisation (psutil) and, when ``pid`` is given, that
+    process's threads (/proc)."""
 
-    def __init__(self, pid: int, interval: float, t0: float, phase_ref: list[str], gate: Any = None):
+    def __init__(self, pid: int | None, interval: float, t0: float, phase_ref: list[str], gate: Any = None):
         super().__init__(daemon=True, name="coresweep-sampler")
         self.pid, self.interval, self.t0, self.phase_ref = pid, interval, t0, phase_ref
         self.gate = gate  # optional callable: sample only while gate() is true
@@ -37,32 +38,33 @@ class Sampler(threading.Thread):
                 continue
             self.n += 1
             t = time.monotonic()
-            t_s = t - self.t0
             phase = self.phase_ref[0]
-            for cpu, util in enumerate(psutil.cpu_percent(percpu=True, interval=None)):
-                self.samples.append({"t_s": t_s, "cpu": cpu, "util_pct": float(util), "phase": phase})
-            threads = read_threads(self.pid, status=False)
-            dt = None if self._prev_t is None else t - self._prev_t
-            for th in threads:
-                cpu_s = th["cpu_s"]
-                prev = self._prev.get(th["tid"])
-                util = 100.0 * (cpu_s - prev) / dt if (dt and prev is not None) else float("nan")
-                self._prev[th["tid"]] = cpu_s
-                self.thread_samples.append(
-                    {
-                        "t_s": t_s,
-                        "tid": th["tid"],
-                        "name": th["name"],
-                        "last_cpu": th["last_cpu"],
-                        "cpu_s": cpu_s,
-                        "util_pct": util,
-                        "phase": phase,
-                    }
-                )
-                if phase == "timed":
-                    self.seen.setdefault(th["tid"], set()).add(th["last_cpu"])
+            self.samples += [{"t_s": t - self.t0, "cpu": cpu, "util_pct": float(u), "phase": phase}
+                             for cpu, u in enumerate(psutil.cpu_percent(percpu=True))]
+            if self.pid is not None:
+                self._sample_threads(t, phase)
             self._prev_t = t
             self.cpu_s = time.thread_time() - c0
+
+    def _sample_threads(self, t: float, phase: str) -> None:
+        dt = None if self._prev_t is None else t - self._prev_t
+        for th in read_threads(self.pid, status=False):
+            cpu_s, prev = th["cpu_s"], self._prev.get(th["tid"])
+            self._prev[th["tid"]] = cpu_s
+            self.thread_samples.append({
+                "t_s": t - self.t0, "tid": th["tid"], "name": th["name"],
+                "last_cpu": th["last_cpu"], "cpu_s": cpu_s, "phase": phase,
+                "util_pct": 100.0 * (cpu_s - prev) / dt if (dt and prev is not None)
+                else float("nan")})
+            if phase == "timed":
+                self.seen.setdefault(th["tid"], set()).add(th["last_cpu"])
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self.stop_event.set()

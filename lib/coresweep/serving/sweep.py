@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,32 +50,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class _CpuSampler(threading.Thread):
-    """Machine-wide per-CPU utilisation while a level runs."""
-
-    def __init__(self, interval_s: float):
-        super().__init__(daemon=True, name="coresweep-serve-sampler")
-        self.interval_s, self.rows, self.stop_event = interval_s, [], threading.Event()
-
-    def run(self) -> None:
-        import psutil
-
-        t0 = time.monotonic()
-        psutil.cpu_percent(percpu=True)
-        while not self.stop_event.wait(self.interval_s):
-            t = time.monotonic() - t0
-            self.rows += [{"t_s": t, "cpu": c, "util_pct": float(u)}
-                          for c, u in enumerate(psutil.cpu_percent(percpu=True))]
-
-    def __enter__(self) -> _CpuSampler:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        self.join(timeout=2)
 
 
 def _plan_columns(plan: ServePlan) -> dict[str, Any]:
@@ -169,14 +142,15 @@ def _warm_up(url: str, plan: ServePlan, load: Load) -> None:
 
 def _run_level(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
                store: ServeStore) -> list[dict]:
+    from coresweep.measurement.sampler import Sampler
     from coresweep.serving.load import run_level
 
-    with _CpuSampler(load.sample_interval_s) as sampler:
+    with Sampler(None, load.sample_interval_s, time.monotonic(), ["timed"]) as sampler:
         rows = run_level(srv.url, mode=mode, level=level, n_requests=load.n_requests(mode, level),
                          prompt=load.prompt, max_tokens=load.max_tokens,
                          time_limit_s=load.level_timeout_s, seed=int(level * 1000))
     store.write(unit_name(plan, mode, level),
-                _frames(plan, mode, level, rows, sampler.rows, srv.health() or {}))
+                _frames(plan, mode, level, rows, sampler.samples, srv.health() or {}))
     return rows
 
 
