@@ -244,3 +244,35 @@ def test_a_plan_that_does_not_fit_is_refused_before_any_server(tmp_path):
         serve_sweep([too_many], _load(), tmp_path, model_dir="unused", topo=topo,
                     progress=False)
     assert not (tmp_path / "data").exists()
+
+
+# -- serving statistics on constructed tables --------------------------------------------------
+
+
+def _requests(plan, level, n, ttft, tokens=4, pinned=True):
+    import pandas as pd
+
+    return pd.DataFrame([{"plan_key": plan, "plan": plan, "workers": 1, "threads": 2,
+                          "pinned": pinned, "mode": "closed", "level": float(level),
+                          "request_id": i, "t_send_s": i * 1.0, "status": "ok", "error": "",
+                          "n_tokens": tokens, "e2e_s": 1.0, "ttft_s": ttft} for i in range(n)])
+
+
+def test_level_summary_knees_and_budgets():
+    import pandas as pd
+    from coresweep.analysis.serving import best_for_budgets, knees, level_summary
+
+    req = pd.concat([_requests("a", 1, 4, 0.1), _requests("a", 2, 4, 0.3),
+                     _requests("b", 1, 4, 0.05, tokens=6), _requests("b", 2, 8, 2.0)])
+    req.loc[(req["plan"] == "a") & (req["level"] == 2.0), "t_send_s"] *= 0.5  # twice as fast
+    s = level_summary(req)
+    a1 = s[(s["plan"] == "a") & (s["level"] == 1.0)].iloc[0]
+    assert a1["tok_s"] == pytest.approx(16 / 4.0) and a1["req_s"] == pytest.approx(1.0)
+    assert a1["ttft_p50_s"] == pytest.approx(0.1) and a1["errors"] == 0
+    k = knees(s).set_index("plan")
+    assert k.loc["a", "knee_concurrency"] == 2  # level 2 adds 60 %: the knee is later
+    assert k.loc["b", "knee_concurrency"] == 1  # level 2 adds nothing but latency
+    b = best_for_budgets(s, [200, 1000, 5000])
+    assert list(b["plan"]) == ["b", "a", "a"]  # 200 ms: b@1 6 tok/s; then a@2 6.4 tok/s
+    assert list(b["concurrency"]) == [1, 2, 2]
+    assert list(best_for_budgets(s, [10], ok_plans=["a"])["plan"]) == ["none fits"]

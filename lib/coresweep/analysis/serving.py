@@ -30,16 +30,23 @@ def _one_level(g: pd.DataFrame, itl: pd.DataFrame | None) -> dict[str, Any]:
             "itl_p99_s": _pct(gaps, 99)}
 
 
-def level_summary(requests: pd.DataFrame, itl: pd.DataFrame | None = None) -> pd.DataFrame:
+def level_summary(requests: pd.DataFrame, itl: pd.DataFrame | None = None,
+                  samples: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (plan, mode, level): aggregate tok/s and req/s over the level's wall time
-    (first send to last end), errors, TTFT / end-to-end / inter-token percentiles."""
+    (first send to last end), errors, TTFT / end-to-end / inter-token percentiles, and the mean
+    machine-wide CPU utilisation while the level ran (% of all CPUs)."""
     if requests is None or not len(requests):
         return pd.DataFrame(columns=[*LEVEL_KEYS, "tok_s", "req_s"])
     keys = [k for k in LEVEL_KEYS if k in requests]
     by_level = dict(iter(itl.groupby(keys))) if itl is not None and len(itl) else {}
     rows = [{**dict(zip(keys, k, strict=True)), **_one_level(g, by_level.get(k))}
             for k, g in requests.groupby(keys, sort=True)]
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if samples is not None and len(samples):
+        util = samples.groupby(["plan_key", "mode", "level"])["util_pct"].mean()
+        out = out.merge(util.rename("cpu_util_pct").reset_index(), how="left",
+                        on=["plan_key", "mode", "level"])
+    return out
 
 
 def knees(summary: pd.DataFrame, fraction: float = 0.9) -> pd.DataFrame:

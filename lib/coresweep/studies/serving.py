@@ -151,10 +151,10 @@ class ServingStudy(Study):
             df = store.load(table)
             return df[df["plan_key"].isin(keys)].reset_index(drop=True) if len(df) else df
 
-        req, itl = part("serve_requests"), part("serve_itl")
-        return ServingResults(requests=req, itl=itl, samples=part("serve_samples"),
+        req, itl, samples = part("serve_requests"), part("serve_itl"), part("serve_samples")
+        return ServingResults(requests=req, itl=itl, samples=samples,
                               workers=part("serve_workers"), failures=part("serve_failures"),
-                              summary=level_summary(req, itl), plans=list(plans))
+                              summary=level_summary(req, itl, samples), plans=list(plans))
 
     def placement_table(self, res: ServingResults) -> Any:
         """Per plan and worker slot: the CPUs planned and read back from /proc, and the verdict
