@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: report test lint venv browser clean-venv
+.PHONY: report test lint venv browser tools clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,18 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-test: $(STAMP) browser
+# Debian's likwid gives likwid-bench, the roofline's bandwidth ceiling (coresweep.machine.bandwidth).
+# Installed the same way; elsewhere the portable ORT measurement stands in and reports say so.
+tools: browser
+	@if command -v likwid-bench >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's likwid (likwid-bench) for the bandwidth ceiling"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq likwid >/dev/null; \
+	else \
+	  echo "note: likwid-bench not found and not root with apt-get: bandwidth uses the portable ORT method (as root: apt-get install likwid)"; \
+	fi
+
+test: $(STAMP) tools
 	$(VENV)/bin/ruff check lib tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
