@@ -96,6 +96,7 @@ def test_a_timeout_kills_the_worker_and_is_a_row():
         ({"threads": 0}, PlacementError, ["threads=0", ">= 1"]),
         ({"method": "stream"}, CoresweepError, ["'stream'", "auto, ort, likwid"]),
         ({"reps": 0}, CoresweepError, ["reps=0"]),
+        ({"threads": 1.5}, PlacementError, ["threads 1.5", "not an integer"]),
         ({"size_bytes": 4096}, CoresweepError, ["size_bytes=4096", "last-level cache"]),
         ({"size_bytes": 1 << 60}, CoresweepError, ["available", "smaller size_bytes"]),
     ],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
 import shutil
@@ -78,23 +79,33 @@ def _check_memory(size_bytes: int) -> None:
         )
 
 
+def _integer(value: Any, what: str, error: type[CoresweepError] = PlacementError) -> int:
+    """An int (numpy integers too); a bool, float or text is refused by name."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise error(f"{what} {value!r} is not an integer") from None
+
+
 def _check_inputs(cpus: Sequence[int], threads: int, method: str, size_bytes: int | None,
                   reps: int, topo: Topology) -> tuple[list[int], int]:
     """Every bad input raises here, before any process starts; returns (cpus, size_bytes)."""
     if method not in METHODS:
         raise CoresweepError(f"unknown bandwidth method {method!r}; valid: {', '.join(METHODS)}")
     usable = format_cpulist(topo.allowed)
-    ids = [int(c) for c in cpus]
+    ids = [_integer(c, "a CPU id") for c in cpus]
     if not ids:
         raise PlacementError(f"cpus is empty; give one or more of the usable CPUs {usable}")
     bad = sorted(set(ids) - set(topo.allowed))
     if bad:
         raise PlacementError(f"CPUs {format_cpulist(bad)} are not usable by this process; "
                              f"usable CPUs: {usable}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if _integer(threads, "threads") < 1:
         raise PlacementError(f"threads={threads!r}: need an integer >= 1 (e.g. 1..{len(ids)} "
                              f"for cpus {format_cpulist(ids)})")
-    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+    if _integer(reps, "reps", CoresweepError) < 1:
         raise CoresweepError(f"reps={reps!r}: need an integer >= 1")
     minimum = max(2 * _largest_llc_bytes(topo), 1 << 20)
     size = default_size_bytes(topo) if size_bytes is None else int(size_bytes)
