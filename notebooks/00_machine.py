@@ -35,7 +35,7 @@ run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<mac
 # Checks every parameter (type, choices, placement on this machine, model) before any
 # trial runs; a bad value stops here with a message naming it and the valid choices.
 P = study.validate(globals())  # the parameters cell's values
-P.to_dict()
+display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %% [markdown]
 # ## Topology

@@ -23,7 +23,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import verdicts
+from coresweep.analysis import roofline, verdicts
 
 study = studies.get("threads")
 pd.set_option("display.max_colwidth", 200)
@@ -43,13 +43,14 @@ sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
 threads = 'auto'  # int list: thread counts for the core-count sweep; auto means 1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)
 placement = 'cores-first'  # str: placement strategy of the core-count sweep: cores-first fills one CPU per physical core, then the SMT siblings (see coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)
 oversubscribe = True  # bool: allow thread counts past the CPUs the strategy gives (threads then share CPUs)
+bandwidth = 'both'  # str; one of both, ort, likwid, off: read bandwidth at each placement for the roofline: both (likwid-bench where installed, and the portable onnxruntime measurement), ort, likwid, or off
 run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
 
 # %%
 # Checks every parameter (type, choices, placement on this machine, model) before any
 # trial runs; a bad value stops here with a message naming it and the valid choices.
 P = study.validate(globals())  # the parameters cell's values
-P.to_dict()
+display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %% [markdown]
 # ## Trials
@@ -72,6 +73,16 @@ if res.failures_table() is not None:
 
 # %%
 plots.threads_curves(res.summary, cpus=study.sweep_cpus(P), cap=cap);
+
+# %% [markdown]
+# ## Why: the roofline
+#
+# Decode reads (about) every weight once per token: decode tok/s × bytes per token is the memory bandwidth it uses, drawn against the read bandwidth measured on the same CPUs with the same thread count (dashed). Prefill is drawn against ideal compute scaling.
+
+# %%
+plots.roofline(res.summary, cap=cap)
+display(Markdown(roofline.bound_sentence(res.summary)))
+display(res.bandwidth)
 
 # %% [markdown]
 # ## Speedup and parallel efficiency

@@ -22,7 +22,7 @@
 import pandas as pd
 from IPython.display import Markdown, display
 
-from coresweep import plots, studies
+from coresweep import plots, studies, tables
 from coresweep.analysis import serving as serving_stats
 
 study = studies.get("serving")
@@ -52,7 +52,7 @@ run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<mac
 # Checks every parameter (type, choices, every plan fits this machine, model) before any
 # server starts; a bad value stops here with a message naming it and the valid choices.
 P = study.validate(globals())  # the parameters cell's values
-P.to_dict()
+display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %% [markdown]
 # ## Plans

@@ -166,3 +166,40 @@ def test_serving_notebook_recorded_every_plan_and_level(run):
     assert (pinned["allowed_cpus"] == pinned["plan_cpus"]).all()
     itl = pd.read_parquet(d / "data" / "serve_itl")
     assert (itl["itl_s"] > 0).all() and len(itl) == len(req) * (v["gen_tokens"] - 1)
+
+
+def test_threads_notebook_measured_the_bandwidth_at_its_placements(run):
+    """The roofline's ceiling: one bandwidth row set per non-oversubscribed placement of the
+    thread sweep, positive and finite, the roofline's method marked."""
+    import math
+
+    d: Path = run["run_dir"]
+    bw = pd.read_parquet(d / "data" / "bandwidth")
+    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    from coresweep.machine.topology import format_cpulist
+    from coresweep.measurement.bandwidth import placements
+
+    want = placements(studies.get("threads").configs(v), v.topology)
+    assert want and {(r.cpus, int(r.threads)) for r in bw.itertuples()} >= {
+        (format_cpulist(c), t) for c, t in want}
+    ok = bw[bw["ok"]]
+    assert len(ok) and all(math.isfinite(x) and x > 0 for x in ok["gb_s"])
+    assert (bw.groupby(["cpus", "threads"])["roofline"].sum() == 1).all()
+    summary = (d / "summary.md").read_text()
+    assert "decode_gb_s" in summary and "pct_of_roofline" in summary
+
+
+def test_recommend_notebook_answers_with_configs_and_claims(run):
+    d: Path = run["run_dir"]
+    nb = nbformat.read(d / "05_recommend.ipynb", as_version=4)
+    text = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
+    assert "taskset -c" in text and "intra_op_num_threads" in text
+    assert "gunicorn.conf.py" in text and "uvicorn_worker.UvicornWorker" in text
+    rec = (d / "recommendation.md").read_text()
+    assert "best TTFT" in rec and "best decode" in rec and "Claims: 1." in rec
+    claims = [ln for ln in rec.splitlines() if ln.startswith("Claims:")][0]
+    assert claims.count(";") == 7  # eight claims
+    assert "NUMA-local placement helps: cannot be tested here" in claims
+    assert "Recommendation" in (d / "summary.md").read_text()
+    index = run["index"].read_text()
+    assert index.index("05_recommend.html") < index.index("00_machine.html")  # the answer first

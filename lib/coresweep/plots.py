@@ -390,3 +390,40 @@ def serving_frontier(summary: pd.DataFrame, knees: pd.DataFrame | None = None, *
         ax.set_yscale("log")
     axes[0].legend(fontsize=8, title="circle: knee")
     return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# roofline (01, 05)
+
+
+def roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
+    """Left: decode as bandwidth — achieved GB/s (tok/s × bytes per token) against threads, with
+    the read bandwidth measured on the same CPUs as its ceiling. Right: prefill against ideal
+    compute scaling (linear from the fewest threads)."""
+    _style()
+    title = "Roofline: decode against measured memory bandwidth, prefill against ideal scaling"
+    s = _explicit_threads(summary) if summary is not None and len(summary) else None
+    if s is None or s.empty or "decode_gb_s" not in s or s["decode_gb_s"].isna().all():
+        return _empty(title, cap, "no bytes-per-token or no bandwidth measurement for this run")
+    x = s["threads"].to_numpy(float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    a1.plot(x, s["decode_gb_s"], "o-", label="decode reads (achieved)")
+    if "ceiling_gb_s" in s and s["ceiling_gb_s"].notna().any():
+        a1.plot(x, s["ceiling_gb_s"], "k--", marker="_", label="measured read bandwidth")
+        for xi, pct, y in zip(x, s["pct_of_ceiling"], s["decode_gb_s"], strict=True):
+            if np.isfinite(pct):
+                a1.annotate(f"{pct:.0f} %", (xi, y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=8)
+    a1.set_xlabel("intra-op threads")
+    a1.set_ylabel("GB/s")
+    a1.set_ylim(0, None)
+    a1.legend(fontsize=8)
+    pre = s["prefill_tok_s_median"].to_numpy(float)
+    a2.plot(x, pre[0] * x / x[0], "k--", lw=1, label="ideal (linear)")
+    a2.plot(x, pre, "o-", color="C1", label="prefill (median)")
+    a2.set_xlabel("intra-op threads")
+    a2.set_ylabel("prefill tokens/s")
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.set_xticks(x)
+    return _finish(fig, title, cap)

@@ -96,6 +96,8 @@ def _run_row(r: pd.Series) -> dict[str, Any]:
         "prefill_tok_s": _median(r, "prefill_tok_s"),
         "decode_tok_s": _median(r, "decode_tok_s"),
         "decode_ci": _ci(r, "decode_tok_s", 1, 2),
+        "decode_gb_s": round(float(r.get("decode_gb_s", np.nan)), 2),
+        "pct_of_roofline": round(float(r.get("pct_of_ceiling", np.nan)), 1),
         "cpu_pct": round(float(r.get("cpu_util_pct_median", np.nan)), 1),
         "n": f"{n_proc}x{int(r['n_reps']) // n_proc}",
         "placement_ok": bool(r.get("placement_ok", True)),
@@ -110,3 +112,11 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame([_run_row(r) for _, r in summary.iterrows()])
     df["_t"] = [999 if isinstance(t, str) else t for t in df["threads"]]
     return df.sort_values(["_t", "config"], kind="stable").drop(columns="_t").reset_index(drop=True)
+
+
+def parameters(values: dict[str, Any]) -> pd.DataFrame:
+    """A notebook's parameters as a small table (lists joined), for the top of each report."""
+    def text(v: Any) -> str:
+        return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return pd.DataFrame({"parameter": list(values), "value": [text(v) for v in values.values()]})

@@ -33,7 +33,8 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
         return None
     params = meta.get("params") or {}
     reports = []
-    for s in studies.all_studies():
+    first = sorted(studies.all_studies(), key=lambda s: not s.index_first)  # the answer first
+    for s in first:
         if run_file(run_dir, "html", s.id).exists():
             st = (meta.get("notebooks") or {}).get(s.id, {}).get("status", "?")
             reports.append((s.id, f"{run_dir.name}/{s.id}.html", st))

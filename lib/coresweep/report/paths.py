@@ -49,7 +49,7 @@ def reports_root() -> Path:
 
 def run_file(run_dir: str | Path, kind: str, study_id: str | None = None) -> Path:
     """The one place that names a run folder's files: kind is "ipynb", "html" (per study),
-    "batch", "summary.md", "summary.csv" or "machine"."""
+    "batch", "summary.md", "summary.csv", "recommendation.md" or "machine"."""
     d = Path(run_dir)
     if kind in ("ipynb", "html"):
         return d / f"{study_id}.{kind}"

@@ -12,7 +12,24 @@ from coresweep.report.paths import read_json, run_file, write_json
 from coresweep.tables import markdown, run_table
 
 COLUMNS = ["config", "threads", "placement", "cpus", "ttft_ms", "ttft_ci_ms", "prefill_tok_s",
-           "decode_tok_s", "decode_ci", "cpu_pct", "n", "placement_ok", "noisy"]
+           "decode_tok_s", "decode_ci", "decode_gb_s", "pct_of_roofline", "cpu_pct", "n",
+           "placement_ok", "noisy"]
+
+
+def with_roofline(run_dir: Path, run: Any) -> Any:
+    """The run's summary with achieved GB/s and % of the bandwidth measured at each placement."""
+    from coresweep.analysis.roofline import with_roofline as add
+    from coresweep.errors import CoresweepError
+    from coresweep.models import inspect_model
+
+    configs = run.meta.get("configs") or [{}]
+    try:
+        bpt = inspect_model(configs[0].get("model_dir", "")).bytes_per_token
+    except (CoresweepError, OSError):
+        bpt = None
+    from coresweep.measurement.bandwidth import load
+
+    return add(run.summary, bpt, load(run_dir))
 
 
 def load_run(run_dir: str | Path) -> Any:
@@ -42,7 +59,7 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    df = run_table(run.summary) if run is not None else run_table(None)
+    df = run_table(with_roofline(run_dir, run)) if run is not None else run_table(None)
     best = best_configs(run.summary) if len(df) else {}
     lines = _header(run_dir, meta or {}, run)
     if len(df):
@@ -50,8 +67,12 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")
+    rec = run_file(run_dir, "recommendation.md")  # written by the recommendation notebook
+    if rec.exists():
+        lines += ["", rec.read_text().strip()]
     lines += ["", "ttft/decode: medians over processes × repetitions; ci: 95 % bootstrap CI of "
-              "the median; n: processes x repetitions."]
+              "the median; decode_gb_s: decode tok/s × bytes read per token; pct_of_roofline: "
+              "of the read bandwidth measured on the same CPUs; n: processes x repetitions."]
     run_file(run_dir, "summary.md").write_text("\n".join(lines) + "\n")
     df.to_csv(run_file(run_dir, "summary.csv"), index=False)
     return best

@@ -50,6 +50,7 @@ class Study:
     runs_trials: ClassVar[bool] = True
     shared: ClassVar[tuple[str, ...] | None] = None  # the workload/protocol parameters it uses
     capability: ClassVar[str] = ""  # what 00's "testable here" table calls this study
+    index_first: ClassVar[bool] = False  # listed first in the index (the recommendation)
 
     @property
     def id(self) -> str:

@@ -20,6 +20,7 @@ class Results:
     failures: Any
     labels: dict[str, str]
     run: Any = None
+    bandwidth: Any = None  # read bandwidth at the configs' placements, where measured
 
     def failures_table(self) -> Any:
         """Failed or skipped worker processes (recorded, not retried), or None when there are

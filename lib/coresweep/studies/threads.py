@@ -57,6 +57,9 @@ class ThreadsStudy(Study):
               "coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)"),
         Param("oversubscribe", "bool", True, "allow thread counts past the CPUs the strategy "
               "gives (threads then share CPUs)"),
+        Param("bandwidth", "str", "both", "read bandwidth at each placement for the roofline: "
+              "both (likwid-bench where installed, and the portable onnxruntime measurement), "
+              "ort, likwid, or off", choices=("both", "ort", "likwid", "off")),
     )
 
     def resolve(self, values: dict[str, Any], topo: Any) -> dict[str, Any]:
@@ -82,6 +85,21 @@ class ThreadsStudy(Study):
     def capability_row(self, topo: Any) -> tuple[str, str]:
         n = common.logical_count(topo)
         return "yes", f"1..{n} threads on {n} usable CPUs; points past {n} show oversubscription"
+
+    def measure(self, resolved: Resolved, configs: list, **sweep_args: Any) -> Any:
+        """The trials, then the read bandwidth at each of their placements (the roofline)."""
+        from coresweep.analysis.roofline import with_roofline
+        from coresweep.measurement.bandwidth import measure_placements
+        from coresweep.models import inspect_model
+
+        res = super().measure(resolved, configs, **sweep_args)
+        v = resolved.values
+        res.bandwidth = measure_placements(v["run_dir"], configs, resolved.topology,
+                                           method=v["bandwidth"])
+        model_dir = (res.run.meta.get("configs") or [{}])[0].get("model_dir")
+        bpt = inspect_model(model_dir).bytes_per_token if model_dir else None
+        res.summary = with_roofline(res.summary, bpt, res.bandwidth)
+        return res
 
     def sweep_cpus(self, resolved: Resolved) -> int:
         """The CPU count the figures mark (oversubscription beyond it)."""

@@ -1,0 +1,155 @@
+"""The motivating study's eight claims, checked on this machine from a run's results: each gets a
+verdict — holds / does not hold / cannot be tested here — the numbers behind it, and the report
+that shows the evidence. Differences count only when the 95 % CIs do not overlap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from coresweep.analysis.best import choose, tied_with
+
+HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "cannot be tested here"
+
+
+@dataclass
+class Evidence:
+    """What the claims are judged on (each part may be empty)."""
+
+    threads: pd.DataFrame  # the thread sweep's summary (with roofline columns when measured)
+    affinity: pd.DataFrame  # the placement study's summary (role_* columns)
+    smt: pd.DataFrame
+    serving: pd.DataFrame  # serving level summary
+    topo: Any
+    links: dict[str, str]  # study name -> its report's file name
+
+
+def _claim(n: int, text: str, verdict: str, why: str, link: str | None) -> dict[str, Any]:
+    return {"claim": n, "the study says": text, "verdict": verdict, "why": why,
+            "evidence": link or "–"}
+
+
+def _faster(a: pd.Series, b: pd.Series, m: str = "decode_tok_s") -> bool:
+    """a beats b beyond the CIs."""
+    return a[f"{m}_median"] > b[f"{m}_median"] and not tied_with(a, b, m)
+
+
+def best_threads_are_physical_cores(ev: Evidence) -> dict[str, Any]:
+    text, link = "best threads = physical cores", ev.links.get("threads")
+    pick = choose(ev.threads, "decode_tok_s") if len(ev.threads) else None
+    if pick is None:
+        return _claim(1, text, UNTESTABLE, "no verified, quiet thread-sweep point", link)
+    cores = ev.topo.physical_core_count()
+    verdict = HOLDS if pick["threads"] == cores else FAILS
+    return _claim(1, text, verdict, f"best decode with {pick['threads']} thread(s) (CI-aware), "
+                  f"{cores} physical core(s) here", link)
+
+
+def oversubscription_hurts(ev: Evidence) -> dict[str, Any]:
+    text, link = "more threads than cores hurts", ev.links.get("threads")
+    s = ev.threads
+    over = s[s["oversubscribed"].astype(bool)] if len(s) and "oversubscribed" in s else s
+    fit = s[~s["oversubscribed"].astype(bool)] if len(over) else s
+    if not len(over) or not len(fit):
+        return _claim(2, text, UNTESTABLE, "no oversubscribed point was measured", link)
+    best, worst = fit.loc[fit["decode_tok_s_median"].idxmax()], over.iloc[0]
+    verdict = HOLDS if _faster(best, worst) else FAILS
+    return _claim(2, text, verdict, f"{int(worst['threads'])} threads: "
+                  f"{worst['decode_tok_s_median']:.1f} tok/s against "
+                  f"{best['decode_tok_s_median']:.1f} with {int(best['threads'])}", link)
+
+
+def omp_num_threads_sets_threads(ev: Evidence) -> dict[str, Any]:
+    text, link = "OMP_NUM_THREADS sets the thread count", ev.links.get("affinity")
+    s = ev.affinity
+    if not len(s) or "role_control" not in s:
+        return _claim(3, text, UNTESTABLE, "the controls were not run", link)
+    omp, ort = s[s["role_control"] == "omp-only"], s[s["role_control"] == "ort-default"]
+    if not len(omp) or not len(ort):
+        return _claim(3, text, UNTESTABLE, "the controls were not both run", link)
+    asked, busy = int(omp.iloc[0]["role_omp_num_threads"]), float(omp.iloc[0]["busy_threads"])
+    verdict = HOLDS if busy == asked else FAILS
+    return _claim(3, text, verdict, f"asked for {asked}, {busy:g} busy thread(s) (ORT default: "
+                  f"{float(ort.iloc[0]['busy_threads']):g}); ORT's knob is "
+                  "intra_op_num_threads", link)
+
+
+def pinning_helps(ev: Evidence) -> dict[str, Any]:
+    text, link = "pinning with taskset helps", ev.links.get("affinity")
+    s = ev.affinity
+    if not len(s) or "role_strategy" not in s:
+        return _claim(4, text, UNTESTABLE, "no placement comparison was run", link)
+    pinned, free = s[s["role_strategy"] == "physical"], s[s["role_strategy"] == "none"]
+    if not len(pinned) or not len(free):
+        return _claim(4, text, UNTESTABLE, "needs the physical and none strategies", link)
+    a, b = pinned.iloc[0], free.iloc[0]
+    verdict = HOLDS if _faster(a, b) else FAILS
+    why = (f"pinned {a['decode_tok_s_median']:.1f} tok/s, unpinned {b['decode_tok_s_median']:.1f}"
+           + ("" if verdict == HOLDS else " (no difference beyond the CIs)"))
+    return _claim(4, text, verdict, why, link)
+
+
+def smt_off_helps(ev: Evidence) -> dict[str, Any]:
+    text, link = "SMT off helps", ev.links.get("smt")
+    if not ev.topo.has_smt():
+        return _claim(5, text, UNTESTABLE, f"no SMT on this machine ({ev.topo.smt_note()})", link)
+    s = ev.smt
+    if not len(s) or "role_smt" not in s:
+        return _claim(5, text, UNTESTABLE, "no SMT pair was measured", link)
+    off, on = s[s["role_smt"] == "off"], s[s["role_smt"] == "on"]
+    same = on[on["threads"].isin(off["threads"])]
+    if not len(off) or not len(same):
+        return _claim(5, text, UNTESTABLE, "no pair at equal thread counts", link)
+    a, b = off.iloc[-1], same[same["threads"] == off.iloc[-1]["threads"]].iloc[0]
+    verdict = HOLDS if _faster(a, b) else FAILS
+    return _claim(5, text, verdict, f"{int(a['threads'])} threads: SMT off "
+                  f"{a['decode_tok_s_median']:.1f} tok/s, on {b['decode_tok_s_median']:.1f}", link)
+
+
+def numa_local_helps(ev: Evidence) -> dict[str, Any]:
+    nodes = [n for n, v in ev.topo.numa_nodes.items() if set(v.cpus) & set(ev.topo.allowed)]
+    why = (f"{len(nodes)} NUMA node(s) with usable CPUs: nothing to compare"
+           if len(nodes) < 2 else "run 02_affinity with strategies numa:0 and scatter")
+    return _claim(6, "NUMA-local placement helps", UNTESTABLE, why, ev.links.get("affinity"))
+
+
+def pinned_workers_serve_better(ev: Evidence) -> dict[str, Any]:
+    text, link = ("several pinned workers serve concurrent users better than one",
+                  ev.links.get("serving"))
+    s = ev.serving
+    closed = s[(s["mode"] == "closed") & s["pinned"].astype(bool)] if len(s) else s
+    if not len(closed) or closed["workers"].nunique() < 2:
+        return _claim(7, text, UNTESTABLE, "needs pinned plans with 1 and several workers", link)
+    top = closed[closed["level"] == closed["level"].max()]
+    one, many = top[top["workers"] == 1], top[top["workers"] > 1]
+    if not len(one) or not len(many):
+        return _claim(7, text, UNTESTABLE, "needs both at the highest concurrency", link)
+    a, b = many.loc[many["tok_s"].idxmax()], one.iloc[0]
+    verdict = HOLDS if a["tok_s"] > 1.05 * b["tok_s"] else FAILS
+    return _claim(7, text, verdict, f"{int(a['level'])} users: {a['plan']} {a['tok_s']:.1f} "
+                  f"tok/s, {b['plan']} {b['tok_s']:.1f} tok/s (5 % margin)", link)
+
+
+def decode_is_bandwidth_bound(ev: Evidence) -> dict[str, Any]:
+    from coresweep.analysis.roofline import BOUND_FRACTION
+
+    text, link = "decode is limited by memory bandwidth", ev.links.get("threads")
+    s = ev.threads
+    if not len(s) or "pct_of_ceiling" not in s or s["pct_of_ceiling"].isna().all():
+        return _claim(8, text, UNTESTABLE, "no bandwidth was measured at these placements", link)
+    r = s.loc[s["decode_tok_s_median"].idxmax()]
+    verdict = HOLDS if r["pct_of_ceiling"] >= 100 * BOUND_FRACTION else FAILS
+    return _claim(8, text, verdict, f"best decode reads {r['decode_gb_s']:.1f} GB/s, "
+                  f"{r['pct_of_ceiling']:.0f} % of the {r['ceiling_gb_s']:.1f} GB/s measured "
+                  f"on the same CPUs (bound from {100 * BOUND_FRACTION:.0f} %)", link)
+
+
+CHECKS = (best_threads_are_physical_cores, oversubscription_hurts, omp_num_threads_sets_threads,
+          pinning_helps, smt_off_helps, numa_local_helps, pinned_workers_serve_better,
+          decode_is_bandwidth_bound)
+
+
+def check_claims(ev: Evidence) -> pd.DataFrame:
+    return pd.DataFrame([check(ev) for check in CHECKS])
