@@ -9,6 +9,7 @@ Model fixtures (session-scoped, built ONCE and cached across runs and test sessi
   level 4), built by the onnxruntime-genai model builder; holds model.onnx, genai_config.json,
   tokenizer.json, manifest.json. First build ~10 s, later runs ~0 s.
 - ``tiny_fp32`` -> Path: the same checkpoint (same seed, same weights) built in fp32.
+- ``small_int4`` -> Path: the qwen2.5-0.5b preset in INT4 (for tests that need seconds per request).
 
 Use them with ``coresweep.engines.make_engine(name, tiny_int4, SessionConfig(threads=1))`` and
 ``coresweep.engines.make_prompt(tiny_int4, 32)``. The tiny preset: hidden 128, 2 layers, 4 heads,
@@ -43,6 +44,15 @@ def tiny_fp32(test_model_cache) -> Path:
     from coresweep.models import build_model
 
     return build_model("tiny", "fp32", cache_dir=test_model_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_int4(test_model_cache) -> Path:
+    """The qwen2.5-0.5b preset (INT4, ~320 MB, ~35 s to build once): slow enough per token that a
+    test can act while a generation is in flight."""
+    from coresweep.models import build_model
+
+    return build_model("qwen2.5-0.5b", "int4", cache_dir=test_model_cache, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------
