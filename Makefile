@@ -27,7 +27,7 @@ venv: $(STAMP)
 # Extra parameters: make report PARAMS=params/seed-article.yaml RUN_ARGS='-p model=/path/to/model'
 PARAMS ?= params/default.yaml
 RUN_ARGS ?=
-report: $(STAMP)
+report: $(STAMP) tools
 	$(VENV)/bin/coresweep run $(PARAMS) $(RUN_ARGS)
 
 lint: $(STAMP)
