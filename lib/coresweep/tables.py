@@ -34,6 +34,10 @@ def study_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The study's table (threads | TTFT ms | decode tok/s | CPU %) for explicit thread counts,
     with the CI of each median and the verified placement."""
     s = _explicit_threads(summary)
+    roof = {}
+    if "decode_gb_s" in s:  # the roofline: decode's bandwidth against the measured ceiling
+        roof = {"decode GB/s": s["decode_gb_s"].round(2).to_numpy(),
+                "% of bandwidth": s["pct_of_ceiling"].round(0).to_numpy()}
     return pd.DataFrame({
         "threads": s["threads"].astype(int).to_numpy(),
         "TTFT ms": (s["ttft_s_median"] * 1000).round(1).to_numpy(),
@@ -42,6 +46,7 @@ def study_table(summary: pd.DataFrame) -> pd.DataFrame:
         "decode tok/s": s["decode_tok_s_median"].round(2).to_numpy(),
         "decode 95% CI": [f"{a:.1f}–{b:.1f}" for a, b in
                           zip(s["decode_tok_s_ci_lo"], s["decode_tok_s_ci_hi"], strict=True)],
+        **roof,
         "CPU %": s["cpu_util_pct_median"].round(0).to_numpy() if "cpu_util_pct_median" in s
         else np.nan,
         "placement ok": s["placement_ok"].to_numpy() if "placement_ok" in s else np.nan,

@@ -25,6 +25,9 @@ def best_configs(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
         out[metric] = {"label": r.get("label"), "threads": int(r["threads"]),
                        "placement": r.get("placement"), "value": float(r[col]),
                        "ci_lo": float(r[f"{metric}_ci_lo"]), "ci_hi": float(r[f"{metric}_ci_hi"])}
+        if metric == "decode_tok_s" and pd.notna(r.get("decode_gb_s")):  # the roofline
+            out[metric].update(gb_s=float(r["decode_gb_s"]),
+                               pct_of_ceiling=float(r.get("pct_of_ceiling", np.nan)))
     return out
 
 

@@ -53,13 +53,22 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
     }
 
 
+def _roofline_text(best: dict[str, Any]) -> str:
+    if best.get("gb_s") is None:
+        return ""
+    pct = best.get("pct_of_ceiling")
+    share = f", {pct:.0f} % of measured" if pct == pct and pct is not None else ""
+    return f"<br><span class=muted>{best['gb_s']:.1f} GB/s{share}</span>"
+
+
 def _row_html(r: dict[str, Any]) -> str:
     e = html.escape
     b = r["best"]
     ttft = (f"{b['ttft_s']['value'] * 1000:.1f} ms<br><span class=muted>"
             f"{e(str(b['ttft_s']['label']))}</span>" if "ttft_s" in b else "–")
-    dec = (f"{b['decode_tok_s']['value']:.2f} tok/s<br><span class=muted>"
-           f"{e(str(b['decode_tok_s']['label']))}</span>" if "decode_tok_s" in b else "–")
+    dec = (f"{b['decode_tok_s']['value']:.2f} tok/s{_roofline_text(b['decode_tok_s'])}<br>"
+           f"<span class=muted>{e(str(b['decode_tok_s']['label']))}</span>"
+           if "decode_tok_s" in b else "–")
     links = " · ".join(
         f'<a href="{e(href)}"{" class=fail" if st == "failed" else ""}>'
         f"{e(nb)}{' (failed)' if st == 'failed' else ''}</a>"

@@ -59,8 +59,9 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    df = run_table(with_roofline(run_dir, run)) if run is not None else run_table(None)
-    best = best_configs(run.summary) if len(df) else {}
+    roof = with_roofline(run_dir, run) if run is not None else None
+    df = run_table(roof)
+    best = best_configs(roof) if len(df) else {}
     lines = _header(run_dir, meta or {}, run)
     if len(df):
         lines += [markdown(df[COLUMNS]), "", best_sentence(run.summary), "",
