@@ -193,10 +193,15 @@ def test_recommend_notebook_answers_with_configs_and_claims(run):
     d: Path = run["run_dir"]
     nb = nbformat.read(d / "05_recommend.ipynb", as_version=4)
     text = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
-    assert "taskset -c" in text and "intra_op_num_threads" in text
+    # a pick needs a verified point not flagged noisy: on a busy machine the tiny model's
+    # points can all be noisy, and then the report must say so instead of recommending
+    if "no verified, quiet point" in text:
+        assert "No configuration: no verified, quiet point was measured." in text
+    else:
+        assert "taskset -c" in text and "intra_op_num_threads" in text
     assert "gunicorn.conf.py" in text and "uvicorn_worker.UvicornWorker" in text
     rec = (d / "recommendation.md").read_text()
-    assert "best TTFT" in rec and "best decode" in rec and "Claims: 1." in rec
+    assert "Claims: 1." in rec and "### Recommendation" in rec
     claims = [ln for ln in rec.splitlines() if ln.startswith("Claims:")][0]
     assert claims.count(";") == 7  # eight claims
     assert "NUMA-local placement helps: cannot be tested here" in claims
