@@ -102,6 +102,14 @@ display(serving_stats.best_for_budgets(res.summary, P.latency_budgets_ms,
 display(Markdown(study.recommendation(res, P)))
 
 # %% [markdown]
+# ## Which worker served each request
+#
+# gunicorn does not route by load: a connection goes to whichever worker accepts it first, and a worker whose generation runs in its own thread keeps accepting. Uneven counts here (and CPU utilisation below 100 % in the summary) mean the workers were not all used.
+
+# %%
+display(study.worker_share(res))
+
+# %% [markdown]
 # ## Worker placement, read back from /proc
 
 # %%

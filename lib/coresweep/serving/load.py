@@ -80,7 +80,9 @@ def _finish(row: dict[str, Any], sent: float, arrivals: list[float], status: str
 def _client(concurrency: int, timeout_s: float) -> Any:
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency)
+    # a new connection per request, as independent users make: a kept-alive connection would
+    # stay with the worker that accepted it, whatever that worker's queue
+    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=0)
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
 
 

@@ -128,8 +128,12 @@ def pinned_workers_serve_better(ev: Evidence) -> dict[str, Any]:
         return _claim(7, text, UNTESTABLE, "needs both at the highest concurrency", link)
     a, b = many.loc[many["tok_s"].idxmax()], one.iloc[0]
     verdict = HOLDS if a["tok_s"] > 1.05 * b["tok_s"] else FAILS
-    return _claim(7, text, verdict, f"{int(a['level'])} users: {a['plan']} {a['tok_s']:.1f} "
-                  f"tok/s, {b['plan']} {b['tok_s']:.1f} tok/s (5 % margin)", link)
+    why = (f"{int(a['level'])} users: {a['plan']} {a['tok_s']:.1f} tok/s, {b['plan']} "
+           f"{b['tok_s']:.1f} tok/s (5 % margin)")
+    if a.get("cpu_util_pct", 100) < 90:  # the workers were not all busy: say why it may fail
+        why += (f"; the CPUs were only {a['cpu_util_pct']:.0f} % busy under {a['plan']}: "
+                "connections go to whichever worker accepts first, not the least loaded")
+    return _claim(7, text, verdict, why, link)
 
 
 def decode_is_bandwidth_bound(ev: Evidence) -> dict[str, Any]:

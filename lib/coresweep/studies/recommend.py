@@ -107,17 +107,17 @@ class RecommendStudy(Study):
             if p is None:
                 rows.append({"goal": goal, "recommended": "no verified, quiet point"})
                 continue
-            rows.append({"goal": goal, "recommended": p["label"], "threads": p["threads"],
+            rows.append({"goal": goal, "recommended": p["label"], "threads": str(p["threads"]),
                          "CPUs": p["cpus"], "value": f"{p['value'] * scale:.1f} {unit}",
                          "best measured": f"{p['best_label']} ({p['best_value'] * scale:.1f} "
-                                          f"{unit})", "tied points": p["tied"]})
+                                          f"{unit})", "tied points": str(p["tied"])})
         s = rec.serving
         if s:
             rows.append({"goal": f"most tok/s with p99 TTFT ≤ {s['p99 TTFT budget ms']} ms",
                          "recommended": s["plan"], "value": f"{s['tok/s']} tok/s at "
                          f"{s['concurrency']} users", "best measured": f"p99 TTFT "
                          f"{s['p99 TTFT ms']} ms"})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).fillna("")
 
     def deployment(self, rec: Recommendation, metric: str) -> Any:
         """The Deployment of a recommended point (its CPUs, threads; memory on its node)."""

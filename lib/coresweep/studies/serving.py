@@ -169,6 +169,15 @@ class ServingStudy(Study):
                 "placement_ok"]
         return last[[c for c in cols if c in last]].reset_index(drop=True)
 
+    def worker_share(self, res: ServingResults) -> Any:
+        """Requests each worker slot served, per plan and level: gunicorn hands a connection to
+        whichever worker accepts first, and a worker generating in its thread still accepts."""
+        r = res.requests
+        if r is None or not len(r):
+            return r
+        share = r.groupby(["plan", "mode", "level", "worker"]).size().unstack(fill_value=0)
+        return share.rename(columns=lambda w: f"worker {w}")
+
     def verified_plans(self, res: ServingResults) -> list[str]:
         """Keys of the plans whose every worker's placement was verified at every reading."""
         w = res.workers
