@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,3 +68,40 @@ def test_no_bandwidth_or_no_bytes_say_so():
     r = with_roofline(s, None, None)
     assert math.isnan(r["decode_gb_s"].iloc[0])
     assert "No bandwidth measured" in bound_sentence(with_roofline(s, 1e9, None))
+
+
+def _ev(threads=None, affinity=None, serving=None):
+    from coresweep.machine.topology import read_topology
+    from coresweep.studies.claims import Evidence
+
+    topo = read_topology(Path(__file__).resolve().parent / "fixtures" / "vm-2vcpu")
+    empty = pd.DataFrame()
+    return Evidence(threads=threads if threads is not None else empty,
+                    affinity=affinity if affinity is not None else empty, smt=empty,
+                    serving=serving if serving is not None else empty, topo=topo, links={})
+
+
+def test_claims_verdicts_on_constructed_results():
+    from coresweep.studies.claims import check_claims
+
+    threads = pd.DataFrame([{**_point(1, 10.0), "oversubscribed": False},
+                            {**_point(2, 17.0), "oversubscribed": False},
+                            {**_point(4, 6.0), "oversubscribed": True, "placement_ok": False}])
+    threads = with_roofline(threads, 1e9, pd.DataFrame([
+        {"method": "likwid", "cpus": "0-1", "threads": 2, "gb_s": 20.0, "ok": True,
+         "roofline": True}]))
+    affinity = pd.DataFrame([
+        {**_point(2, 17.0), "role_strategy": "physical", "role_control": None},
+        {**_point(2, 16.9), "role_strategy": "none", "role_control": None},
+        {**_point(2, 17.0), "role_strategy": None, "role_control": "ort-default",
+         "busy_threads": 2, "threads": -1},
+        {**_point(2, 17.0), "role_strategy": None, "role_control": "omp-only",
+         "role_omp_num_threads": 1, "busy_threads": 2, "threads": -1}])
+    c = check_claims(_ev(threads, affinity)).set_index("claim")["verdict"]
+    assert c[1] == "holds"  # 2 threads on the VM's 2 physical cores
+    assert c[2] == "holds"  # 4 threads on 2 CPUs: 6 tok/s against 17
+    assert c[3] == "does not hold"  # asked for 1, 2 busy
+    assert c[4] == "does not hold"  # pinned 17.0 vs 16.9: inside the CIs
+    assert c[5] == c[6] == c[7] == "cannot be tested here"  # no SMT, one node, no serving
+    assert c[8] == "holds"  # 17 GB/s of 20: 85 %
+    assert (check_claims(_ev())["verdict"] == "cannot be tested here").all()

@@ -36,6 +36,15 @@ def _faster(a: pd.Series, b: pd.Series, m: str = "decode_tok_s") -> bool:
     return a[f"{m}_median"] > b[f"{m}_median"] and not tied_with(a, b, m)
 
 
+def _two(s: pd.DataFrame | None, column: str, first: str,
+         second: str) -> tuple[pd.Series, pd.Series] | None:
+    """The first row whose ``column`` is ``first`` and the first whose is ``second``."""
+    if s is None or not len(s) or column not in s:
+        return None
+    a, b = s[s[column] == first], s[s[column] == second]
+    return (a.iloc[0], b.iloc[0]) if len(a) and len(b) else None
+
+
 def best_threads_are_physical_cores(ev: Evidence) -> dict[str, Any]:
     text, link = "best threads = physical cores", ev.links.get("threads")
     pick = choose(ev.threads, "decode_tok_s") if len(ev.threads) else None
@@ -63,28 +72,22 @@ def oversubscription_hurts(ev: Evidence) -> dict[str, Any]:
 
 def omp_num_threads_sets_threads(ev: Evidence) -> dict[str, Any]:
     text, link = "OMP_NUM_THREADS sets the thread count", ev.links.get("affinity")
-    s = ev.affinity
-    if not len(s) or "role_control" not in s:
-        return _claim(3, text, UNTESTABLE, "the controls were not run", link)
-    omp, ort = s[s["role_control"] == "omp-only"], s[s["role_control"] == "ort-default"]
-    if not len(omp) or not len(ort):
+    pair = _two(ev.affinity, "role_control", "omp-only", "ort-default")
+    if pair is None:
         return _claim(3, text, UNTESTABLE, "the controls were not both run", link)
-    asked, busy = int(omp.iloc[0]["role_omp_num_threads"]), float(omp.iloc[0]["busy_threads"])
+    omp, ort = pair
+    asked, busy = int(omp["role_omp_num_threads"]), float(omp["busy_threads"])
     verdict = HOLDS if busy == asked else FAILS
     return _claim(3, text, verdict, f"asked for {asked}, {busy:g} busy thread(s) (ORT default: "
-                  f"{float(ort.iloc[0]['busy_threads']):g}); ORT's knob is "
-                  "intra_op_num_threads", link)
+                  f"{float(ort['busy_threads']):g}); ORT's knob is intra_op_num_threads", link)
 
 
 def pinning_helps(ev: Evidence) -> dict[str, Any]:
     text, link = "pinning with taskset helps", ev.links.get("affinity")
-    s = ev.affinity
-    if not len(s) or "role_strategy" not in s:
-        return _claim(4, text, UNTESTABLE, "no placement comparison was run", link)
-    pinned, free = s[s["role_strategy"] == "physical"], s[s["role_strategy"] == "none"]
-    if not len(pinned) or not len(free):
+    pair = _two(ev.affinity, "role_strategy", "physical", "none")
+    if pair is None:
         return _claim(4, text, UNTESTABLE, "needs the physical and none strategies", link)
-    a, b = pinned.iloc[0], free.iloc[0]
+    a, b = pair
     verdict = HOLDS if _faster(a, b) else FAILS
     why = (f"pinned {a['decode_tok_s_median']:.1f} tok/s, unpinned {b['decode_tok_s_median']:.1f}"
            + ("" if verdict == HOLDS else " (no difference beyond the CIs)"))
