@@ -28,7 +28,7 @@ class Evidence:
 
 def _claim(n: int, text: str, verdict: str, why: str, link: str | None) -> dict[str, Any]:
     return {"claim": n, "the study says": text, "verdict": verdict, "why": why,
-            "evidence": link or "–"}
+            "evidence": f"[{link.removesuffix('.html')}]({link})" if link else "–"}
 
 
 def _faster(a: pd.Series, b: pd.Series, m: str = "decode_tok_s") -> bool:
