@@ -61,7 +61,7 @@ display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %%
 plans = study.plans(P)
-display(pd.DataFrame([p.to_dict() for p in plans]))
+display(study.plan_table(plans, P))
 
 # %% [markdown]
 # ## Load

@@ -200,3 +200,14 @@ def test_an_unreadable_run_json_is_refused_naming_the_file(old_run):
     (old_run / "run.json").write_text("{not json")
     with pytest.raises(CoresweepError, match=r"run\.json is not valid JSON"):
         Run.load(old_run)
+
+
+def test_a_sweep_never_appends_to_a_newer_schema(old_run):
+    from coresweep.measurement.sweep import sweep
+
+    meta = json.loads((old_run / "run.json").read_text())
+    (old_run / "run.json").write_text(json.dumps({**meta, "schema_version": SCHEMA_VERSION + 1}))
+    cfg = TrialConfig.from_dict(meta["configs"][0]["config"])
+    with pytest.raises(CoresweepError, match="upgrade coresweep"):
+        sweep([cfg], out=old_run, processes=1, progress=False, check_mem=False)
+    assert json.loads((old_run / "run.json").read_text())["schema_version"] == SCHEMA_VERSION + 1

@@ -105,3 +105,10 @@ def test_claims_verdicts_on_constructed_results():
     assert c[5] == c[6] == c[7] == "cannot be tested here"  # no SMT, one node, no serving
     assert c[8] == "holds"  # 17 GB/s of 20: 85 %
     assert (check_claims(_ev())["verdict"] == "cannot be tested here").all()
+
+
+def test_bytes_per_token_of_a_model_and_of_nothing(tiny_int4):
+    from coresweep.models import bytes_per_token, inspect_model
+
+    assert bytes_per_token(str(tiny_int4)) == inspect_model(tiny_int4).bytes_per_token > 0
+    assert bytes_per_token(None) is None and bytes_per_token("/no/such/model") is None

@@ -7,24 +7,10 @@ import argparse
 import sys
 from typing import Any
 
+from coresweep.cli.trial import threads_arg
 from coresweep.parameters import WORKLOAD, add_argument
 
 PLACEMENTS = ("partition", "none")
-
-
-def _threads(s: str) -> int | str | None:
-    if s in ("default", "ort-default"):
-        return None
-    if s == "auto":
-        return s
-    try:
-        value = int(s)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid thread count {s!r}: a positive integer or "
-                                          "'ort-default'")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +25,7 @@ def register(subparsers: Any) -> None:
     add_argument(p, WORKLOAD["precision"])
     add_argument(p, WORKLOAD["engine"])
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--threads", type=_threads, default="auto",
+    p.add_argument("--threads", type=lambda s: threads_arg(s, auto=True), default="auto",
                    help="intra-op threads per worker, 'ort-default', or auto: the physical cores "
                    "of each worker's slice (default auto)")
     p.add_argument("--placement", choices=PLACEMENTS, default="partition",

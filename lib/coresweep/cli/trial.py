@@ -16,15 +16,21 @@ _ALIASES = {"warmup": ("--warmups",), "timeout_s": ("--timeout",),
             "sample_interval_s": ("--sample-interval",)}
 
 
-def _threads(s: str) -> int | None:
+def threads_arg(s: str, *, auto: bool = False) -> int | str | None:
+    """A thread count flag: a positive integer, 'ort-default' (None: ORT's own count), and
+    'auto' where the command has one."""
     if s in ("default", "ort-default"):
         return None
+    if auto and s == "auto":
+        return s
     try:
-        return int(s)
+        value = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid thread count {s!r}: a positive integer or 'ort-default'"
-        ) from None
+        value = 0
+    if value < 1:
+        choices = "a positive integer, 'ort-default'" + (" or 'auto'" if auto else "")
+        raise argparse.ArgumentTypeError(f"invalid thread count {s!r}: {choices}")
+    return value
 
 
 def _env(items: list[str] | None) -> dict[str, str]:
@@ -48,7 +54,7 @@ def register(subparsers: Any) -> None:
         add_argument(p, WORKLOAD[name], *_ALIASES.get(name, ()))
     for name in PROTOCOL:
         add_argument(p, PROTOCOL[name], *_ALIASES.get(name, ()))
-    p.add_argument("--threads", type=_threads, required=True,
+    p.add_argument("--threads", type=threads_arg, required=True,
                    help="intra-op threads, or 'ort-default' for ORT's own choice")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--cpus", help="explicit CPU list, e.g. 0-3,8")

@@ -16,13 +16,13 @@ METHODS = ("both", "ort", "likwid", "off")  # "both": likwid-bench where it runs
 
 def placements(configs: Sequence[Any], topo: Any) -> list[tuple[tuple[int, ...], int]]:
     """(CPUs, threads) of every config with an explicit thread count that fits its CPUs."""
-    from coresweep.machine.placement import make_plan
+    from coresweep.measurement.trial import plan_for
 
     out = []
     for c in configs:
         if c.threads is None:
             continue
-        plan = make_plan(topo, c.threads, c.plan_strategy(), oversubscribe=c.oversubscribe)
+        plan = plan_for(c, topo)
         point = (tuple(sorted(plan.cpus)), c.threads)
         if not plan.oversubscribed and plan.pinned and point not in out:
             out.append(point)

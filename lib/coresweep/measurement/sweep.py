@@ -264,6 +264,7 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
     store = Store(out if out is not None
                   else tempfile.mkdtemp(prefix=f"coresweep-{machine_name(topo)}-"))
     with store:
+        store.check_readable()  # refuse to append to a folder of a newer result schema
         done = store.completed_units()
         if done and not resume:
             raise CoresweepError(

@@ -25,7 +25,7 @@ from coresweep.measurement.sampler import Sampler
 from coresweep.measurement.verify import verify_placement
 
 __all__ = ["PreparedTrial", "TrialConfig", "TrialResult", "check_memory", "model_weight_bytes",
-           "prepare", "read_thread_stat", "read_threads", "run_trial", "validate_config",
+           "plan_for", "prepare", "read_thread_stat", "read_threads", "run_trial", "validate_config",
            "verify_placement", "worker_command"]
 
 
@@ -119,7 +119,8 @@ def validate_config(cfg: TrialConfig) -> None:
         raise PlacementError("pin_threads needs an explicit thread count (threads=None is ORT-default)")
 
 
-def _plan(cfg: TrialConfig, topo: Any) -> Any:
+def plan_for(cfg: TrialConfig, topo: Any) -> Any:
+    """The placement Plan a config runs with on this machine (the one place that decides it)."""
     from coresweep.machine.placement import make_plan
 
     strategy = cfg.plan_strategy()
@@ -181,7 +182,7 @@ def prepare(configs: Iterable[TrialConfig], *, topo: Any = None, check_mem: bool
     models: dict[tuple[str, str], tuple[str, int, Any]] = {}
     out = []
     for cfg in configs:
-        plan = _plan(cfg, topo)
+        plan = plan_for(cfg, topo)
         _check_session(cfg, plan)
         if (cfg.model, cfg.precision) not in models:
             models[(cfg.model, cfg.precision)] = _model(cfg, build, check_mem)

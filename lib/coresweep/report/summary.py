@@ -19,14 +19,10 @@ COLUMNS = ["config", "threads", "placement", "cpus", "ttft_ms", "ttft_ci_ms", "p
 def with_roofline(run_dir: Path, run: Any) -> Any:
     """The run's summary with achieved GB/s and % of the bandwidth measured at each placement."""
     from coresweep.analysis.roofline import with_roofline as add
-    from coresweep.errors import CoresweepError
-    from coresweep.models import inspect_model
+    from coresweep.models import bytes_per_token
 
-    configs = run.meta.get("configs") or [{}]
-    try:
-        bpt = inspect_model(configs[0].get("model_dir", "")).bytes_per_token
-    except (CoresweepError, OSError):
-        bpt = None
+    params = run.meta.get("params") or {}
+    bpt = bytes_per_token(params.get("model"), params.get("precision", "int4"))
     from coresweep.measurement.bandwidth import load
 
     return add(run.summary, bpt, load(run_dir))

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -119,13 +120,16 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The app of one worker process (gunicorn calls it after forking and pinning)."""
     cfg = config or ServeConfig.read()
     slot = int(os.environ.get(SLOT_ENV, "0"))
-    app = FastAPI(title="coresweep serve")
     state: dict[str, Worker] = {}
 
-    @app.on_event("startup")
-    async def load() -> None:
-        state["w"] = Worker(cfg, slot)
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["w"] = Worker(cfg, slot)  # the model loads here: after fork, in the pinned worker
         health.report_worker(cfg, slot, state["w"].load_s)
+        yield
+        state["w"].pool.shutdown(wait=False)
+
+    app = FastAPI(title="coresweep serve", lifespan=lifespan)
 
     @app.get("/health")
     async def get_health() -> JSONResponse:

@@ -117,12 +117,11 @@ def describe_configs(configs: Iterable[Any], topo: Any) -> Any:
     """One row per config: label, threads, strategy, the CPUs its plan pins to, key."""
     import pandas as pd
 
-    from coresweep.machine.placement import make_plan
+    from coresweep.measurement.trial import plan_for
 
     rows = []
     for c in configs:
-        t = c.threads if c.threads is not None else len(topo.allowed)
-        plan = make_plan(topo, t, c.plan_strategy(), oversubscribe=c.oversubscribe)
+        plan = plan_for(c, topo)
         rows.append({
             "label": c.display,
             "threads": "ORT default" if c.threads is None else c.threads,

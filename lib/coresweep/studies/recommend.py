@@ -44,18 +44,6 @@ def _selected(run: Any, study: Any, resolved: Resolved) -> pd.DataFrame:
     return select(run, configs).summary if configs and run is not None else pd.DataFrame()
 
 
-def _bytes_per_token(params: dict[str, Any]) -> float | None:
-    from coresweep.errors import CoresweepError
-    from coresweep.models import inspect_model, resolve_model
-
-    try:
-        info = inspect_model(resolve_model(params["model"], params.get("precision", "int4"),
-                                           build=False))
-    except (CoresweepError, KeyError, OSError):
-        return None
-    return float(info.bytes_per_token) if info.bytes_per_token else None
-
-
 class RecommendStudy(Study):
     number = 5
     name = "recommend"
@@ -75,6 +63,7 @@ class RecommendStudy(Study):
         from coresweep.analysis.best import choose
         from coresweep.analysis.roofline import with_roofline
         from coresweep.measurement.bandwidth import load as load_bandwidth
+        from coresweep.models import bytes_per_token
         from coresweep.studies.claims import Evidence, check_claims
 
         run_dir = Path(resolved.values["run_dir"])
@@ -83,7 +72,7 @@ class RecommendStudy(Study):
         full = studies.validate(params, topo=topo, model=False,
                                 names=[s.id for s in studies.all_studies() if s is not self])
         run = _load_run(run_dir)
-        bpt = _bytes_per_token(full.values)
+        bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
         summary = {s.name: _selected(run, s, full) for s in studies.all_studies()
                    if s.runs_trials and s.name != "serving"}
         summary["threads"] = with_roofline(summary["threads"], bpt, load_bandwidth(run_dir))
@@ -164,12 +153,13 @@ class RecommendStudy(Study):
     def summary_lines(self, rec: Recommendation) -> list[str]:
         """The recommendation in a few lines (summary.md)."""
         from coresweep.analysis.best import prefill_decode_note
+        from coresweep.recommend.configs import shell
 
         out = []
         for goal, metric in (("TTFT", "ttft_s"), ("decode", "decode_tok_s")):
             d = self.deployment(rec, metric)
             if d is not None:
-                out.append(f"- best {goal}: {rec.picks[metric]['label']} → `{shell_line(d)}`")
+                out.append(f"- best {goal}: {rec.picks[metric]['label']} → `{shell(d)}`")
         if rec.serving:
             out.append(f"- serving (p99 TTFT ≤ {rec.serving['p99 TTFT budget ms']} ms): "
                        f"{rec.serving['plan']}, {rec.serving['tok/s']} tok/s")
@@ -187,12 +177,6 @@ def write_recommendation(rec: Recommendation, run_dir: str | Path) -> Path:
     path = run_file(run_dir, "recommendation.md")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def shell_line(d: Any) -> str:
-    from coresweep.recommend.configs import shell
-
-    return shell(d)
 
 
 def _load_run(run_dir: Path) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coresweep.errors import CoresweepError, ParamsError
+from coresweep.machine.topology import format_cpulist
 from coresweep.parameters import Param, table
 from coresweep.studies import common
 from coresweep.studies.base import Resolved, Study
@@ -118,6 +119,19 @@ class ServingStudy(Study):
 
     def plans(self, resolved: Resolved) -> list:
         return make_plans(resolved.values, resolved.topology)
+
+    def plan_table(self, plans: list, resolved: Resolved) -> Any:
+        """One row per plan: workers, threads each, and every worker's CPUs (or unpinned)."""
+        import pandas as pd
+
+        rows = []
+        for p in plans:
+            slices = p.slices(resolved.topology)
+            rows.append({"plan": p.label, "workers": p.workers,
+                         "threads each": "ORT default" if p.threads is None else p.threads,
+                         "CPUs per worker": " | ".join(format_cpulist(s) for s in slices)
+                         if slices else "unpinned", "key": p.key()})
+        return pd.DataFrame(rows)
 
     def measure(self, resolved: Resolved, plans: list, **kw: Any) -> ServingResults:
         """Serve every plan under load into the run folder (resumable); the results."""

@@ -90,14 +90,13 @@ class ThreadsStudy(Study):
         """The trials, then the read bandwidth at each of their placements (the roofline)."""
         from coresweep.analysis.roofline import with_roofline
         from coresweep.measurement.bandwidth import measure_placements
-        from coresweep.models import inspect_model
+        from coresweep.models import bytes_per_token
 
         res = super().measure(resolved, configs, **sweep_args)
         v = resolved.values
         res.bandwidth = measure_placements(v["run_dir"], configs, resolved.topology,
                                            method=v["bandwidth"])
-        model_dir = (res.run.meta.get("configs") or [{}])[0].get("model_dir")
-        bpt = inspect_model(model_dir).bytes_per_token if model_dir else None
+        bpt = bytes_per_token(v["model"], v["precision"])
         res.summary = with_roofline(res.summary, bpt, res.bandwidth)
         return res
 
