@@ -19,6 +19,11 @@ _METRIC_LABEL = {
     "decode_tok_s": ("decode throughput", "tokens/s", 1.0),
     "e2e_s": ("end-to-end time", "s", 1.0),
     "cpu_util_pct": ("process CPU use", "% of one CPU", 1.0),
+    # the normalised views of a comparison (coresweep.compare.runs.normalise)
+    "decode_tok_s_per_core": ("decode per core used", "tokens/s per core", 1.0),
+    "roofline_pct": ("decode bandwidth", "% of measured", 1.0),
+    "decode_speedup": ("decode speedup over 1 thread", "×", 1.0),
+    "ttft_speedup": ("TTFT speedup over 1 thread", "×", 1.0),
 }
 
 
@@ -426,4 +431,38 @@ def roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
     a2.legend(fontsize=8)
     for a in (a1, a2):
         a.set_xticks(x)
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# comparison of runs (coresweep compare)
+
+
+def compare_curves(sweeps: Mapping[str, pd.DataFrame], metrics: Sequence[str], *, title: str,
+                   cap: str | None = None) -> Any:
+    """One panel per metric: each run's median against threads (one line per run, its 95 % CI
+    of the median as a band). A run with no value for a metric is left out of that panel."""
+    _style()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        name, unit, _ = _METRIC_LABEL[m]
+        ticks: set[int] = set()
+        for i, (run, s) in enumerate(sweeps.items()):
+            if s.empty or f"{m}_median" not in s or s[f"{m}_median"].isna().all():
+                continue
+            s = s.dropna(subset=[f"{m}_median"])
+            x = s["threads"].to_numpy(int)
+            ticks.update(x.tolist())
+            ax.fill_between(x, _scaled(s, m, "ci_lo"), _scaled(s, m, "ci_hi"), alpha=0.2,
+                            color=f"C{i}")
+            ax.plot(x, _scaled(s, m, "median"), "o-", color=f"C{i}", label=run)
+        if not ticks:
+            ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=10)
+        else:
+            ax.set_xticks(sorted(ticks))
+            ax.legend(fontsize=7)
+        ax.set_xlabel("intra-op threads")
+        ax.set_ylabel(f"{name} ({unit})")
+        ax.set_title(f"{name} ({unit})", fontsize=11)
     return _finish(fig, title, cap)

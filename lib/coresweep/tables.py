@@ -125,3 +125,29 @@ def parameters(values: dict[str, Any]) -> pd.DataFrame:
         return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
     return pd.DataFrame({"parameter": list(values), "value": [text(v) for v in values.values()]})
+
+
+def _number(v: float) -> str:
+    """A measured value with the digits its size warrants (17397, 25.4, 0.53)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def side_by_side(sweeps: dict[str, pd.DataFrame], stem: str, scale: float = 1.0) -> pd.DataFrame:
+    """threads | one column per run: the median of ``<stem>_median`` (× scale) with its 95 % CI
+    where the sweep has one; "–" where a run did not measure that thread count."""
+    threads = sorted({int(t) for s in sweeps.values() if len(s) for t in s["threads"]})
+    out: dict[str, list[str]] = {"threads": [str(t) for t in threads]}
+    for name, s in sweeps.items():
+        rows = {int(r["threads"]): r for _, r in s.iterrows()} if len(s) else {}
+        cells = []
+        for t in threads:
+            r = rows.get(t)
+            v = float(r.get(f"{stem}_median", np.nan)) * scale if r is not None else np.nan
+            if not np.isfinite(v):
+                cells.append("–")
+                continue
+            lo, hi = (float(r.get(f"{stem}_ci_{e}", np.nan)) * scale for e in ("lo", "hi"))
+            ci = f" ({_number(lo)}–{_number(hi)})" if np.isfinite(lo) and np.isfinite(hi) else ""
+            cells.append(_number(v) + ci)
+        out[name] = cells
+    return pd.DataFrame(out)

@@ -63,8 +63,9 @@ def external_references(text: str) -> list[str]:
 
 
 def render_html(ipynb: str | Path, out: str | Path | None = None, *,
-                banner: str | None = None) -> Path:
-    """Render an executed notebook to ONE self-contained HTML file with the code hidden."""
+                banner: str | None = None, title: str | None = None) -> Path:
+    """Render an executed notebook to ONE self-contained HTML file with the code hidden; the page
+    title is the study's (from the file name) unless ``title`` is given."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -81,8 +82,7 @@ def render_html(ipynb: str | Path, out: str | Path | None = None, *,
     tags = TagRemovePreprocessor(remove_cell_tags={"remove_cell"},
                                  remove_input_tags={"remove_input"}, enabled=True)
     exporter.register_preprocessor(tags, enabled=True)
-    title = _title(ipynb.stem)
-    nb.metadata["title"] = f"coresweep · {title}"
+    nb.metadata["title"] = f"coresweep · {title or _title(ipynb.stem)}"
     body, _ = exporter.from_notebook_node(nb, resources={"coresweep_banner": banner})
     ext = external_references(body)
     if ext:  # never ship a report that would reach the network

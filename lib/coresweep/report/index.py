@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
 from coresweep import studies
 from coresweep.errors import CoresweepError
-from coresweep.report.paths import now_iso, read_json, reports_root, run_file
+from coresweep.report.paths import comparison_file, now_iso, read_json, reports_root, run_file
 
 _INDEX_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
@@ -21,6 +22,38 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#666;font-size:.9em}
 a{color:#1f5fa8}
 .fail{color:#b00020}
+#compare-panel{margin:.8em 0;padding:.6em .8em;background:#f3f5f8;border-radius:4px}
+code{background:#eef;padding:1px 4px;border-radius:3px}
+"""
+
+# Picking runs works offline: the page knows the comparisons made (compare.json of each folder
+# under the reports folder) and links the one of exactly the runs ticked, else shows the command
+# that makes it. Text goes in through textContent only: run names come from other machines.
+_PICK_JS = """
+const made = JSON.parse(document.getElementById('comparisons').textContent);
+const root = document.body.dataset.root;
+const panel = document.getElementById('compare-panel');
+function update() {
+  const picked = [...document.querySelectorAll('input.pick:checked')].map(b => b.value).sort();
+  panel.textContent = '';
+  if (picked.length < 2) { panel.textContent = 'Tick two or more runs to compare them.'; return; }
+  const key = picked.join('\\n');
+  const hit = made.find(c => c.runs.slice().sort().join('\\n') === key);
+  if (hit) {
+    const a = document.createElement('a');
+    a.href = hit.href;
+    a.textContent = 'Open the comparison of these ' + picked.length + ' runs';
+    panel.append(a);
+    return;
+  }
+  panel.append('No comparison of these runs yet. Make it, in the folder that holds ' + root +
+               '/, with: ');
+  const code = document.createElement('code');
+  code.textContent = 'coresweep compare ' + picked.map(n => root + '/' + n).join(' ');
+  panel.append(code);
+}
+document.querySelectorAll('input.pick').forEach(b => b.addEventListener('change', update));
+update();
 """
 
 
@@ -76,11 +109,43 @@ def _row_html(r: dict[str, Any]) -> str:
     extra = " · ".join(f'<a href="{e(h)}">{n}</a>' for n, h in
                        (("summary.md", r["summary"]), ("summary.csv", r["csv"])) if h)
     return (
-        f"<tr><td>{e(r['machine'])}<br><span class=muted>{e(r['name'])}</span></td>"
+        f'<tr><td><input type=checkbox class=pick value="{e(r["name"])}" '
+        f'aria-label="pick {e(r["name"])}"></td>'
+        f"<td>{e(r['machine'])}<br><span class=muted>{e(r['name'])}</span></td>"
         f"<td>{e(str(r['cpu']))}</td><td>{e(r['date'])}</td><td>{e(r['model'])}</td>"
         f"<td class=num>{ttft}</td><td class=num>{dec}</td>"
         f"<td>{links}<br><span class=muted>{extra}</span></td></tr>"
     )
+
+
+def _comparisons(root: Path) -> list[dict[str, Any]]:
+    """The comparisons made in folders under ``root`` (their compare.json), newest first."""
+    out = []
+    for d in sorted(root.iterdir()):
+        try:
+            meta = read_json(comparison_file(d, "json")) if d.is_dir() else {}
+        except CoresweepError:
+            continue
+        if meta and comparison_file(d, "html").exists():
+            out.append({"href": f"{d.name}/{comparison_file(d, 'html').name}",
+                        "created": str(meta.get("created", ""))[:16].replace("T", " "),
+                        "runs": [str(r.get("name")) for r in meta.get("runs") or []],
+                        "left_out": [str(r.get("name")) for r in meta.get("left_out") or []],
+                        "work": str(meta.get("work", ""))})
+    return sorted(out, key=lambda c: c["created"], reverse=True)
+
+
+def _comparisons_html(made: list[dict[str, Any]]) -> str:
+    e = html.escape
+    if not made:
+        return ("<p class=muted>No comparison yet: tick runs above, or run "
+                "<code>coresweep compare RUN_DIR RUN_DIR...</code>.</p>")
+    rows = "\n".join(
+        f'<tr><td>{e(c["created"])}</td><td><a href="{e(c["href"])}">{e(", ".join(c["runs"]))}'
+        f'</a></td><td>{e(c["work"])}</td><td>{e(", ".join(c["left_out"])) or "–"}</td></tr>'
+        for c in made)
+    return ("<table><thead><tr><th>made (UTC)</th><th>runs compared</th><th>same work</th>"
+            f"<th>left out (other work)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def write_index(root: str | Path | None = None) -> Path:
@@ -91,23 +156,32 @@ def write_index(root: str | Path | None = None) -> Path:
     rows.sort(key=lambda r: r["date"], reverse=True)
     e = html.escape
     trs = [_row_html(r) for r in rows]
-    body = "\n".join(trs) or '<tr><td colspan=7 class=muted>no runs yet</td></tr>'
+    body = "\n".join(trs) or '<tr><td colspan=8 class=muted>no runs yet</td></tr>'
+    made = _comparisons(root)
+    # JSON inside <script>: "<" escaped so no run name can close the element
+    made_json = json.dumps([{"runs": c["runs"], "href": c["href"]} for c in made]
+                           ).replace("<", "\\u003c")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>coresweep reports</title><style>{_INDEX_CSS}</style></head>
-<body>
+<body data-root="{e(root.name)}">
 <h1>coresweep reports</h1>
 <p class=muted>How should I spend my CPU cores on LLM inference? One row per run
 (<code>coresweep run PARAMS.yaml</code>); best = lowest median time to first token and highest
 median decode throughput over every configuration measured, with the configuration that gave
 it.</p>
 <table>
-<thead><tr><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>best TTFT</th>
+<thead><tr><th>compare</th><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>best TTFT</th>
 <th>best decode</th><th>reports</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>
+<p id=compare-panel class=muted>Tick two or more runs to compare them.</p>
+<h2>Comparisons</h2>
+{_comparisons_html(made)}
+<script type="application/json" id="comparisons">{made_json}</script>
+<script>{_PICK_JS}</script>
 <p class=muted>Generated {e(now_iso())} by coresweep.</p>
 </body></html>
 """

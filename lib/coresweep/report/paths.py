@@ -56,6 +56,12 @@ def run_file(run_dir: str | Path, kind: str, study_id: str | None = None) -> Pat
     return d / {"batch": "batch.json", "machine": "machine.json"}.get(kind, kind)
 
 
+def comparison_file(out_dir: str | Path, kind: str) -> Path:
+    """The files of a comparison folder (coresweep compare): kind is "json" (which runs, which
+    were left out and why), "ipynb" or "html"."""
+    return Path(out_dir) / f"compare.{kind}"
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON file as a dict; {} when missing; CoresweepError naming the file when unreadable."""
     if not path.exists():
