@@ -9,7 +9,7 @@ import sys
 from coresweep.errors import CoresweepError
 
 # module name -> registers one or more sub-commands via register(subparsers)
-_COMMAND_MODULES = ("topology", "model", "trial", "run", "serve", "compare")
+_COMMAND_MODULES = ("topology", "model", "trial", "run", "serve", "compare", "archive")
 
 
 def build_parser() -> argparse.ArgumentParser:
