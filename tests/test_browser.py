@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _fixture_runs import copy_run
 from _report_run import REPO, quick_run
 from coresweep import studies
 
@@ -54,7 +55,9 @@ def browser():
         b.close()
 
 
-def _open(browser, path: Path, shot: Path) -> dict:
+def _open(browser, path: Path, shot: Path, act=None) -> dict:
+    """Open a page with the network blocked; ``act(page)`` (clicks, ...) runs before the page is
+    read, its result under "act"."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     blocked: list[str] = []
     failed: list[str] = []
@@ -75,6 +78,7 @@ def _open(browser, path: Path, shot: Path) -> dict:
     page.on("requestfailed", lambda r: failed.append(f"{r.url[:100]} {r.failure}"))
     page.goto(path.resolve().as_uri(), wait_until="load")
     page.wait_for_load_state("networkidle")
+    acted = act(page) if act else None
     imgs = page.evaluate(
         "Array.from(document.images).map(i => ({src: i.src.slice(0, 60), complete: i.complete,"
         " w: i.naturalWidth}))"
@@ -85,7 +89,7 @@ def _open(browser, path: Path, shot: Path) -> dict:
     page.screenshot(path=str(shot), full_page=True)
     ctx.close()
     return {"blocked": blocked, "failed": failed, "errors": errors, "imgs": imgs, "text": text,
-            "links": links}
+            "links": links, "act": acted}
 
 
 def _check(r: dict, name: str) -> None:
@@ -118,3 +122,35 @@ def test_report_page(run, browser, nb):
     assert all(i["src"].startswith("data:image/") for i in r["imgs"]), r["imgs"]
     # code is hidden: the parameter cell's source does not appear, its values do
     assert "study.validate(" not in r["text"]
+
+
+def _pick_both(page) -> dict:
+    """Tick the two runs: the panel links the comparison made of exactly those."""
+    before = page.inner_text("#compare-panel")
+    for box in page.query_selector_all("input.pick"):
+        box.check()
+    link = page.query_selector("#compare-panel a")
+    return {"before": before, "href": link.get_attribute("href") if link else None}
+
+
+def test_comparison_page_and_index_picking(browser, tmp_path, monkeypatch, tiny_int4,
+                                           test_model_cache):
+    """Two trimmed real runs of this machine, one with a synthetic second fingerprint
+    (tests/fixtures/runs/README.md), compared; the page and the index open offline."""
+    from coresweep.compare import compare_runs
+    from coresweep.report import write_index
+
+    monkeypatch.setenv("CORESWEEP_CACHE", str(test_model_cache))
+    reports = tmp_path / "reports"
+    runs = [copy_run("quick-t12", reports), copy_run("quick-t124", reports, second_machine=True)]
+    page = compare_runs(runs, out=reports / "compare-fixtures")
+    r = _open(browser, page, ARTIFACTS / "compare.png")
+    _check(r, page.name)
+    assert len(r["imgs"]) >= 3 and all(i["src"].startswith("data:image/") for i in r["imgs"])
+    assert "Machines: what differs" in r["text"] and "AMD EPYC 7313P" in r["text"]
+    r = _open(browser, write_index(reports), ARTIFACTS / "index-compare.png", act=_pick_both)
+    _check(r, "index.html with a comparison")
+    assert "Tick two or more runs" in r["act"]["before"]
+    assert r["act"]["href"] == "compare-fixtures/compare.html"
+    for href in r["links"]:
+        assert Path(href.removeprefix("file://")).exists(), f"dead link {href}"

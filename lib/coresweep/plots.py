@@ -463,6 +463,6 @@ def compare_curves(sweeps: Mapping[str, pd.DataFrame], metrics: Sequence[str], *
             ax.set_xticks(sorted(ticks))
             ax.legend(fontsize=7)
         ax.set_xlabel("intra-op threads")
-        ax.set_ylabel(f"{name} ({unit})")
+        ax.set_ylabel(unit)  # the panel's title names the measure
         ax.set_title(f"{name} ({unit})", fontsize=11)
     return _finish(fig, title, cap)
