@@ -43,6 +43,14 @@ def test_export_import_round_trip(tmp_path):
     assert sorted(p.name for p in reports.iterdir()) == ["index.html", "quick-t12"]
 
 
+def test_export_refuses_what_it_cannot_pack_or_write(tmp_path):
+    with pytest.raises(ArchiveError, match="no run.json"):
+        export_run(tmp_path)
+    run = copy_run("quick-t12", tmp_path / "here")
+    with pytest.raises(ArchiveError, match="no folder"):
+        export_run(run, out=tmp_path / "missing" / "x.tar.gz")
+
+
 def test_cli_export_and_import(tmp_path, capsys):
     run = copy_run("quick-t12", tmp_path / "here")
     assert main(["export", str(run), "--out", str(tmp_path / "x.tar.gz")]) == 0

@@ -44,13 +44,18 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     target = Path(out).expanduser() if out else Path.cwd()
     if target.is_dir():
         target = target / f"{run_dir.name}.tar.gz"
+    if not target.parent.is_dir():
+        raise ArchiveError(f"cannot write {target}: no folder {target.parent}")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(run_dir, arcname=run_dir.name, recursive=False, filter=_anonymous)
-        for p in _files(run_dir):
-            tar.add(p, arcname=f"{run_dir.name}/{p.relative_to(run_dir).as_posix()}",
-                    recursive=False, filter=_anonymous)
-    os.replace(tmp, target)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(run_dir, arcname=run_dir.name, recursive=False, filter=_anonymous)
+            for p in _files(run_dir):
+                tar.add(p, arcname=f"{run_dir.name}/{p.relative_to(run_dir).as_posix()}",
+                        recursive=False, filter=_anonymous)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -89,7 +89,10 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
                                                                        "05_recommend")
                  if (r.path / f"{s}.html").exists()]
         rows.append({"run": esc(r.name), "machine": esc(r.machine), "CPU": esc(r.cpu),
-                     "date (UTC)": esc(r.date), "schema": r.schema_version,
+                     "date (UTC)": esc(r.date), "engine": esc(r.values.get("engine")),
+                     "processes × reps": f"{esc(r.values.get('processes'))} × "
+                                         f"{esc(r.values.get('reps'))}",
+                     "schema": r.schema_version,
                      "threads measured": ", ".join(str(int(t)) for t in r.sweep["threads"]),
                      "reports": " · ".join(links) or "–"})
     from coresweep.tables import markdown
