@@ -169,7 +169,12 @@ def test_configs_for_each_notebook(topo):
     res = studies.validate(studies.load(REPO / "params" / "quick.yaml"), topo=topo, model=False)
     assert studies.get("machine").configs(res) == []
     c1 = studies.get("threads").configs(res)
-    assert [c.threads for c in c1] == res["threads"]
+    lengths = res["prompt_tokens"]
+    assert len(lengths) == 2, "quick.yaml sweeps two prompt lengths through 01"
+    assert [(c.prompt_tokens, c.threads) for c in c1] == [(p, t) for p in lengths
+                                                          for t in res["threads"]]
+    main = studies.get("threads").main_configs(res)
+    assert {c.prompt_tokens for c in main} == {lengths[0]}
     c2 = studies.get("affinity").configs(res)
     labels = [c.display for c in c2]
     assert "ort-default" in labels and any(lb.startswith("omp-only") for lb in labels)
@@ -344,7 +349,8 @@ def test_quick_configs_resume_a_run_folder_written_by_release_0_1(topo):
     from coresweep.measurement.store import Store
 
     old = FIX / "runs" / "v0-quick"
-    res = studies.validate(studies.load(REPO / "params" / "quick.yaml", ["processes=1", "reps=1"]),
+    res = studies.validate(studies.load(REPO / "params" / "quick.yaml",
+                                        ["processes=1", "reps=1", "prompt_tokens=32"]),
                            topo=topo, model=False)
     keys = {c.key() for c in studies.get("threads").configs(res)}
     assert keys <= {k for k, _ in Store(old).completed_units()}

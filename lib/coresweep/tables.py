@@ -125,3 +125,24 @@ def parameters(values: dict[str, Any]) -> pd.DataFrame:
         return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
     return pd.DataFrame({"parameter": list(values), "value": [text(v) for v in values.values()]})
+
+
+_MEASURING_COLUMNS = {
+    "label": "config", "parent_cpus": "parent ran on", "parent_shares_cpus": "parent shared CPUs",
+    "sampler_cpu_pct_median": "sampler CPU %", "throttled": "throttled",
+    "throttled_s": "throttled s", "cpu_mhz_median": "clock MHz", "numa_memory": "NUMA memory",
+    "numa_policy_ok": "policy verified",
+}
+
+
+def measuring_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per config: where the measuring process ran (and, when it had to share the worker's CPUs,
+    what its sampler cost), CFS throttling, the clock during decode and the memory policy."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    cols = {k: v for k, v in _MEASURING_COLUMNS.items() if k in summary}
+    s = summary[list(cols)].rename(columns=cols).copy()
+    for c, nd in (("sampler CPU %", 2), ("throttled s", 3), ("clock MHz", 0)):
+        if c in s:
+            s[c] = s[c].astype(float).round(nd)
+    return s.reset_index(drop=True)
