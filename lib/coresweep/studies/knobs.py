@@ -72,7 +72,7 @@ class KnobsStudy(Study):
         return {**values, "knob_threads": measured or min(common.physical_count(topo), cap)}
 
     def check(self, values: Mapping[str, Any], topo: Any) -> None:
-        common.check_strategy("placement", values["placement"], topo, [values["knob_threads"]],
+        common.check_strategy("knob_threads", values["placement"], topo, [values["knob_threads"]],
                               oversubscribe=False)
         for k in KNOBS:
             if len(set(map(str, values[k]))) != len(values[k]):
