@@ -308,6 +308,14 @@ def test_docs_parameter_reference_is_generated_from_the_registry():
     assert doc == studies.reference_markdown(), "run: coresweep params --markdown > docs/parameters.md"
 
 
+def test_reports_doc_lists_every_parameter_by_notebook():
+    doc = (REPO / "docs" / "reports.md").read_text()
+    missing = [k for k in studies.schema() if f"`{k}`" not in doc]
+    assert not missing, f"docs/reports.md does not list {missing}"
+    for s in studies.all_studies():
+        assert f"| `{s.id}` |" in doc, s.id
+
+
 def test_trial_config_and_trial_flags_take_the_parameter_defaults():
     import argparse
 
