@@ -41,7 +41,8 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-# Debian's likwid gives likwid-bench, the roofline's bandwidth ceiling (coresweep.machine.bandwidth).
+# Debian's likwid gives likwid-bench, the roofline's bandwidth ceiling (coresweep.machine.bandwidth),
+# and dmidecode the memory modules of the fingerprint (coresweep.machine.speed).
 # Installed the same way; elsewhere the portable ORT measurement stands in and reports say so.
 tools: browser
 	@if command -v likwid-bench >/dev/null; then :; \
@@ -50,6 +51,14 @@ tools: browser
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq likwid >/dev/null; \
 	else \
 	  echo "note: likwid-bench not found and not root with apt-get: bandwidth uses the portable ORT method (as root: apt-get install likwid)"; \
+	fi
+	@# dmidecode: memory modules (DIMMs, channels, MT/s) in the machine fingerprint; root only
+	@if command -v dmidecode >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's dmidecode for the memory modules in the fingerprint"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dmidecode >/dev/null; \
+	else \
+	  echo "note: dmidecode not found: the fingerprint records memory modules as absent, with the reason"; \
 	fi
 
 test: $(STAMP) tools

@@ -23,7 +23,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import roofline, verdicts
+from coresweep.analysis import knobs, roofline, verdicts
 
 study = studies.get("threads")
 pd.set_option("display.max_colwidth", 200)
@@ -32,7 +32,7 @@ pd.set_option("display.max_colwidth", 200)
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
 precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
 engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
-prompt_tokens = 64  # int: prompt length in tokens
+prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
 warmup = 1  # int: untimed warm-up generations per worker process
@@ -41,7 +41,7 @@ processes = 3  # int: fresh worker processes per configuration (the spread is be
 timeout_s = 600.0  # float: time-out of one worker process, seconds
 sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
 threads = 'auto'  # int list: thread counts for the core-count sweep; auto means 1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)
-placement = 'cores-first'  # str: placement strategy of the core-count sweep: cores-first fills one CPU per physical core, then the SMT siblings (see coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)
+placement = 'cores-first'  # str: placement strategy of the core-count sweep and of 06_knobs: cores-first fills one CPU per physical core, then the SMT siblings (see coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)
 oversubscribe = True  # bool: allow thread counts past the CPUs the strategy gives (threads then share CPUs)
 bandwidth = 'both'  # str; one of both, ort, likwid, off: read bandwidth at each placement for the roofline: both (likwid-bench where installed, and the portable onnxruntime measurement), ort, likwid, or off
 run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
@@ -98,6 +98,23 @@ plots.speedup_efficiency(res.summary, "ttft_s", cap=cap);
 
 # %%
 plots.util_vs_threads(res.summary, cpus=study.sweep_cpus(P), cap=cap);
+
+# %% [markdown]
+# ## At each context length
+#
+# When `prompt_tokens` is a list, every thread count is measured at every prompt length: TTFT grows with the prompt, and decode slows as the KV cache it reads grows. The curves above use the first length.
+
+# %%
+plots.context_curves(res.contexts, cpus=study.sweep_cpus(P), cap=cap);
+
+# %% [markdown]
+# ## Per-thread CPU use
+#
+# Each pool thread's time on a CPU as a share of the timed region (busiest first). With spinning on (ORT's default) a waiting pool thread spins, so "100 % CPU" is not all work: 06_knobs splits it.
+
+# %%
+plots.thread_utilisation(knobs.thread_utilisation(res.threads), res.labels, cap=cap);
+display(tables.measuring_table(res.summary))
 
 # %% [markdown]
 # ## Per-token decode latency

@@ -32,7 +32,7 @@ pd.set_option("display.max_colwidth", 200)
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
 precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
 engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
-prompt_tokens = 64  # int: prompt length in tokens
+prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
 warmup = 1  # int: untimed warm-up generations per worker process

@@ -32,18 +32,18 @@ pd.set_option("display.max_colwidth", 200)
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
 precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
 engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
-prompt_tokens = 64  # int: prompt length in tokens
+prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
 warmup = 1  # int: untimed warm-up generations per worker process
 timeout_s = 600.0  # float: time-out of one worker process, seconds
 sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
-serve_workers = 'auto'  # int list: worker counts W of the W x T plans (T = physical cores / W); auto means every divisor of the physical core count
+serve_workers = 'auto'  # int list: worker counts W of the W x T plans (T is the physical cores divided by W); auto means every divisor of the core count
 serve_controls = ['unpinned', 'ort-default']  # str list: control plans users deploy: unpinned (W workers, T threads, no pinning) and ort-default (W unpinned workers at ORT's default thread count)
 control_workers = 2  # int: workers W of the control plans (capped at the usable CPUs)
 concurrency = 'auto'  # int list: closed-loop concurrent users per level; auto means 1, 2, 4 ... up to twice the physical cores
 poisson_load = [0.5, 0.9]  # float list: open-loop Poisson arrival rates as fractions of each plan's peak closed-loop request rate
-requests_per_level = 8  # int: requests per load level (at least twice the concurrency)
+requests_per_level = 8  # int: requests per load level (at least one per concurrent user)
 level_timeout_s = 180.0  # float: time bound of one load level, seconds
 latency_budgets_ms = [1000, 2000, 5000, 10000]  # int list: p99 TTFT budgets of the best-plan table, milliseconds
 run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)

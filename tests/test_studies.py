@@ -169,7 +169,12 @@ def test_configs_for_each_notebook(topo):
     res = studies.validate(studies.load(REPO / "params" / "quick.yaml"), topo=topo, model=False)
     assert studies.get("machine").configs(res) == []
     c1 = studies.get("threads").configs(res)
-    assert [c.threads for c in c1] == res["threads"]
+    lengths = res["prompt_tokens"]
+    assert len(lengths) == 2, "quick.yaml sweeps two prompt lengths through 01"
+    assert [(c.prompt_tokens, c.threads) for c in c1] == [(p, t) for p in lengths
+                                                          for t in res["threads"]]
+    main = studies.get("threads").main_configs(res)
+    assert {c.prompt_tokens for c in main} == {lengths[0]}
     c2 = studies.get("affinity").configs(res)
     labels = [c.display for c in c2]
     assert "ort-default" in labels and any(lb.startswith("omp-only") for lb in labels)
@@ -303,6 +308,14 @@ def test_docs_parameter_reference_is_generated_from_the_registry():
     assert doc == studies.reference_markdown(), "run: coresweep params --markdown > docs/parameters.md"
 
 
+def test_reports_doc_lists_every_parameter_by_notebook():
+    doc = (REPO / "docs" / "reports.md").read_text()
+    missing = [k for k in studies.schema() if f"`{k}`" not in doc]
+    assert not missing, f"docs/reports.md does not list {missing}"
+    for s in studies.all_studies():
+        assert f"| `{s.id}` |" in doc, s.id
+
+
 def test_trial_config_and_trial_flags_take_the_parameter_defaults():
     import argparse
 
@@ -344,7 +357,8 @@ def test_quick_configs_resume_a_run_folder_written_by_release_0_1(topo):
     from coresweep.measurement.store import Store
 
     old = FIX / "runs" / "v0-quick"
-    res = studies.validate(studies.load(REPO / "params" / "quick.yaml", ["processes=1", "reps=1"]),
+    res = studies.validate(studies.load(REPO / "params" / "quick.yaml",
+                                        ["processes=1", "reps=1", "prompt_tokens=32"]),
                            topo=topo, model=False)
     keys = {c.key() for c in studies.get("threads").configs(res)}
     assert keys <= {k for k, _ in Store(old).completed_units()}

@@ -28,7 +28,9 @@ _TYPE_NAMES = {
     "int_list": "a list of integers",
     "float_list": "a list of numbers",
     "str_list": "a list of strings",
+    "bool_list": "a list of true/false",
 }
+_LIST_OF = {"int": "int_list", "float": "float_list", "str": "str_list", "bool": "bool_list"}
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,11 @@ class Param:
     auto: bool = False
     minimum: float | None = None
     allow_empty: bool = False  # lists only: [] is a valid value
+    listable: bool = False  # a scalar that also takes a list (an axis where a study sweeps it)
 
     def type_name(self) -> str:
-        return _TYPE_NAMES[self.kind] + (' or "auto"' if self.auto else "")
+        listed = f" or {_TYPE_NAMES[_LIST_OF[self.kind]]}" if self.listable else ""
+        return _TYPE_NAMES[self.kind] + listed + (' or "auto"' if self.auto else "")
 
     def default_value(self) -> Any:
         return list(self.default) if isinstance(self.default, list) else self.default
@@ -60,14 +64,20 @@ class Param:
         """Type-check one value; returns it normalised (lists as lists, floats as float)."""
         if self.auto and value == "auto":
             return "auto"
+        if self.listable and isinstance(value, (list, tuple)):
+            if not value:
+                raise self.error(value, f"{value!r} is an empty list")
+            return [self.check(v) for v in value]
         value = _CHECKS[self.kind](self, value)
         items = value if isinstance(value, list) else [value]
         if self.minimum is not None:
             for v in items:
                 if isinstance(v, (int, float)) and v < self.minimum:
                     raise self.error(value, f"{v!r} is below the minimum {self.minimum:g}")
-        if self.choices and value not in self.choices:
-            raise self.error(value, f"{value!r} is not a valid choice")
+        if self.choices:
+            for v in items:
+                if v not in self.choices:
+                    raise self.error(value, f"{v!r} is not a valid choice")
         return value
 
     def parse_text(self, raw: str) -> Any:
@@ -77,6 +87,8 @@ class Param:
             return self.check(raw)  # never reinterpret strings ("0-3" stays a string)
         if self.auto and text == "auto":
             return "auto"
+        if self.listable and "," in text and not text.startswith("["):
+            return self.check([_scalar_param(self).parse_text(t) for t in text.split(",")])
         try:
             if self.kind.endswith("_list") and not text.startswith("["):
                 parts = [s.strip() for s in text.split(",") if s.strip()]
@@ -86,6 +98,24 @@ class Param:
         except yaml.YAMLError as exc:
             raise self.error(raw, f"cannot parse {raw!r}: {exc}") from None
         return self.check(value)
+
+
+def _scalar_param(p: Param) -> Param:
+    from dataclasses import replace
+
+    return replace(p, listable=False)
+
+
+def axis(p: Param, default: list | None = None, help: str | None = None) -> Param:
+    """The list form of a one-value parameter: a study's axis over it (same name, choices and
+    minimum; every value is checked as the one-value parameter would be)."""
+    return Param(p.name, _LIST_OF[p.kind], [p.default] if default is None else default,
+                 help or f"values to compare of: {p.help}", choices=p.choices, minimum=p.minimum)
+
+
+def first(value: Any) -> Any:
+    """The first value of a listable parameter (the one studies that do not sweep it use)."""
+    return value[0] if isinstance(value, list) else value
 
 
 def _is_int(v: Any) -> bool:
@@ -133,6 +163,7 @@ _CHECKS = {
     "int_list": _check_list(_is_int),
     "float_list": _check_list(lambda x: _is_int(x) or isinstance(x, float), float),
     "str_list": _check_list(lambda x: isinstance(x, str)),
+    "bool_list": _check_list(lambda x: isinstance(x, bool)),
 }
 
 
@@ -149,7 +180,9 @@ WORKLOAD = table(
           choices=("int4", "int8", "fp32")),
     Param("engine", "str", "ort", "generation engine: onnxruntime loop or onnxruntime-genai",
           choices=("ort", "genai")),
-    Param("prompt_tokens", "int", 64, "prompt length in tokens", minimum=1),
+    Param("prompt_tokens", "int", 64, "prompt length in tokens; a list such as [64, 512, 2048] "
+          "is an axis of the threads study (per context length), other studies use the first",
+          minimum=1, listable=True),
     Param("gen_tokens", "int", 32, "tokens generated per repetition (greedy)", minimum=2),
     Param("prompt_text", "str", "",
           "prompt text for a real model with its own tokenizer (chat template); synthetic presets "
@@ -177,6 +210,30 @@ OUTPUT = table(
 SMT_MODE = Param("smt_mode", "str", "placement", "how SMT is switched off: placement (use one CPU "
                  "per core) or sysfs (write /sys/devices/system/cpu/smt/control; needs root)",
                  choices=("placement", "sysfs"))
+
+
+# -- onnxruntime session knobs of a trial (TrialConfig.session / pin_threads / numa_memory;
+#    `coresweep trial` flags; the knobs study compares lists of them) --------------------------------
+SESSION = table(
+    Param("spinning", "bool", True, "intra-/inter-op pool threads spin while waiting for work "
+          "(session.intra_op.allow_spinning): faster hand-offs, CPU time burnt while idle"),
+    Param("pin_threads", "bool", False, "pin each intra-op pool thread to one CPU of the plan "
+          "(session.intra_op_thread_affinities), not only the process"),
+    Param("inter_op_threads", "int", 1, "inter-op pool threads (used by the parallel execution "
+          "mode)", minimum=0),
+    Param("execution_mode", "str", "sequential", "graph execution mode",
+          choices=("sequential", "parallel")),
+    Param("dynamic_block_base", "int", 0, "session.dynamic_block_base: 0 means a static partition of "
+          "parallel loops, N > 0 dynamic blocks that shrink as work runs out", minimum=0),
+    Param("graph_optimization", "str", "all", "graph optimisation level",
+          choices=("disabled", "basic", "extended", "all")),
+    Param("numa_memory", "str", "default", "NUMA memory policy set in the worker before the "
+          "model loads: default (first touch), local (the allocating CPU's node) or interleave "
+          "(pages spread over every node with memory, like numactl --interleave all)", choices=("default", "local", "interleave")),
+)
+# the knobs that are onnxruntime session options (TrialConfig.session keys)
+SESSION_OPTIONS = ("spinning", "inter_op_threads", "execution_mode", "dynamic_block_base",
+                   "graph_optimization")
 
 
 def unknown(key: str, valid: Iterable[str]) -> ParamsError:
@@ -242,8 +299,9 @@ def add_argument(parser: argparse.ArgumentParser, p: Param, *aliases: str,
     """A flag for ``p``: typed and checked by the Param, default and help from it."""
     default = p.default_value() if default is None else default
     if p.kind == "bool":
-        parser.add_argument(flag(p.name), *aliases, dest=p.name, action="store_true",
-                            default=default, help=p.help)
+        parser.add_argument(flag(p.name), *aliases, dest=p.name,
+                            action=argparse.BooleanOptionalAction, default=default,
+                            help=p.help)
         return
 
     def typed(raw: str) -> Any:

@@ -435,6 +435,92 @@ def roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
+# 01 threads at several prompt lengths (contexts)
+
+
+def context_curves(contexts: pd.DataFrame | None, *, cpus: int | None = None,
+                   cap: str | None = None) -> Any:
+    """TTFT, prefill and decode against threads, one line per prompt length, and decode tok/s
+    against the prompt length per thread count (the KV cache grows with the context)."""
+    _style()
+    title = "Threads at each context length"
+    if contexts is None or not len(contexts) or contexts["prompt_tokens"].nunique() < 2:
+        return _empty(title, cap, "one prompt length: set prompt_tokens to a list, e.g. "
+                      "[64, 512, 2048], to draw this")
+    s = _explicit_threads(contexts)
+    metrics = ("ttft_s", "prefill_tok_s", "decode_tok_s")
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4), squeeze=False)
+    for ax, m in zip(axes[0][:3], metrics, strict=True):
+        name, unit, _ = _METRIC_LABEL[m]
+        for p, g in s.groupby("prompt_tokens"):
+            ax.errorbar(g["threads"], _scaled(g, m, "median"), fmt="o-", capsize=3,
+                        yerr=[_scaled(g, m, "median") - _scaled(g, m, "ci_lo"),
+                              _scaled(g, m, "ci_hi") - _scaled(g, m, "median")],
+                        label=f"prompt {p}")
+        if cpus:
+            ax.axvline(cpus, ls="--", color="grey", lw=1)
+        ax.set_xlabel("intra-op threads")
+        ax.set_title(f"{name} ({unit})", fontsize=11)
+    axes[0][0].legend(fontsize=8)
+    ax = axes[0][3]
+    for t, g in s.groupby("threads"):
+        g = g.sort_values("prompt_tokens")
+        ax.plot(g["prompt_tokens"], g["decode_tok_s_median"], "o-", label=f"{t} threads")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prompt tokens (context before decode)")
+    ax.set_title("decode throughput (tokens/s) against context", fontsize=11)
+    ax.legend(fontsize=8)
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# per-thread utilisation (01, 06) and the knobs (06)
+
+
+def thread_utilisation(util: pd.DataFrame, labels: Mapping[str, str], *,
+                       cap: str | None = None) -> Any:
+    """Each pool thread's share of the timed wall time on a CPU (busiest first), per config:
+    with spinning on, idle pool threads still show near 100 %."""
+    _style()
+    title = "Per-thread CPU use in the timed region"
+    if util is None or not len(util):
+        return _empty(title, cap, "no per-thread CPU times recorded (runs before this release "
+                      "lack the timed wall time)")
+    keys = [k for k in labels if k in set(util["config_key"])]
+    ranks = int(util["rank"].max())
+    fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(keys) * min(ranks, 8)), 4))
+    width = 0.8 / max(1, min(ranks, 8))
+    for r in range(1, min(ranks, 8) + 1):
+        u = util[util["rank"] == r].set_index("config_key")["util_pct"]
+        ax.bar(np.arange(len(keys)) + (r - 1) * width, [u.get(k, np.nan) for k in keys], width,
+               label=f"thread #{r}")
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [labels[k] for k in keys],
+                  rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("% of the timed wall time on a CPU")
+    ax.axhline(100, ls="--", color="grey", lw=1)
+    ax.legend(fontsize=7, ncol=min(ranks, 8))
+    return _finish(fig, title, cap)
+
+
+def knob_effects(effects: pd.DataFrame, *, cap: str | None = None) -> Any:
+    """Decode tok/s of each knob value over the baseline's, with the interval from the two CIs;
+    1.0 (dashed) is the baseline."""
+    _style()
+    title = "Each knob against the baseline (decode)"
+    if effects is None or not len(effects):
+        return _empty(title, cap, "no knob value besides the baseline was measured")
+    e = effects.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(e) + 1.5))
+    mid = e["decode_ratio"].to_numpy(float)
+    ax.errorbar(mid, np.arange(len(e)), fmt="o", capsize=3,
+                xerr=[mid - e["decode_ratio_lo"].to_numpy(float),
+                      e["decode_ratio_hi"].to_numpy(float) - mid])
+    ax.axvline(1.0, ls="--", color="grey")
+    ax.set_yticks(np.arange(len(e)), [f"{k} = {v}" for k, v in zip(e["knob"], e["value"],
+                                                                    strict=True)])
+    ax.set_xlabel("decode tok/s ÷ baseline (interval from both 95 % CIs)")
+
+
 # comparison of runs (coresweep compare)
 
 

@@ -127,6 +127,27 @@ def parameters(values: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"parameter": list(values), "value": [text(v) for v in values.values()]})
 
 
+_MEASURING_COLUMNS = {
+    "label": "config", "parent_cpus": "parent ran on", "parent_shares_cpus": "parent shared CPUs",
+    "sampler_cpu_pct_median": "sampler CPU %", "throttled": "throttled",
+    "throttled_s": "throttled s", "cpu_mhz_median": "clock MHz", "numa_memory": "NUMA memory",
+    "numa_policy_ok": "policy verified",
+}
+
+
+def measuring_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per config: where the measuring process ran (and, when it had to share the worker's CPUs,
+    what its sampler cost), CFS throttling, the clock during decode and the memory policy."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    cols = {k: v for k, v in _MEASURING_COLUMNS.items() if k in summary}
+    s = summary[list(cols)].rename(columns=cols).copy()
+    for c, nd in (("sampler CPU %", 2), ("throttled s", 3), ("clock MHz", 0)):
+        if c in s:
+            s[c] = s[c].astype(float).round(nd)
+    return s.reset_index(drop=True)
+
+
 def _number(v: float) -> str:
     """A measured value with the digits its size warrants (17397, 25.4, 0.53)."""
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"

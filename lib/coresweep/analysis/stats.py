@@ -21,6 +21,9 @@ METRICS = (
     "load_s",
     "peak_rss_bytes",
     "cpu_util_pct",
+    "cpu_s_per_token",
+    "cpu_mhz",
+    "sampler_cpu_pct",
 )
 CV_NOISY = 0.10  # coefficient of variation above which a metric is flagged noisy (pyperf: 10 %)
 GROUP_COLS = (
@@ -39,6 +42,9 @@ GROUP_COLS = (
     "pin_threads",
     "env",
     "session",
+    "numa_memory",
+    "parent_cpus",
+    "parent_shares_cpus",
 )
 
 
@@ -186,6 +192,12 @@ def summarize(
             row["busy_threads"] = float(np.median(g["busy_threads"].to_numpy(float)))
             reasons = sorted({r for r in g.get("placement_reasons", []) if r})
             row["placement_reasons"] = " | ".join(reasons)
+        if "throttled" in g:  # CFS quota: a throttled trial measured the quota
+            row["throttled"] = bool(g["throttled"].astype(bool).any())
+            row["throttled_s"] = float(g.drop_duplicates("process")["throttled_s"].sum())
+        if "numa_policy_ok" in g:
+            ok_vals = [v for v in g["numa_policy_ok"] if v is not None and v == v]
+            row["numa_policy_ok"] = bool(all(ok_vals)) if ok_vals else None
         if "checksum" in g:
             row["checksums_agree"] = bool(g["checksum"].nunique() == 1)
         rows.append(row)

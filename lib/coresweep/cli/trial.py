@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from coresweep.errors import CoresweepError
-from coresweep.parameters import PROTOCOL, SMT_MODE, WORKLOAD, add_argument
+from coresweep.parameters import PROTOCOL, SESSION, SMT_MODE, WORKLOAD, add_argument
 
 # earlier spellings of some flags, still accepted
 _ALIASES = {"warmup": ("--warmups",), "timeout_s": ("--timeout",),
@@ -64,7 +64,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--smt", choices=["on", "off"], default=None)
     add_argument(p, SMT_MODE)
     p.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment knob (repeat)")
-    p.add_argument("--pin-threads", action="store_true", help="pin each ORT pool thread too")
+    for name in SESSION:
+        add_argument(p, SESSION[name])
     p.add_argument("--oversubscribe", action="store_true", help="allow more threads than CPUs")
     p.add_argument("--out", default=None, help="run folder (default: a new temp dir)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -82,6 +83,10 @@ def _clean(v: Any) -> Any:
 def _config(args: argparse.Namespace) -> Any:
     from coresweep.measurement.config import TrialConfig
 
+    if isinstance(args.prompt_tokens, list):
+        raise CoresweepError(f"--prompt-tokens {args.prompt_tokens}: coresweep trial measures one "
+                             "config, so one prompt length; sweep several with coresweep run "
+                             "(the threads study) or sweep.grid(prompt_tokens=[...])")
     return TrialConfig(
         **{k: getattr(args, k) for k in WORKLOAD if k != "prompt_text"},
         prompt_text=args.prompt_text or None,
@@ -90,7 +95,9 @@ def _config(args: argparse.Namespace) -> Any:
         smt=args.smt,
         smt_mode=args.smt_mode,
         env=_env(args.env),
+        session=TrialConfig.session_knobs(vars(args)),
         pin_threads=args.pin_threads,
+        numa_memory=args.numa_memory,
         oversubscribe=args.oversubscribe,
     )
 

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ModelError
+from coresweep.parameters import SESSION
 
 ENGINES = ("ort", "genai")
-EXECUTION_MODES = ("sequential", "parallel")
-GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+EXECUTION_MODES = SESSION["execution_mode"].choices
+GRAPH_OPTIMIZATIONS = SESSION["graph_optimization"].choices
 _GRAPH_OPT_ORT = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                   "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -41,12 +42,12 @@ class SessionConfig:
     """Every onnxruntime session option coresweep sets, recorded with each result."""
 
     threads: int | None                 # None = the named "ort-default" mode (intra_op_num_threads=0)
-    inter_op_threads: int = 1
-    execution_mode: str = "sequential"
-    spinning: bool = True
+    inter_op_threads: int = SESSION["inter_op_threads"].default
+    execution_mode: str = SESSION["execution_mode"].default
+    spinning: bool = SESSION["spinning"].default
     affinities: str | None = None       # session.intra_op_thread_affinities (threads-1 entries)
-    dynamic_block_base: int = 0
-    graph_optimization: str = "all"
+    dynamic_block_base: int = SESSION["dynamic_block_base"].default
+    graph_optimization: str = SESSION["graph_optimization"].default
     memory_arena: bool = True
 
     def __post_init__(self) -> None:

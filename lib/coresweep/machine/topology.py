@@ -1172,6 +1172,8 @@ def fingerprint(topo: Topology | None = None) -> dict:
         if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES
     }
     versions = _software_versions()
+    from coresweep.machine.speed import speed_state  # boost, EPP, hypervisor, isolation, memory
+
     return {
         "machine": machine_name(topo),
         "hostname": hostname,
@@ -1184,6 +1186,7 @@ def fingerprint(topo: Topology | None = None) -> dict:
         "loadavg": loadavg,
         "os": platform.platform() if live else None,
         "pid": os.getpid() if live else None,
+        "speed": speed_state(topo.root, live),
     }
 
 

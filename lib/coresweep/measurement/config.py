@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coresweep.errors import CoresweepError
-from coresweep.parameters import SMT_MODE, WORKLOAD
+from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 
 # Mirrors engines.ENGINES (the engines import onnxruntime lazily, but the parent never needs them).
 ENGINES = WORKLOAD["engine"].choices
@@ -27,10 +27,8 @@ ENV_KNOBS = (
     "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS", "KMP_AFFINITY", "GOMP_CPU_AFFINITY", "ORT_DISABLE_SPINNING",
 )
-SESSION_KEYS = (
-    "inter_op_threads", "execution_mode", "spinning", "dynamic_block_base", "graph_optimization",
-    "memory_arena",
-)
+SESSION_KEYS = (*SESSION_OPTIONS, "memory_arena")
+NUMA_MEMORY = SESSION["numa_memory"].choices
 
 KEY_VERSION = 1
 # field -> its name in the key-version-1 hash (release 0.1 called `warmup` "warmups")
@@ -72,9 +70,10 @@ class TrialConfig:
     smt_mode: str = SMT_MODE.default  # "placement": by the plan; "sysfs": smt/control (root)
     env: dict[str, str] = field(default_factory=dict)  # environment knobs set in the worker
     session: dict[str, Any] = field(default_factory=dict)  # extra engines.SessionConfig fields
-    pin_threads: bool = False  # also pin each ORT pool thread (session intra_op_thread_affinities)
+    pin_threads: bool = SESSION["pin_threads"].default  # also pin each ORT pool thread
     oversubscribe: bool = False  # allow more threads than CPUs in the plan
     seed: int = 0  # prompt seed
+    numa_memory: str = SESSION["numa_memory"].default  # memory policy set before the model loads
     prompt_text: str | None = None  # text through the model's tokenizer instead of ids
     label: str | None = None  # display name only (not part of the key)
     role: dict[str, Any] = field(default_factory=dict)  # what the point is for (not keyed)
@@ -116,11 +115,22 @@ class TrialConfig:
         parts = [t, self.placement]
         if self.smt:
             parts.append(f"smt-{self.smt}")
+        if self.pin_threads:
+            parts.append("pinned-threads")
+        if self.numa_memory != "default":
+            parts.append(f"numa-{self.numa_memory}")
         for knobs in (self.env, self.session):
             if knobs:
                 parts.append(",".join(f"{k}={v}" for k, v in sorted(knobs.items())))
         parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}")
         return " ".join(parts)
+
+    @staticmethod
+    def session_knobs(values: dict[str, Any]) -> dict[str, Any]:
+        """The session options among ``values`` that differ from onnxruntime's defaults here (a
+        default left out keeps the config's key: it measures the same thing)."""
+        return {k: values[k] for k in SESSION_OPTIONS
+                if k in values and values[k] != SESSION[k].default}
 
     def plan_strategy(self) -> str:
         """The placement strategy handed to make_plan ("auto" resolved)."""

@@ -14,6 +14,12 @@ REP_FIELDS = ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s", "n_tokens", "p
               "cpu_user_s", "cpu_sys_s", "ctx_vol", "ctx_invol", "cpu_util_pct", "checksum")
 
 
+def cpu_s_per_token(rep: dict[str, Any]) -> float:
+    """CPU seconds (user + system, all threads) the process spent per generated token."""
+    n = rep.get("n_tokens") or 0
+    return (rep["cpu_user_s"] + rep["cpu_sys_s"]) / n if n else float("nan")
+
+
 def _cpu_s(t: dict[str, Any]) -> float:
     return t.get("cpu_s", t["user_s"] + t["sys_s"])
 
@@ -34,6 +40,17 @@ def _verdict(prep: Any, events: dict[str, Any], seen: dict | None) -> dict[str, 
         wall_s=threads_ev.get("wall_s", 0.0), seen=seen, ort_default=prep.config.threads is None,
         affinity=hello.get("affinity"),
         affinity_first=hello.get("onnxruntime_imported_before_affinity") is False)
+
+
+def numa_columns(cfg: Any, numa: dict[str, Any] | None) -> dict[str, Any]:
+    """The memory policy asked for, the pages per node the worker held after loading, and
+    whether numa_maps shows the policy (None: not readable)."""
+    from coresweep.machine.numa_policy import policy_verified
+
+    maps = (numa or {}).get("maps")
+    return {"numa_memory": cfg.numa_memory,
+            "numa_pages": json.dumps((maps or {}).get("pages", {}), sort_keys=True),
+            "numa_policy_ok": policy_verified(cfg.numa_memory, maps)}
 
 
 def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[str, Any],
@@ -60,7 +77,16 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "placement_reasons": "; ".join(verdict["reasons"]),
         "onnxruntime_version": loaded.get("onnxruntime_version"),
         "affinity": format_cpulist(eff) if eff is not None else "",
+        **numa_columns(cfg, events.get("numa")),
     }
+
+
+def timed_thread_rows(key: str, process: int, rows: list[dict], wall_s: float) -> list[dict]:
+    """Each thread's CPU time over the timed repetitions and its share of that wall time (100 %:
+    on a CPU the whole time, working or spinning)."""
+    return [{"config_key": key, "process": process, "when": "decode", **r, "timed_wall_s": wall_s,
+             "util_pct": 100.0 * r["cpu_s"] / wall_s if wall_s > 0 else float("nan")}
+            for r in rows]
 
 
 def token_rows(key: str, process: int, rep: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,17 +97,20 @@ def token_rows(key: str, process: int, rep: dict[str, Any]) -> list[dict[str, An
 
 
 def rows_from_events(prep: Any, process: int, events: dict[str, Any], reps: list[dict], *,
-                     seen: dict[int, set[int]] | None = None, pid: int | None = None) -> dict:
+                     seen: dict[int, set[int]] | None = None, pid: int | None = None,
+                     measured: dict[str, Any] | None = None) -> dict:
     """trials / tokens / threads rows and the placement verdict of one finished worker process.
     ``events``: the last event of each kind ("hello", "loaded", "prompt", "threads", ...);
-    ``reps``: the "rep" events in order; ``seen``: CPUs the sampler saw each thread on."""
+    ``reps``: the "rep" events in order; ``seen``: CPUs the sampler saw each thread on;
+    ``measured``: the parent's columns (where it ran, throttling, the sampler's cost, clock)."""
     verdict = _verdict(prep, events, seen)
-    base = base_columns(prep, process, events, verdict, pid)
+    base = {**base_columns(prep, process, events, verdict, pid), **(measured or {})}
     return {
-        "trials": [{**base, "rep": r["rep"], **{f: r[f] for f in REP_FIELDS}} for r in reps],
+        "trials": [{**base, "rep": r["rep"], **{f: r[f] for f in REP_FIELDS},
+                    "cpu_s_per_token": cpu_s_per_token(r)} for r in reps],
         "tokens": [row for r in reps for row in token_rows(prep.key, process, r)],
         "threads": after_load_rows(prep.key, process, events.get("loaded", {}))
-        + [{"config_key": prep.key, "process": process, "when": "decode", **r}
-           for r in verdict["rows"]],
+        + timed_thread_rows(prep.key, process, verdict["rows"],
+                            events.get("threads", {}).get("wall_s", 0.0)),
         "placement": {k: v for k, v in verdict.items() if k != "rows"},
     }

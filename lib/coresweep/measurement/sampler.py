@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from coresweep.machine.speed import cpu_mhz
 from coresweep.measurement.procfs import read_threads
 
 
@@ -14,10 +15,13 @@ class Sampler(threading.Thread):
     """Parent-side timeline: per-CPU utilisation (psutil) and, when ``pid`` is given, that
     process's threads (/proc)."""
 
-    def __init__(self, pid: int | None, interval: float, t0: float, phase_ref: list[str], gate: Any = None):
+    def __init__(self, pid: int | None, interval: float, t0: float, phase_ref: list[str],
+                 gate: Any = None, clock_cpus: list[int] | None = None):
         super().__init__(daemon=True, name="coresweep-sampler")
         self.pid, self.interval, self.t0, self.phase_ref = pid, interval, t0, phase_ref
         self.gate = gate  # optional callable: sample only while gate() is true
+        self.clock_cpus = clock_cpus  # CPUs whose clock is read in the timed phase
+        self.mhz: list[float] = []
         self.stop_event = threading.Event()
         self.samples: list[dict] = []
         self.thread_samples: list[dict] = []
@@ -43,6 +47,10 @@ class Sampler(threading.Thread):
                              for cpu, u in enumerate(psutil.cpu_percent(percpu=True))]
             if self.pid is not None:
                 self._sample_threads(t, phase)
+            if self.clock_cpus and phase == "timed":
+                mhz = cpu_mhz(self.clock_cpus)
+                if mhz is not None:
+                    self.mhz.append(mhz)
             self._prev_t = t
             self.cpu_s = time.thread_time() - c0
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError, ModelError, PlacementError
-from coresweep.measurement.config import ENGINES, SESSION_KEYS, SMT_MODES, SMT_STATES, TrialConfig
+from coresweep.measurement.config import (
+    ENGINES,
+    NUMA_MEMORY,
+    SESSION_KEYS,
+    SMT_MODES,
+    SMT_STATES,
+    TrialConfig,
+)
+from coresweep.measurement.parent import parent_outside, read_throttling, throttle_columns
 from coresweep.measurement.process import WorkerProcess, failure_reason, oom_kills, worker_command
 from coresweep.measurement.procfs import read_thread_stat, read_threads
 from coresweep.measurement.rows import rows_from_events
@@ -42,6 +50,7 @@ class PreparedTrial:
     model_dir: str
     weight_bytes: int
     skip_reason: str | None = None
+    numa_nodes: tuple[int, ...] = ()  # nodes with memory: an interleave policy spreads over them
 
     def worker_payload(self, process: int) -> dict[str, Any]:
         plan = self.plan
@@ -55,6 +64,7 @@ class PreparedTrial:
             "model_dir": self.model_dir,
             "cpus": list(plan.cpus),
             "affinities": affinities,
+            "numa_nodes": list(self.numa_nodes),
             "plan": plan.to_dict() if hasattr(plan, "to_dict") else {"cpus": list(plan.cpus)},
         }
 
@@ -115,6 +125,9 @@ def validate_config(cfg: TrialConfig) -> None:
         )
     if not isinstance(cfg.env, dict) or not all(isinstance(k, str) for k in cfg.env):
         raise CoresweepError(f"env must be a dict of name -> value, got {cfg.env!r}")
+    if cfg.numa_memory not in NUMA_MEMORY:
+        raise CoresweepError(f"unknown numa_memory {cfg.numa_memory!r}; valid: "
+                             f"{', '.join(NUMA_MEMORY)}")
     if cfg.threads is None and cfg.pin_threads:
         raise PlacementError("pin_threads needs an explicit thread count (threads=None is ORT-default)")
 
@@ -189,7 +202,8 @@ def prepare(configs: Iterable[TrialConfig], *, topo: Any = None, check_mem: bool
         mdir, size, info = models[(cfg.model, cfg.precision)]
         _check_prompt(cfg, mdir, info)
         out.append(PreparedTrial(cfg, cfg.key(), plan, mdir, size,
-                                 smt_mod.skip_reason(cfg, topo, smt_root)))
+                                 smt_mod.skip_reason(cfg, topo, smt_root),
+                                 tuple(topo.nodes_with_memory())))
     return out
 
 
@@ -243,10 +257,23 @@ def _stream(worker: WorkerProcess, phase: list[str], on_event: Any) -> tuple[dic
 def _sampled_rows(res: TrialResult, sampler: Sampler | None, interval: float | None) -> None:
     if sampler is None:
         return
-    res.info["sampler"] = {"n": sampler.n, "cpu_s": sampler.cpu_s, "interval_s": interval}
+    res.info["sampler"] = {"n": sampler.n, "cpu_s": sampler.cpu_s, "interval_s": interval,
+                           "mhz": sampler.mhz}
     res.samples = [{"config_key": res.key, "process": res.process, **s} for s in sampler.samples]
     res.thread_samples = [{"config_key": res.key, "process": res.process, **s}
                           for s in sampler.thread_samples]
+
+
+def _sampler_columns(sampler: Sampler | None, wall_s: float) -> dict[str, Any]:
+    """The sampler's own cost (one CPU's share over the trial) and the clock it saw in the
+    timed phase."""
+    import statistics
+
+    nan = float("nan")
+    if sampler is None:
+        return {"sampler_cpu_pct": 0.0, "cpu_mhz": nan}
+    return {"sampler_cpu_pct": 100.0 * sampler.cpu_s / wall_s if wall_s > 0 else nan,
+            "cpu_mhz": statistics.median(sampler.mhz) if sampler.mhz else nan}
 
 
 def run_trial(prep: PreparedTrial, process: int = 0, *, timeout_s: float | None = 600.0,
@@ -264,17 +291,22 @@ def run_trial(prep: PreparedTrial, process: int = 0, *, timeout_s: float | None 
         res.status, res.reason = "skipped", prep.skip_reason
         return res
     phase, sampler = ["spawn"], None
-    with WorkerProcess(prep.worker_payload(process), timeout_s, env) as worker:
+    throttled_before = read_throttling()
+    with parent_outside(prep.plan.cpus) as parent, \
+            WorkerProcess(prep.worker_payload(process), timeout_s, env) as worker:
         if on_event:
             on_event({"event": "spawn", "pid": worker.pid, "key": prep.key, "process": process})
         if sample_interval_s:
-            sampler = Sampler(worker.pid, sample_interval_s, worker.t0, phase, sample_gate)
+            sampler = Sampler(worker.pid, sample_interval_s, worker.t0, phase, sample_gate,
+                              clock_cpus=list(prep.plan.cpus))
             sampler.start()
         try:
             events, reps, error = _stream(worker, phase, on_event)
         finally:
             if sampler:
                 sampler.stop()
+    measured = {**parent.columns(), **throttle_columns(throttled_before, read_throttling()),
+                **_sampler_columns(sampler, worker.wall_s)}
     res.wall_s, res.stderr_tail, res.returncode = worker.wall_s, worker.stderr_tail, \
         worker.returncode
     res.info = {k: v for k, v in events.items() if k in ("hello", "loaded")}
@@ -286,7 +318,7 @@ def run_trial(prep: PreparedTrial, process: int = 0, *, timeout_s: float | None 
         res.status, res.reason = failed
         return res
     rows = rows_from_events(prep, process, events, reps, seen=sampler.seen if sampler else None,
-                            pid=worker.pid)
+                            pid=worker.pid, measured=measured)
     res.trials, res.tokens, res.threads = rows["trials"], rows["tokens"], rows["threads"]
     res.placement = rows["placement"]
     if not res.trials:

@@ -8,7 +8,7 @@ Order matters and is the point of this module:
 
 Protocol: one JSON object per line, each with an "event" key, on a dedicated file descriptor that
 was stdout when the worker started; file descriptor 1 is then redirected to stderr so that anything
-the runtime prints (ORT logs) cannot corrupt the stream. Events, in order: hello, loaded, warmup
+the runtime prints (ORT logs) cannot corrupt the stream. Events, in order: hello, loaded, numa, warmup
 (one per warm-up), timed_start, rep (one per repetition), timed_end, threads, done — or error.
 """
 
@@ -69,6 +69,10 @@ def pin_and_set_env(payload: dict[str, Any], cfg: Any, proto: _Proto) -> None:
 
     ort_before_affinity = _ORT_PRELOADED or "onnxruntime" in sys.modules
     os.sched_setaffinity(0, [int(c) for c in payload["cpus"]])
+    if cfg.numa_memory != "default":  # before any allocation of the runtime or the model
+        from coresweep.machine.numa_policy import set_memory_policy
+
+        set_memory_policy(cfg.numa_memory, payload.get("numa_nodes") or [0])
     for k, v in cfg.env.items():
         os.environ[str(k)] = str(v)
     knobs = {k: os.environ.get(k) for k in sorted(set(ENV_KNOBS) | set(cfg.env))}
@@ -90,6 +94,13 @@ def load_engine(payload: dict[str, Any], cfg: Any, proto: _Proto) -> Any:
     proto.emit("loaded", load_s=load_s, onnxruntime_version=onnxruntime.__version__,
                session=sess.to_dict(), threads=read_threads("self"), rss_bytes=_vm_hwm_bytes())
     return engine
+
+
+def report_numa(cfg: Any, proto: _Proto) -> None:
+    """The pages per NUMA node the loaded model holds, and the policies numa_maps shows."""
+    from coresweep.machine.numa_policy import read_numa_maps
+
+    proto.emit("numa", policy=cfg.numa_memory, maps=read_numa_maps())
 
 
 def timed_rep(engine: Any, prompt: list[int], cfg: Any, rep: int, proto: _Proto) -> None:
@@ -119,6 +130,7 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     pin_and_set_env(payload, cfg, proto)
     check_memory(payload["model_dir"])
     engine = load_engine(payload, cfg, proto)
+    report_numa(cfg, proto)
     prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
                          seed=cfg.seed)
     proto.emit("prompt", prompt_len=len(prompt))

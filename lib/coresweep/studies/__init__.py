@@ -17,7 +17,7 @@ from coresweep.parameters import OUTPUT, Param, check_all, parse_override, read_
 from coresweep.studies.base import Resolved, Study
 from coresweep.studies.common import describe_configs
 
-_MODULES = ("machine", "threads", "affinity", "smt", "serving", "recommend")
+_MODULES = ("machine", "threads", "affinity", "smt", "serving", "recommend", "knobs")
 
 __all__ = ["Resolved", "Study", "all_studies", "defaults", "describe_configs", "get", "load",
            "schema", "select", "validate"]

@@ -113,6 +113,11 @@ class Study:
                 out.append(c)
         return out
 
+    def main_configs(self, resolved: Resolved) -> list:
+        """The configs whose summary the figures and the recommendation read (one row per point;
+        a study with an extra axis drawn apart narrows it)."""
+        return self.configs(resolved)
+
     def measure(self, resolved: Resolved, configs: Sequence[Any], **sweep_args: Any) -> Any:
         """Run the configs (resumable, into the run folder) and return this study's Results."""
         from coresweep.measurement.sweep import sweep

@@ -25,6 +25,21 @@ def logical_count(topo: Any) -> int:
     return len(topo.allowed)
 
 
+def quota_cap(topo: Any, cpus: int) -> int:
+    """``cpus``, capped at the cgroup CPU quota rounded up (a quota of 2.5 CPUs keeps 3 threads
+    busy at most: more only share the same CPU time)."""
+    import math
+
+    quota = topo.cgroup.quota_cpus if getattr(topo, "cgroup", None) else None
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota - 1e-9)))
+
+
+def prompt_lengths(values: Mapping[str, Any]) -> list[int]:
+    """The prompt lengths of ``prompt_tokens`` (one value or a list), in order."""
+    v = values["prompt_tokens"]
+    return list(v) if isinstance(v, list) else [v]
+
+
 def physical_count(topo: Any) -> int:
     allowed = set(topo.allowed)
     return sum(1 for c in topo.cores if allowed.intersection(c.cpus)) or logical_count(topo)
@@ -87,9 +102,10 @@ def uses_synthetic_prompt(values: Mapping[str, Any]) -> bool:
 
 def workload(values: Mapping[str, Any]) -> dict[str, Any]:
     """The TrialConfig fields every trial of a study shares (from the WORKLOAD parameters)."""
-    from coresweep.parameters import WORKLOAD
+    from coresweep.parameters import WORKLOAD, first
 
     out = {k: values[k] for k in WORKLOAD if k != "prompt_text"}
+    out["prompt_tokens"] = first(values["prompt_tokens"])  # a study that sweeps it sets its own
     if not uses_synthetic_prompt(values):
         out["prompt_text"] = values["prompt_text"]
     return out

@@ -40,7 +40,7 @@ def _study_params(run_dir: Path) -> dict[str, Any]:
 def _selected(run: Any, study: Any, resolved: Resolved) -> pd.DataFrame:
     from coresweep.studies.results import select
 
-    configs = study.configs(resolved)
+    configs = study.main_configs(resolved)
     return select(run, configs).summary if configs and run is not None else pd.DataFrame()
 
 

@@ -21,6 +21,7 @@ class Results:
     labels: dict[str, str]
     run: Any = None
     bandwidth: Any = None  # read bandwidth at the configs' placements, where measured
+    contexts: Any = None  # 01: the summary at every prompt length, when several were swept
 
     def failures_table(self) -> Any:
         """Failed or skipped worker processes (recorded, not retried), or None when there are

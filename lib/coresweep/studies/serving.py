@@ -9,7 +9,7 @@ from typing import Any
 
 from coresweep.errors import CoresweepError, ParamsError
 from coresweep.machine.topology import format_cpulist
-from coresweep.parameters import Param, table
+from coresweep.parameters import Param, first, table
 from coresweep.studies import common
 from coresweep.studies.base import Resolved, Study
 
@@ -150,7 +150,7 @@ class ServingStudy(Study):
 
         v = resolved.values
         prompt = (v["prompt_text"] if not common.uses_synthetic_prompt(v)
-                  else make_prompt(model_dir, v["prompt_tokens"]))
+                  else make_prompt(model_dir, first(v["prompt_tokens"])))
         return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
                     poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
                     level_timeout_s=v["level_timeout_s"], warmup=v["warmup"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from coresweep.errors import CoresweepError
+from coresweep.errors import CoresweepError, ParamsError
 from coresweep.parameters import Param, table
 from coresweep.studies import common
 from coresweep.studies.base import Resolved, Study
@@ -41,6 +41,11 @@ def sweep_cpus(values: Mapping[str, Any], topo: Any) -> int:
         return common.logical_count(topo)
 
 
+def usable_cpus(values: Mapping[str, Any], topo: Any) -> int:
+    """The sweep's CPUs (:func:`sweep_cpus`) capped by the cgroup CPU quota."""
+    return common.quota_cap(topo, sweep_cpus(values, topo))
+
+
 class ThreadsStudy(Study):
     number = 1
     name = "threads"
@@ -52,7 +57,8 @@ class ThreadsStudy(Study):
         Param("threads", "int_list", "auto", "thread counts for the core-count sweep; auto means "
               "1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)",
               auto=True, minimum=1),
-        Param("placement", "str", "cores-first", "placement strategy of the core-count sweep: "
+        Param("placement", "str", "cores-first", "placement strategy of the core-count sweep "
+              "and of 06_knobs: "
               "cores-first fills one CPU per physical core, then the SMT siblings (see "
               "coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)"),
         Param("oversubscribe", "bool", True, "allow thread counts past the CPUs the strategy "
@@ -64,7 +70,7 @@ class ThreadsStudy(Study):
 
     def resolve(self, values: dict[str, Any], topo: Any) -> dict[str, Any]:
         if values["threads"] == "auto":
-            cap = sweep_cpus(values, topo)
+            cap = usable_cpus(values, topo)
             pts = auto_threads(cap, min(common.physical_count(topo), cap))
             # the point past the strategy's CPUs needs oversubscribe
             values = {**values, "threads": pts if values["oversubscribe"] else pts[:-1]}
@@ -73,14 +79,29 @@ class ThreadsStudy(Study):
     def check(self, values: Mapping[str, Any], topo: Any) -> None:
         common.check_strategy("placement", values["placement"], topo, values["threads"],
                               oversubscribe=values["oversubscribe"])
+        lengths = common.prompt_lengths(values)
+        if len(lengths) > 1 and not common.uses_synthetic_prompt(values):
+            raise ParamsError(f"parameter 'prompt_tokens': {lengths} is a list of prompt lengths, "
+                              "but prompt_text sets the prompt; give one length, or an empty "
+                              "prompt_text to sweep synthetic prompts of these lengths")
 
     def make_configs(self, values: Mapping[str, Any], topo: Any) -> list:
+        """Every thread count at every prompt length, the first length first (the main curves)."""
         from coresweep.measurement.config import TrialConfig
 
-        return [TrialConfig(**common.workload(values), threads=t, placement=values["placement"],
-                            oversubscribe=values["oversubscribe"], role={"threads": t},
-                            label=f"{t} thread{'s' * (t != 1)}")
-                for t in values["threads"]]
+        lengths = common.prompt_lengths(values)
+        return [TrialConfig(**{**common.workload(values), "prompt_tokens": p}, threads=t,
+                            placement=values["placement"],
+                            oversubscribe=values["oversubscribe"],
+                            role={"threads": t, "prompt_tokens": p},
+                            label=f"{t} thread{'s' * (t != 1)}"
+                            + (f" · prompt {p}" if len(lengths) > 1 else ""))
+                for p in lengths for t in values["threads"]]
+
+    def main_configs(self, resolved: Resolved) -> list:
+        """The curves' configs: the first prompt length (the others feed the context figures)."""
+        first = common.prompt_lengths(resolved.values)[0]
+        return [c for c in self.configs(resolved) if c.role["prompt_tokens"] == first]
 
     def capability_row(self, topo: Any) -> tuple[str, str]:
         n = common.logical_count(topo)
@@ -91,10 +112,15 @@ class ThreadsStudy(Study):
         from coresweep.analysis.roofline import with_roofline
         from coresweep.measurement.bandwidth import measure_placements
         from coresweep.models import bytes_per_token
+        from coresweep.studies.results import select
 
-        res = super().measure(resolved, configs, **sweep_args)
+        every = super().measure(resolved, configs, **sweep_args)
+        main = [c for c in self.main_configs(resolved) if c in configs]
+        res = select(every.run, main)
+        if len(common.prompt_lengths(resolved.values)) > 1:
+            res.contexts = every.summary
         v = resolved.values
-        res.bandwidth = measure_placements(v["run_dir"], configs, resolved.topology,
+        res.bandwidth = measure_placements(v["run_dir"], main, resolved.topology,
                                            method=v["bandwidth"])
         bpt = bytes_per_token(v["model"], v["precision"])
         res.summary = with_roofline(res.summary, bpt, res.bandwidth)
@@ -102,7 +128,7 @@ class ThreadsStudy(Study):
 
     def sweep_cpus(self, resolved: Resolved) -> int:
         """The CPU count the figures mark (oversubscription beyond it)."""
-        return sweep_cpus(resolved.values, resolved.topology)
+        return usable_cpus(resolved.values, resolved.topology)
 
 
 STUDY = ThreadsStudy()

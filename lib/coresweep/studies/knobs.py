@@ -1,0 +1,127 @@
+"""06 · Which onnxruntime knobs matter? Each session knob (spinning, per-thread pinning, inter-op
+threads and execution mode, dynamic block base, graph optimisation) and the NUMA memory policy,
+changed one at a time from a baseline at the best thread count, with CIs; spinning on vs off
+split into useful work and spin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from coresweep.errors import CoresweepError, ParamsError
+from coresweep.parameters import SESSION, Param, axis, table
+from coresweep.studies import common
+from coresweep.studies.base import Resolved, Study
+from coresweep.studies.threads import STUDY as THREADS
+from coresweep.studies.threads import usable_cpus
+
+# the knob axes, in the order the report shows them; the first value of each is the baseline
+KNOBS = ("spinning", "pin_threads", "inter_op_threads", "execution_mode", "dynamic_block_base",
+         "graph_optimization", "numa_memory")
+_AXIS_DEFAULTS = {"spinning": [True, False], "pin_threads": [False, True],
+                  "inter_op_threads": [1], "execution_mode": ["sequential"],
+                  "dynamic_block_base": [0, 4], "graph_optimization": ["all", "basic"],
+                  "numa_memory": ["default", "local", "interleave"]}
+
+
+def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None:
+    """The decode thread count 01 recommends from the run folder's results (fewest threads tied
+    with the best), for this model and work; None when the folder has none yet."""
+    from pathlib import Path
+
+    from coresweep.analysis.best import choose
+    from coresweep.measurement.results import Run
+
+    if not (Path(run_dir) / "run.json").exists():
+        return None
+    try:
+        s = Run.load(run_dir).summary
+    except CoresweepError:
+        return None
+    if not len(s) or "model" not in s:
+        return None
+    w = common.workload(values)
+    s = s[(s["model"] == w["model"]) & (s["prompt_tokens"] == w["prompt_tokens"])
+          & (s["gen_tokens"] == w["gen_tokens"]) & (s["placement"] == values["placement"])]
+    pick = choose(s, "decode_tok_s") if len(s) else None
+    return pick["threads"] if pick else None
+
+
+class KnobsStudy(Study):
+    number = 6
+    name = "knobs"
+    title = "Which onnxruntime knobs matter?"
+    question = ("At the best thread count, what does each onnxruntime session knob (spinning, "
+                "per-thread pinning, execution mode, dynamic block base, graph optimisation) and "
+                "the NUMA memory policy change, and how much of the CPU time is spin?")
+    capability = "session knobs"
+    params = table(
+        Param("knob_threads", "int", "auto", "thread count at which the knobs are compared; auto "
+              "means the decode thread count 01 recommends in this run folder, else the usable "
+              "physical cores", auto=True, minimum=1),
+        THREADS.params["placement"],
+        *(axis(SESSION[k], _AXIS_DEFAULTS[k],
+               f"{SESSION[k].help}; values compared, the first is the baseline") for k in KNOBS),
+    )
+
+    def resolve(self, values: dict[str, Any], topo: Any) -> dict[str, Any]:
+        if values["knob_threads"] != "auto":
+            return values
+        measured = best_measured_threads(values.get("run_dir", ""), values)
+        cap = usable_cpus(values, topo)
+        return {**values, "knob_threads": measured or min(common.physical_count(topo), cap)}
+
+    def check(self, values: Mapping[str, Any], topo: Any) -> None:
+        common.check_strategy("knob_threads", values["placement"], topo, [values["knob_threads"]],
+                              oversubscribe=False)
+        for k in KNOBS:
+            if len(set(map(str, values[k]))) != len(values[k]):
+                raise ParamsError(f"parameter {k!r}: {values[k]} repeats a value")
+
+    def skipped_values(self, values: Mapping[str, Any], topo: Any) -> dict[str, list]:
+        """Knob values this machine cannot compare, and why (in the notes)."""
+        out = {}
+        if len(topo.nodes_with_memory()) < 2:
+            out["numa_memory"] = [v for v in values["numa_memory"][1:]]
+        if values["knob_threads"] < 2:  # one thread: nothing to pin, nothing spins
+            out["pin_threads"] = values["pin_threads"][1:]
+        return {k: v for k, v in out.items() if v}
+
+    def explanation(self, resolved: Resolved) -> str:
+        lines = [f"Knobs compared at **{resolved.values['knob_threads']} thread(s)**, placement "
+                 f"`{resolved.values['placement']}`; the baseline is the first value of each list."]
+        for k, vals in self.skipped_values(resolved.values, resolved.topology).items():
+            why = ("this machine has one NUMA node with memory: every policy places every page "
+                   "on it" if k == "numa_memory" else "one thread has no pool thread to pin")
+            lines.append(f"- `{k}` = {', '.join(map(str, vals))}: not measured ({why}).")
+        return "\n".join(lines)
+
+    def make_configs(self, values: Mapping[str, Any], topo: Any) -> list:
+        from coresweep.measurement.config import TrialConfig
+
+        base = {k: values[k][0] for k in KNOBS}
+        skipped = self.skipped_values(values, topo)
+
+        def config(knob: str, value: Any) -> TrialConfig:
+            knobs = {**base, knob: value}
+            return TrialConfig(**common.workload(values), threads=values["knob_threads"],
+                               placement=values["placement"],
+                               session=TrialConfig.session_knobs(knobs),
+                               pin_threads=knobs["pin_threads"],
+                               numa_memory=knobs["numa_memory"],
+                               role={"knob": knob, "value": value,
+                                     "spinning": knobs["spinning"]},
+                               label="baseline" if knob == "baseline" else f"{knob}={value}")
+
+        out = [config("baseline", None)]
+        for k in KNOBS:
+            out += [config(k, v) for v in values[k][1:] if v not in skipped.get(k, [])]
+        return out
+
+    def capability_row(self, topo: Any) -> tuple[str, str]:
+        nodes = len(topo.nodes_with_memory())
+        numa = "with" if nodes > 1 else "without"
+        return "yes", f"session knobs one at a time; {numa} the NUMA memory policy ({nodes} node(s))"
+
+
+STUDY = KnobsStudy()
