@@ -141,3 +141,13 @@ def test_fingerprint_diff_names_what_differs(reports):
 def test_bad_run_folders_are_refused(reports, dirs, message):
     with pytest.raises(CoresweepError, match=message):
         compare_runs([reports / d for d in dirs], out=reports / "cmp")
+
+
+def test_a_run_with_several_prompt_lengths_is_compared_at_its_first(tmp_path):
+    ctx, old = copy_run("quick-ctx", tmp_path), copy_run("quick-t12", tmp_path)
+    run = load_run(ctx)
+    assert set(run.sweep["prompt_tokens"]) == {32} and list(run.sweep["threads"]) == [1, 2]
+    text = compare_runs([ctx, old], out=tmp_path / "cmp").read_text()
+    assert "32, 48" in text and "Not compared" not in text
+    diff, _ = fingerprint_diff(["ctx", "old"], [run.fingerprint, load_run(old).fingerprint])
+    assert "hypervisor" in set(diff[""])  # recorded by the newer run only: unknown in the older

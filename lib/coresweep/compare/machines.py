@@ -25,6 +25,10 @@ def _llc(topo: dict[str, Any]) -> str | None:
     return f"L{top} {max(sizes) / 2**20:g} MiB × {domains}"
 
 
+def _json(v: Any) -> str | None:
+    return json.dumps(v, sort_keys=True) if v else None
+
+
 def facts(fp: dict[str, Any]) -> dict[str, str]:
     """The comparable facts of a run.json fingerprint, as display strings ("–" when unknown)."""
     topo = fp.get("topology") or {}
@@ -32,6 +36,7 @@ def facts(fp: dict[str, Any]) -> dict[str, str]:
     smt = topo.get("smt") or {}
     freq = topo.get("freq") or {}
     isa = sorted(k for k, v in (topo.get("isa") or {}).items() if v)
+    speed = fp.get("speed") or {}  # recorded since the speed fingerprint; older runs: unknown
     out = {
         "CPU": topo.get("model_name"), "architecture": topo.get("arch"),
         "packages": counts.get("packages"), "physical cores": counts.get("physical_cores"),
@@ -46,8 +51,11 @@ def facts(fp: dict[str, Any]) -> dict[str, str]:
         "ISA extensions": ", ".join(isa) or None, "kernel": topo.get("kernel"),
         "OS": fp.get("os"), "transparent hugepages": fp.get("transparent_hugepage"),
         "NUMA balancing": fp.get("numa_balancing"),
-        "environment knobs recorded": json.dumps(fp.get("env"), sort_keys=True)
-        if fp.get("env") else None,
+        "boost": speed.get("boost"),
+        "energy-performance preference": _json(speed.get("energy_performance_preference")),
+        "hypervisor": speed.get("hypervisor"), "CPU isolation": _json(speed.get("isolation")),
+        "memory modules": _json(speed.get("memory")),
+        "environment knobs recorded": _json(fp.get("env")),
     }
     for name, version in sorted((fp.get("versions") or {}).items()):
         out[name] = version

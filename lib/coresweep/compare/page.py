@@ -83,6 +83,8 @@ def unique_names(runs: Sequence[ComparedRun]) -> None:
 def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
     import pandas as pd
 
+    from coresweep.studies.common import prompt_lengths
+
     rows = []
     for r in runs:
         links = [f"[{s}]({_href(out, r.path / f'{s}.html')})" for s in ("01_threads",
@@ -94,12 +96,15 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
                                          f"{esc(r.values.get('reps'))}",
                      "schema": r.schema_version,
                      "threads measured": ", ".join(str(int(t)) for t in r.sweep["threads"]),
+                     "prompt lengths (first compared)": esc(", ".join(
+                         map(str, prompt_lengths(r.values)))),
                      "reports": " · ".join(links) or "–"})
     from coresweep.tables import markdown
 
     return (f"# Comparing {len(runs)} runs\n\nThe same work in every run compared: "
             f"{esc(work.describe())}. Every number below was measured by the run named; the "
-            "curves are each run's thread sweep (01_threads).\n\n"
+            "curves are each run's thread sweep (01_threads) at its first prompt length (more "
+            "lengths feed 01's context curves, not compared here).\n\n"
             + markdown(pd.DataFrame(rows)))
 
 

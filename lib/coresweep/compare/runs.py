@@ -45,14 +45,16 @@ def study_values(run_meta: dict[str, Any], batch: dict[str, Any]) -> dict[str, A
 
 
 def _sweep(run: Any, values: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The thread study's summary rows and trials: its configs re-made from the run's own
-    values have the keys the run stored (keys never change with later fields)."""
+    """The thread study's main curves (its first prompt length), summary rows and trials: its
+    configs re-made from the run's own values have the keys the run stored (keys never change
+    with later fields)."""
     from coresweep import studies
+    from coresweep.studies.base import Resolved
     from coresweep.studies.results import select
 
     if not isinstance(values.get("threads"), list):
         return pd.DataFrame(), pd.DataFrame()
-    res = select(run, studies.get("threads").make_configs(values, None))
+    res = select(run, studies.get("threads").main_configs(Resolved(values, None)))
     s = res.summary
     if len(s):
         s = s[s["threads"].astype(int) > 0].sort_values("threads").reset_index(drop=True)
