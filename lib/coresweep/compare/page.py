@@ -84,6 +84,7 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
     import pandas as pd
 
     from coresweep.studies.common import prompt_lengths
+    from coresweep.tables import markdown
 
     rows = []
     for r in runs:
@@ -99,8 +100,6 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
                      "prompt lengths (first compared)": esc(", ".join(
                          map(str, prompt_lengths(r.values)))),
                      "reports": " · ".join(links) or "–"})
-    from coresweep.tables import markdown
-
     return (f"# Comparing {len(runs)} runs\n\nThe same work in every run compared: "
             f"{esc(work.describe())}. Every number below was measured by the run named; the "
             "curves are each run's thread sweep (01_threads) at its first prompt length (more "
