@@ -82,6 +82,13 @@ class ThreadsStudy(Study):
                             label=f"{t} thread{'s' * (t != 1)}")
                 for t in values["threads"]]
 
+    def keep(self, configs: list) -> dict[str, str]:
+        """The smallest thread count: the speedup figure's baseline."""
+        if not configs:
+            return {}
+        base = min(configs, key=lambda c: c.threads or 0)
+        return {base.key(): f"the speedup baseline ({base.threads} thread(s)): never dropped"}
+
     def capability_row(self, topo: Any) -> tuple[str, str]:
         n = common.logical_count(topo)
         return "yes", f"1..{n} threads on {n} usable CPUs; points past {n} show oversubscription"
