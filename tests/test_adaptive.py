@@ -104,6 +104,11 @@ def test_bad_settings_fail_before_any_trial():
     with pytest.raises(CoresweepError, match="adaptive must be"):
         sweep([FAST], processes=2, adaptive=0.03)
     assert adaptive.settings({"adaptive": False, "adaptive_target": 0.05}) is None
+    from coresweep import studies
+    from coresweep.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="'adaptive_target'.*between 0 and 1"):
+        studies.get("threads").validate({"adaptive": True, "adaptive_target": 1.5}, model=False)
     assert adaptive.settings({"adaptive": True, "adaptive_target": 0.05}) == Adaptive(0.05)
 
 

@@ -67,10 +67,16 @@ class Stop:
 
 
 def settings(values: Mapping[str, Any]) -> Adaptive | None:
-    """The Adaptive settings of validated parameters, or None when ``adaptive`` is off."""
-    if not values.get("adaptive"):
-        return None
-    return Adaptive(target=values.get("adaptive_target", Adaptive.target))
+    """The Adaptive settings of parameters (ParamsError naming ``adaptive_target`` when it is not
+    a fraction), or None when ``adaptive`` is off."""
+    from coresweep.errors import ParamsError
+
+    target = values.get("adaptive_target", Adaptive.target)
+    try:
+        adaptive = Adaptive(target=target)
+    except CoresweepError as exc:
+        raise ParamsError(f"parameter 'adaptive_target': {exc}") from None
+    return adaptive if values.get("adaptive") else None
 
 
 def protected(configs: Iterable[Any], keep: Mapping[str, str] | None = None) -> dict[str, str]:

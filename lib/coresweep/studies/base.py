@@ -98,6 +98,10 @@ class Study:
         given = {k: v for k, v in (params or {}).items() if k in self.schema()}
         values = self.resolve(common.resolve_run_dir(check_all(self.schema(), given), topo), topo)
         self.check(values, topo)
+        if self.runs_trials:
+            from coresweep.measurement.adaptive import settings
+
+            settings(values)  # adaptive_target is a fraction: refused here, before any trial
         notes = []
         if self.runs_trials and model:
             notes.append(common.check_model(values["model"], values["precision"]))
