@@ -198,6 +198,13 @@ PROTOCOL = table(
     Param("timeout_s", "float", 600.0, "time-out of one worker process, seconds", minimum=1),
     Param("sample_interval_s", "float", 0.1, "per-CPU utilisation sampling interval, seconds",
           minimum=0.005),
+    Param("adaptive", "bool", False, "adaptive sampling: one more process per configuration per "
+          "round until its median decode tok/s is known within adaptive_target, it is clearly "
+          "slower than the best (dropped; never a control or a point a figure needs) or it has "
+          "`processes` processes (the cap)"),
+    Param("adaptive_target", "float", 0.03, "adaptive: stop a configuration once the 95 % CI of "
+          "its median decode tok/s is within ± this fraction of the median (2+ processes)",
+          minimum=0.001),
 )
 
 # -- where a notebook's results go ----------------------------------------------------------------

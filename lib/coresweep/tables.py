@@ -105,6 +105,7 @@ def _run_row(r: pd.Series) -> dict[str, Any]:
         "pct_of_roofline": round(float(r.get("pct_of_ceiling", np.nan)), 1),
         "cpu_pct": round(float(r.get("cpu_util_pct_median", np.nan)), 1),
         "n": f"{n_proc}x{int(r['n_reps']) // n_proc}",
+        "stop": r.get("stop", "fixed"),  # why it got no more processes (measurement.adaptive)
         "placement_ok": bool(r.get("placement_ok", True)),
         "noisy": bool(r.get("noisy", False)),
     }

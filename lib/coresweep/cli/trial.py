@@ -132,7 +132,8 @@ def _print_text(cfg: Any, run_: Any, out: dict[str, Any]) -> None:
     print(f"config   {cfg.display}  (key {cfg.key()})")
     print(f"run      {run_.path}")
     if stats:
-        print(f"samples  {stats['n_processes']} processes, {stats['n_reps']} timed repetitions")
+        print(f"samples  {stats['n_processes']} processes, {stats['n_reps']} timed repetitions"
+              f" (stopped: {stats['stop_reason']})")
         for m, unit in (("ttft_s", "s"), ("decode_tok_s", "tok/s"), ("prefill_tok_s", "tok/s"),
                         ("load_s", "s")):
             print(f"{m:<14} median {stats[f'{m}_median']:.4g} {unit}  95% CI "
@@ -154,11 +155,12 @@ def _print_text(cfg: Any, run_: Any, out: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coresweep.measurement import adaptive
     from coresweep.measurement.sweep import sweep
 
     cfg = _config(args)
     run_ = sweep([cfg], out=args.out, processes=args.processes, timeout_s=args.timeout_s,
-                 sample_interval_s=args.sample_interval_s,
+                 sample_interval_s=args.sample_interval_s, adaptive=adaptive.settings(vars(args)),
                  progress=not args.json and sys.stderr.isatty())
     out = _outcome(run_)
     if args.json:

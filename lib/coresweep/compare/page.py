@@ -86,10 +86,10 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
     from coresweep.studies.common import prompt_lengths
     from coresweep.tables import markdown
 
+    threads, recommend = _ids()
     rows = []
     for r in runs:
-        links = [f"[{s}]({_href(out, r.path / f'{s}.html')})" for s in ("01_threads",
-                                                                       "05_recommend")
+        links = [f"[{s}]({_href(out, r.path / f'{s}.html')})" for s in (threads, recommend)
                  if (r.path / f"{s}.html").exists()]
         rows.append({"run": esc(r.name), "machine": esc(r.machine), "CPU": esc(r.cpu),
                      "date (UTC)": esc(r.date), "engine": esc(r.values.get("engine")),
@@ -102,8 +102,8 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
                      "reports": " · ".join(links) or "–"})
     return (f"# Comparing {len(runs)} runs\n\nThe same work in every run compared: "
             f"{esc(work.describe())}. Every number below was measured by the run named; the "
-            "curves are each run's thread sweep (01_threads) at its first prompt length (more "
-            "lengths feed 01's context curves, not compared here).\n\n"
+            f"curves are each run's thread sweep ({threads}) at its first prompt length (more "
+            "lengths feed its context curves, not compared here).\n\n"
             + markdown(pd.DataFrame(rows)))
 
 
@@ -157,6 +157,13 @@ def _best_text(best: dict[str, Any], metric: str) -> str:
     return text
 
 
+def _ids() -> tuple[str, str]:
+    """The notebook stems of the thread study and the recommendation, from the registry."""
+    from coresweep import studies
+
+    return studies.get("threads").id, studies.get("recommend").id
+
+
 def _recommendation_html(runs: Sequence[ComparedRun]) -> str:
     """A table with one column per run: its best measured points and its recommendation.md."""
     from nbconvert.filters import markdown2html
@@ -165,7 +172,7 @@ def _recommendation_html(runs: Sequence[ComparedRun]) -> str:
         return f"<tr><th>{head}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
     recs = [markdown2html(esc(r.recommendation)) if r.recommendation
-            else "<em>05_recommend did not run</em>" for r in runs]
+            else f"<em>{_ids()[1]} did not run</em>" for r in runs]
     return (_TABLE_CSS + "<table class='coresweep-compare'><thead>"
             + row("", [esc(r.name) for r in runs]) + "</thead><tbody>"
             + row("best TTFT (measured)", [_best_text(r.best, "ttft_s") for r in runs])
@@ -235,7 +242,7 @@ def comparison_notebook(runs: Sequence[ComparedRun], left: Sequence[tuple[Compar
               for head, stem, scale in SIDE_BY_SIDE]
     cells += [_markdown("## Best points and recommendations, side by side\n\nBest = over every "
                         "configuration the run measured; the recommendation is the run's own "
-                        "(05_recommend, CI-aware)."),
+                        f"({_ids()[1]}, CI-aware)."),
               _output_cell("recommendations", {"text/html": _recommendation_html(runs)}),
               _markdown(_DEFINITIONS)]
     nb = nbformat.v4.new_notebook(cells=cells)

@@ -1,5 +1,5 @@
 """A run folder read for a comparison: who measured it (machine, fingerprint), its thread sweep
-(the 01_threads configs, re-made from the values the run resolved, selected by key) and the
+(the thread study's configs, re-made from the values the run resolved, selected by key) and the
 normalised views of that sweep: per physical core used, % of the read bandwidth measured at the
 same placement (the roofline), speedup over 1 thread."""
 
@@ -31,7 +31,7 @@ class ComparedRun:
     trials: pd.DataFrame  # the sweep's trials: the work check reads their token checksums
     schema_version: int
     has_bandwidth: bool
-    recommendation: str | None  # recommendation.md, when 05_recommend ran
+    recommendation: str | None  # recommendation.md, when the recommendation ran
     best: dict[str, Any] = field(default_factory=dict)  # batch.json "best"
 
 

@@ -42,10 +42,11 @@ class Run:
 
     @cached_property
     def summary(self) -> Any:
-        """One row per config (see analysis.summarize)."""
+        """One row per config (see analysis.summarize), with why each stopped getting processes
+        (``stop``, ``stop_reason``: see measurement.adaptive)."""
         from coresweep.analysis import summarize
 
-        return summarize(self.trials, self.tokens)
+        return with_stops(summarize(self.trials, self.tokens), self.meta)
 
     def table(self) -> Any:
         from coresweep.tables import run_table
@@ -56,3 +57,18 @@ class Run:
         n = 0 if self.trials is None else len(self.trials)
         f = 0 if self.failures is None else len(self.failures)
         return f"Run({str(self.path)!r}, {n} trial rows, {f} failures)"
+
+
+def with_stops(summary: Any, meta: dict[str, Any]) -> Any:
+    """``stop`` and ``stop_reason`` per config from run.json ``stops``. A config without a record
+    was measured by a fixed sweep before stops were recorded ("fixed"), or is still being measured
+    by an interrupted adaptive sweep ("active")."""
+    if summary is None or not len(summary):
+        return summary
+    stops = meta.get("stops", {})
+    adaptive = (meta.get("sweep") or {}).get("adaptive") is not None
+    missing = (("active", "still measuring: the adaptive sweep was interrupted; run it again to "
+                "resume") if adaptive else ("fixed", "fixed design: every process asked for"))
+    rec = [stops.get(k) for k in summary["config_key"]]
+    return summary.assign(stop=[r["stop"] if r else missing[0] for r in rec],
+                          stop_reason=[r["reason"] if r else missing[1] for r in rec])

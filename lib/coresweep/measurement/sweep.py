@@ -5,6 +5,8 @@ count or model raise before any trial), then runs every (config, process) unit i
 order (round-robin, or a seeded shuffle per round), writes each unit's rows to the run folder as
 it completes, records failures (timeout, crash, signal, OOM, skipped SMT points) and goes on, and
 returns a `Run`. Running again on the same folder resumes: completed units are skipped.
+With ``adaptive=Adaptive(...)`` the rounds go on only for the configs that still need a process
+(see :mod:`coresweep.measurement.adaptive`); every config's stop is recorded in run.json.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError
+from coresweep.measurement import adaptive as _adaptive
 from coresweep.measurement.config import TrialConfig
 from coresweep.measurement.results import Run
 from coresweep.measurement.store import Store, now_iso
@@ -125,11 +128,18 @@ def _failure_frame(prep: PreparedTrial, res: TrialResult) -> Any:
     )
 
 
-def _check_args(processes: Any, order: str, timeout_s: float | None) -> None:
+def _check_args(processes: Any, order: str, timeout_s: float | None,
+                adaptive: Any = None) -> None:
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise CoresweepError(f"processes must be a positive integer, got {processes!r}")
     if order not in ORDERS:
         raise CoresweepError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    if adaptive is not None and not isinstance(adaptive, _adaptive.Adaptive):
+        raise CoresweepError(f"adaptive must be None or coresweep.measurement.adaptive.Adaptive, "
+                             f"got {adaptive!r}")
+    if adaptive is not None and order == "sequential":
+        raise CoresweepError("an adaptive sweep runs in rounds (one process per config each); "
+                             "valid orders with adaptive: interleave, shuffle")
     if timeout_s is not None and timeout_s <= 0:
         raise CoresweepError(f"timeout_s must be > 0 or None, got {timeout_s!r}")
 
@@ -205,13 +215,14 @@ def _postfix(prep: PreparedTrial, res: TrialResult, counts: dict[str, int]) -> d
 
 def _run_units(store: Store, preps: list[PreparedTrial], todo: list[tuple[int, int]], *,
                timeout_s: float | None, sample_interval_s: float | None, cooldown_s: float,
-               progress: bool, on_event: Any, smt_root: str | Path) -> dict[str, int]:
+               progress: bool, on_event: Any, smt_root: str | Path,
+               desc: str = "sweep") -> dict[str, int]:
     """Each (config, process) unit in order; rows stored as each ends; counts by status."""
     from tqdm import tqdm  # plain text bar: also fine in papermill-run notebooks
 
     skipped_before = _skipped_before(store)
     counts = {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0}
-    bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress, leave=True,
+    bar = tqdm(total=len(todo), unit="trial", desc=desc, disable=not progress, leave=True,
                mininterval=1.0, file=sys.stderr)
     try:
         for n, (i, p) in enumerate(todo):
@@ -246,7 +257,9 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
           cooldown_s: float = 0.0, timeout_s: float | None = 600.0,
           sample_interval_s: float | None = 0.1, progress: bool = True, resume: bool = True,
           params: dict[str, Any] | None = None, topo: Any = None, smt_root: str | Path = "/",
-          on_event: Callable[[dict], None] | None = None, check_mem: bool = True) -> Run:
+          on_event: Callable[[dict], None] | None = None, check_mem: bool = True,
+          adaptive: _adaptive.Adaptive | None = None,
+          keep: Mapping[str, str] | None = None) -> Run:
     """Run every config in `processes` fresh worker processes and return the Run.
 
     out: run folder (created; default: a new temp dir). order: "interleave" (round-robin),
@@ -254,11 +267,13 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
     timeout_s: per worker process; the whole process group is killed. sample_interval_s: parent's
     CPU/thread sampling period (None/0 = off). resume=False refuses a folder that already holds
     completed units. on_event(dict) sees every worker protocol line plus "unit_end".
+    adaptive: run in rounds until each config stops (target, dropped as worse, or `processes`
+    as the cap); keep: config key -> why it is never dropped (controls are kept anyway).
     """
     from coresweep.machine.topology import machine_name, read_topology
 
     configs = [configs] if isinstance(configs, TrialConfig) else list(configs)
-    _check_args(processes, order, timeout_s)
+    _check_args(processes, order, timeout_s, adaptive)
     topo = topo if topo is not None else read_topology()
     preps = _prepare(configs, topo, check_mem, smt_root)
     store = Store(out if out is not None
@@ -271,18 +286,94 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
                 f"{store.path} already holds {len(done)} completed trial(s); pass resume=True "
                 "to continue it or choose a new out= folder")
         args = {"processes": processes, "order": order, "seed": seed, "cooldown_s": cooldown_s,
-                "timeout_s": timeout_s, "sample_interval_s": sample_interval_s}
+                "timeout_s": timeout_s, "sample_interval_s": sample_interval_s,
+                "adaptive": adaptive.target if adaptive else None}
         _start_session(store, preps, topo, params, args)
-        units = unit_order(preps, processes, order, seed)
-        todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
+        resumed = sum((p.key, q) in done for p in preps for q in range(processes))
+        run_args = {"timeout_s": timeout_s, "sample_interval_s": sample_interval_s,
+                    "cooldown_s": cooldown_s, "progress": progress, "on_event": on_event,
+                    "smt_root": smt_root}
         counts: dict[str, int] = {}
         try:
-            counts = _run_units(store, preps, todo, timeout_s=timeout_s,
-                                sample_interval_s=sample_interval_s, cooldown_s=cooldown_s,
-                                progress=progress, on_event=on_event, smt_root=smt_root)
+            if adaptive is None:
+                counts = _run_fixed(store, preps, done, processes, order, seed, run_args)
+            else:
+                counts = _run_adaptive(store, preps, done, processes, order, seed, adaptive,
+                                       _adaptive.protected(configs, keep), run_args)
         finally:
-            _end_session(store, counts, len(units) - len(todo))
+            _end_session(store, counts, resumed)
     return Run.load(store.path)
+
+
+def _run_fixed(store: Store, preps: list[PreparedTrial], done: set, processes: int, order: str,
+               seed: int, run_args: dict[str, Any]) -> dict[str, int]:
+    """Every (config, process) unit not done yet; then each config's stop: "fixed"."""
+    units = unit_order(preps, processes, order, seed)
+    todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
+    counts = _run_units(store, preps, todo, **run_args)
+    complete = store.completed_units()
+    n = {p.key: sum((p.key, q) in complete for q in range(processes)) for p in preps}
+    _record_stops(store, _adaptive.fixed_stops(n, n, processes))
+    return counts
+
+
+def _run_adaptive(store: Store, preps: list[PreparedTrial], done: set, cap: int, order: str,
+                  seed: int, settings: _adaptive.Adaptive, keep: Mapping[str, str],
+                  run_args: dict[str, Any]) -> dict[str, int]:
+    """Rounds of one process per active config; after each round the configs that stop (see
+    coresweep.measurement.adaptive) leave. Completed units are reused, so a resume replays the
+    same decisions from the stored trials."""
+    configs = [p.config for p in preps]
+    active = list(range(len(preps)))
+    counts: dict[str, int] = {}
+    for rnd in range(cap):
+        idx = [active[j] for j in _adaptive.round_order(len(active), rnd, order, seed)]
+        todo = [(i, rnd) for i in idx if (preps[i].key, rnd) not in done]
+        ended: dict[str, tuple[str, str]] = {}
+        outer = run_args["on_event"]
+
+        def note(e: dict, ended: dict = ended, outer: Any = outer) -> None:
+            if e.get("event") == "unit_end":
+                ended[e["key"]] = (e["status"], e.get("reason") or "")
+            if outer:
+                outer(e)
+
+        got = _run_units(store, preps, todo, **{**run_args, "on_event": note},
+                         desc=f"round {rnd + 1}/{cap}")
+        counts = {k: counts.get(k, 0) + got.get(k, 0) for k in {*counts, *got}}
+        complete = store.completed_units()
+        unfinished = {preps[i].key: _unfinished(store, preps[i], rnd, ended)
+                      for i in idx if (preps[i].key, rnd) not in complete}
+        stops = _adaptive.decide([configs[i] for i in active], configs, store.load_table("trials"),
+                                 rnd, target=settings.target, cap=cap, keep=keep,
+                                 unfinished=unfinished)
+        _record_stops(store, stops)
+        active = [i for i in active if preps[i].key not in stops]
+        if not active:
+            break
+    return counts
+
+
+def _unfinished(store: Store, prep: PreparedTrial, rnd: int,
+                ended: Mapping[str, tuple[str, str]]) -> tuple[str, str]:
+    """(status, reason) of a unit of this round without trials: from this session, else from the
+    failures recorded earlier (a skipped SMT point is not run again)."""
+    if prep.key in ended:
+        return ended[prep.key]
+    f = store.load_table("failures")
+    if len(f):
+        f = f[(f["config_key"] == prep.key) & (f["process"] == rnd)]
+        if len(f):
+            return str(f["status"].iloc[-1]), str(f["reason"].iloc[-1])
+    return "failed", prep.skip_reason or "no trials recorded"
+
+
+def _record_stops(store: Store, stops: Mapping[str, _adaptive.Stop]) -> None:
+    """run.json ``stops``: per config key, why it stopped getting processes (latest sweep)."""
+    if stops:
+        meta = store.read_meta()
+        meta["stops"] = {**meta.get("stops", {}), **{k: s.to_dict() for k, s in stops.items()}}
+        store.write_meta(meta)
 
 
 def _run_unit(

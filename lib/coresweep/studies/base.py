@@ -98,6 +98,10 @@ class Study:
         given = {k: v for k, v in (params or {}).items() if k in self.schema()}
         values = self.resolve(common.resolve_run_dir(check_all(self.schema(), given), topo), topo)
         self.check(values, topo)
+        if self.runs_trials:
+            from coresweep.measurement.adaptive import settings
+
+            settings(values)  # adaptive_target is a fraction: refused here, before any trial
         notes = []
         if self.runs_trials and model:
             notes.append(common.check_model(values["model"], values["precision"]))
@@ -118,15 +122,22 @@ class Study:
         a study with an extra axis drawn apart narrows it)."""
         return self.configs(resolved)
 
+    def keep(self, configs: Sequence[Any]) -> dict[str, str]:
+        """config key → why an adaptive sweep never drops it (a point a figure needs); controls
+        are kept anyway."""
+        return {}
+
     def measure(self, resolved: Resolved, configs: Sequence[Any], **sweep_args: Any) -> Any:
         """Run the configs (resumable, into the run folder) and return this study's Results."""
+        from coresweep.measurement import adaptive
         from coresweep.measurement.sweep import sweep
         from coresweep.studies.results import select
 
         v = resolved.values
         run = sweep(configs, out=v["run_dir"], processes=v["processes"], timeout_s=v["timeout_s"],
                     sample_interval_s=v["sample_interval_s"], params=resolved.to_dict(),
-                    topo=resolved.topology, **sweep_args)
+                    topo=resolved.topology, adaptive=adaptive.settings(v),
+                    keep=self.keep(configs), **sweep_args)
         return select(run, configs)
 
     def __repr__(self) -> str:

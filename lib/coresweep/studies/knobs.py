@@ -118,6 +118,11 @@ class KnobsStudy(Study):
             out += [config(k, v) for v in values[k][1:] if v not in skipped.get(k, [])]
         return out
 
+    def keep(self, configs: list) -> dict[str, str]:
+        """The baseline: every effect is measured against it."""
+        return {c.key(): "the baseline every knob is compared with: never dropped"
+                for c in configs if c.role.get("knob") == "baseline"}
+
     def capability_row(self, topo: Any) -> tuple[str, str]:
         nodes = len(topo.nodes_with_memory())
         numa = "with" if nodes > 1 else "without"

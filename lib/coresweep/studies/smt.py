@@ -80,6 +80,10 @@ class SmtStudy(Study):
         return [c for cores in values["smt_cores"]
                 for c in _pairs(base, cores, values["smt_mode"], topo)]
 
+    def keep(self, configs: list) -> dict[str, str]:
+        """Every point: each is half of a paired on/off comparison."""
+        return {c.key(): "half of a paired SMT on/off comparison: never dropped" for c in configs}
+
     def capability_row(self, topo: Any) -> tuple[str, str]:
         if topo.has_smt():
             return "yes", f"{max(len(c.cpus) for c in topo.cores)} threads per core"

@@ -103,6 +103,16 @@ class ThreadsStudy(Study):
         first = common.prompt_lengths(resolved.values)[0]
         return [c for c in self.configs(resolved) if c.role["prompt_tokens"] == first]
 
+    def keep(self, configs: list) -> dict[str, str]:
+        """The smallest thread count at each prompt length: the speedup figure's baseline and the
+        context figure's."""
+        out = {}
+        for p in sorted({c.prompt_tokens for c in configs}):
+            base = min((c for c in configs if c.prompt_tokens == p), key=lambda c: c.threads or 0)
+            out[base.key()] = (f"the speedup baseline ({base.threads} thread(s), prompt {p}): "
+                               "never dropped")
+        return out
+
     def capability_row(self, topo: Any) -> tuple[str, str]:
         n = common.logical_count(topo)
         return "yes", f"1..{n} threads on {n} usable CPUs; points past {n} show oversubscription"
