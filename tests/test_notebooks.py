@@ -20,6 +20,13 @@ STUDIES = {s.id: s for s in studies.all_studies()}
 NAMES = list(STUDIES)
 
 
+def _quick_values(run_dir: Path) -> studies.Resolved:
+    """quick.yaml resolved as the run's notebooks resolved it: "auto" values that read the run
+    folder (06's knob_threads: 01's recommended count) read the same folder."""
+    return studies.validate(studies.load(REPO / "params" / "quick.yaml", [f"run_dir={run_dir}"]),
+                            model=False)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return quick_run(tmp_path_factory)
@@ -101,7 +108,7 @@ def test_run_folder_has_the_expected_tables(run):
     for t in ("trials", "tokens", "samples", "threads"):
         assert any((d / "data" / t).glob("*.parquet")), t
     trials = pd.read_parquet(d / "data" / "trials")
-    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    v = _quick_values(d)
     n = len({c.key() for s in studies.all_studies() for c in s.configs(v)})
     assert trials["config_key"].nunique() == n
     assert (trials.groupby("config_key")["process"].nunique() == v["processes"]).all()
@@ -154,7 +161,7 @@ def test_serving_notebook_recorded_every_plan_and_level(run):
     """What 04_serving recorded: a unit per plan and closed-loop level, requests that all got
     their tokens, pinned workers whose placement was read back as planned."""
     d: Path = run["run_dir"]
-    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    v = _quick_values(d)
     plans = studies.get("serving").plans(v)
     req = pd.read_parquet(d / "data" / "serve_requests")
     closed = req[req["mode"] == "closed"]
@@ -179,7 +186,7 @@ def test_threads_notebook_measured_the_bandwidth_at_its_placements(run):
 
     d: Path = run["run_dir"]
     bw = pd.read_parquet(d / "data" / "bandwidth")
-    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    v = _quick_values(d)
     from coresweep.machine.topology import format_cpulist
     from coresweep.measurement.bandwidth import placements
 
@@ -218,7 +225,7 @@ def test_threads_notebook_swept_every_prompt_length(run):
     """quick.yaml's prompt_tokens list is an axis of 01: every thread count at every length, the
     context figure drawn, and the main curves on the first length."""
     d: Path = run["run_dir"]
-    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    v = _quick_values(d)
     trials = pd.read_parquet(d / "data" / "trials")
     keys = {c.key() for c in studies.get("threads").configs(v)}
     t = trials[trials["config_key"].isin(keys)]
@@ -234,7 +241,7 @@ def test_knobs_notebook_measured_each_knob_against_the_baseline(run):
     """What 06_knobs recorded: every planned knob value in every process, the session options
     and memory policy the worker used, the parent's placement, and the spin split drawn."""
     d: Path = run["run_dir"]
-    v = studies.validate(studies.load(REPO / "params" / "quick.yaml"), model=False)
+    v = _quick_values(d)
     study = studies.get("knobs")
     configs = study.configs(v)
     trials = pd.read_parquet(d / "data" / "trials")
