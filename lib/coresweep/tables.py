@@ -63,20 +63,26 @@ _PLACEMENT_COLUMNS = {
 }
 
 
+def _renamed(summary: pd.DataFrame, columns: dict[str, str],
+             digits: dict[str, int]) -> pd.DataFrame:
+    """The summary's ``columns`` present, renamed for people, numbers rounded to ``digits``."""
+    s = summary[[c for c in columns if c in summary]].rename(columns=columns).copy()
+    for c, nd in digits.items():
+        if c in s:
+            s[c] = s[c].astype(float).round(nd)
+    return s.reset_index(drop=True)
+
+
 def placement_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per config: CPUs planned and used, busy threads, whether the placement was verified."""
     if summary is None or summary.empty:
         return pd.DataFrame()
-    cols = _PLACEMENT_COLUMNS
-    s = summary[[c for c in cols if c in summary]].rename(columns=cols).copy()
+    s = _renamed(summary, _PLACEMENT_COLUMNS, {"decode tok/s": 2, "CPU %": 0, "busy threads": 1})
     if "threads" in s:
         s["threads"] = s["threads"].map(_threads_value)
     if "TTFT ms" in s:
         s["TTFT ms"] = (s["TTFT ms"] * 1000).round(2)
-    for c, nd in (("decode tok/s", 2), ("CPU %", 0), ("busy threads", 1)):
-        if c in s:
-            s[c] = s[c].astype(float).round(nd)
-    return s.reset_index(drop=True)
+    return s
 
 
 def _median(r: pd.Series, metric: str, scale: float = 1.0) -> float:
@@ -141,12 +147,8 @@ def measuring_table(summary: pd.DataFrame) -> pd.DataFrame:
     what its sampler cost), CFS throttling, the clock during decode and the memory policy."""
     if summary is None or summary.empty:
         return pd.DataFrame()
-    cols = {k: v for k, v in _MEASURING_COLUMNS.items() if k in summary}
-    s = summary[list(cols)].rename(columns=cols).copy()
-    for c, nd in (("sampler CPU %", 2), ("throttled s", 3), ("clock MHz", 0)):
-        if c in s:
-            s[c] = s[c].astype(float).round(nd)
-    return s.reset_index(drop=True)
+    return _renamed(summary, _MEASURING_COLUMNS,
+                    {"sampler CPU %": 2, "throttled s": 3, "clock MHz": 0})
 
 
 def _number(v: float) -> str:

@@ -52,39 +52,50 @@ def effects_table(effects_: pd.DataFrame) -> pd.DataFrame:
     return effects_.drop(columns=[c for c in effects_ if c.startswith("decode_ratio")])
 
 
-def spin_split(summary: pd.DataFrame) -> pd.DataFrame:
-    """Spinning on and off side by side at the same threads: tok/s, TTFT, CPU %, CPU time per
-    token, and the CPU time spinning costs (the part that goes away when threads sleep)."""
+def spin_pair(summary: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """(spinning on, spinning off): the baseline and the point that flips spinning, at the same
+    threads; None unless both were measured."""
     if summary is None or not len(summary) or "role_spinning" not in summary:
-        return pd.DataFrame()
+        return None
     base = baseline(summary)
     flip = summary[summary["role_knob"] == "spinning"]
     if base is None or not len(flip):
-        return pd.DataFrame()
+        return None
     pair = {bool(base["role_spinning"]): base, bool(flip.iloc[0]["role_spinning"]): flip.iloc[0]}
-    if set(pair) != {True, False}:
+    return (pair[True], pair[False]) if set(pair) == {True, False} else None
+
+
+def spin_share(on: pd.Series, off: pd.Series) -> float:
+    """The share of spinning's CPU time per token that goes away when pool threads sleep."""
+    return float(1 - off["cpu_s_per_token_median"] / on["cpu_s_per_token_median"])
+
+
+def spin_split(summary: pd.DataFrame) -> pd.DataFrame:
+    """Spinning on and off side by side at the same threads: tok/s, TTFT, CPU %, CPU time per
+    token, and the CPU time spinning costs (the part that goes away when threads sleep)."""
+    pair = spin_pair(summary)
+    if pair is None:
         return pd.DataFrame()
-    on, off = pair[True], pair[False]
+    on, off = pair
     rows = [("decode tok/s", "decode_tok_s_median", 1), ("TTFT ms", "ttft_s_median", 1e3),
             ("CPU % (all threads)", "cpu_util_pct_median", 1),
             ("CPU ms per token", "cpu_s_per_token_median", 1e3)]
     out = pd.DataFrame([{"": name, "spinning on": round(float(on[c]) * k, 2),
                          "spinning off": round(float(off[c]) * k, 2)} for name, c, k in rows])
-    spin = 1 - off["cpu_s_per_token_median"] / on["cpu_s_per_token_median"]
     return pd.concat([out, pd.DataFrame([{"": "share of CPU time that is spin",
-                                          "spinning on": f"{100 * spin:.0f} %",
+                                          "spinning on": f"{100 * spin_share(on, off):.0f} %",
                                           "spinning off": "-"}])], ignore_index=True)
 
 
 def spin_sentence(summary: pd.DataFrame) -> str:
-    split = spin_split(summary)
-    if not len(split):
+    pair = spin_pair(summary)
+    if pair is None:
         return "Spinning on and off were not both measured."
-    share = split.iloc[-1]["spinning on"]
-    dec = split.iloc[0]
-    return (f"With spinning on, about **{share}** of the CPU time is spent spinning (the CPU time "
-            f"per token that disappears when pool threads sleep); decode runs at "
-            f"{dec['spinning on']} tok/s with spinning and {dec['spinning off']} without.")
+    on, off = pair
+    return (f"With spinning on, about **{100 * spin_share(on, off):.0f} %** of the CPU time is "
+            "spent spinning (the CPU time per token that disappears when pool threads sleep); "
+            f"decode runs at {on['decode_tok_s_median']:.2f} tok/s with spinning and "
+            f"{off['decode_tok_s_median']:.2f} without.")
 
 
 def thread_utilisation(threads: pd.DataFrame) -> pd.DataFrame:
@@ -99,4 +110,5 @@ def thread_utilisation(threads: pd.DataFrame) -> pd.DataFrame:
             .sort_values(["config_key", "rank"]))
 
 
-__all__ = ["baseline", "effects", "effects_table", "spin_sentence", "spin_split", "thread_utilisation"]
+__all__ = ["baseline", "effects", "effects_table", "spin_pair", "spin_sentence", "spin_share",
+           "spin_split", "thread_utilisation"]

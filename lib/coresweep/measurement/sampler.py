@@ -10,6 +10,10 @@ from typing import Any
 from coresweep.machine.speed import cpu_mhz
 from coresweep.measurement.procfs import read_threads
 
+# Reading a CPU's clock (/proc/cpuinfo, or scaling_cur_freq on some drivers) can interrupt every
+# CPU it reports on, the worker's included: once a second is enough for a median.
+CLOCK_INTERVAL_S = 1.0
+
 
 class Sampler(threading.Thread):
     """Parent-side timeline: per-CPU utilisation (psutil) and, when ``pid`` is given, that
@@ -22,6 +26,7 @@ class Sampler(threading.Thread):
         self.gate = gate  # optional callable: sample only while gate() is true
         self.clock_cpus = clock_cpus  # CPUs whose clock is read in the timed phase
         self.mhz: list[float] = []
+        self._clock_t = float("-inf")  # when the clock was last read
         self.stop_event = threading.Event()
         self.samples: list[dict] = []
         self.thread_samples: list[dict] = []
@@ -47,7 +52,8 @@ class Sampler(threading.Thread):
                              for cpu, u in enumerate(psutil.cpu_percent(percpu=True))]
             if self.pid is not None:
                 self._sample_threads(t, phase)
-            if self.clock_cpus and phase == "timed":
+            if self.clock_cpus and phase == "timed" and t - self._clock_t >= CLOCK_INTERVAL_S:
+                self._clock_t = t
                 mhz = cpu_mhz(self.clock_cpus)
                 if mhz is not None:
                     self.mhz.append(mhz)

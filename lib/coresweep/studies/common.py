@@ -30,7 +30,7 @@ def quota_cap(topo: Any, cpus: int) -> int:
     busy at most: more only share the same CPU time)."""
     import math
 
-    quota = topo.cgroup.quota_cpus if getattr(topo, "cgroup", None) else None
+    quota = topo.cgroup.quota_cpus
     return cpus if quota is None else max(1, min(cpus, math.ceil(quota - 1e-9)))
 
 

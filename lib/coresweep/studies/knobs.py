@@ -26,24 +26,31 @@ _AXIS_DEFAULTS = {"spinning": [True, False], "pin_threads": [False, True],
 
 def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None:
     """The decode thread count 01 recommends from the run folder's results (fewest threads tied
-    with the best), for this model and work; None when the folder has none yet."""
+    with the best), for this model, work and placement with every knob at its default; None when
+    the folder has none yet. Reads the trials table only."""
     from pathlib import Path
 
+    from coresweep.analysis import summarize
     from coresweep.analysis.best import choose
-    from coresweep.measurement.results import Run
+    from coresweep.measurement.store import Store
 
     if not (Path(run_dir) / "run.json").exists():
         return None
     try:
-        s = Run.load(run_dir).summary
+        store = Store(run_dir)
+        store.check_readable()
+        t = store.load_table("trials")
     except CoresweepError:
         return None
-    if not len(s) or "model" not in s:
+    if not len(t) or "model" not in t:
         return None
     w = common.workload(values)
-    s = s[(s["model"] == w["model"]) & (s["prompt_tokens"] == w["prompt_tokens"])
-          & (s["gen_tokens"] == w["gen_tokens"]) & (s["placement"] == values["placement"])]
-    pick = choose(s, "decode_tok_s") if len(s) else None
+    plain = ((t["model"] == w["model"]) & (t["prompt_tokens"] == w["prompt_tokens"])
+             & (t["gen_tokens"] == w["gen_tokens"]) & (t["placement"] == values["placement"])
+             & (t["session"] == "{}") & ~t["pin_threads"].astype(bool))
+    if "numa_memory" in t:  # runs before the NUMA policy existed used the default
+        plain &= t["numa_memory"].fillna("default") == "default"
+    pick = choose(summarize(t[plain]), "decode_tok_s") if plain.any() else None
     return pick["threads"] if pick else None
 
 
