@@ -42,6 +42,8 @@ timeout_s = 600.0  # float: time-out of one worker process, seconds
 sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
 adaptive = False  # bool: adaptive sampling: one more process per configuration per round until its median decode tok/s is known within adaptive_target, it is clearly slower than the best (dropped; never a control or a point a figure needs) or it has `processes` processes (the cap)
 adaptive_target = 0.03  # float: adaptive: stop a configuration once the 95 % CI of its median decode tok/s is within ± this fraction of the median (2+ processes)
+refine_processes = 6  # int: when a study's decision (TTFT or decode) is not settled — undecided, or tied among noisy points — only its contenders get more fresh processes, two at a time, up to this many each; at most `processes` turns it off
+study_budget_s = 0.0  # float: seconds this notebook may spend measuring (coresweep run sets it from `budget`); refining stops once it is spent; 0 means no limit
 threads = 'auto'  # int list: thread counts for the core-count sweep; auto means 1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)
 placement = 'cores-first'  # str: placement strategy of the core-count sweep and of 06_knobs: cores-first fills one CPU per physical core, then the SMT siblings (see coresweep.machine.placement.STRATEGIES, or a CPU list such as 0-3)
 oversubscribe = True  # bool: allow thread counts past the CPUs the strategy gives (threads then share CPUs)
@@ -83,7 +85,7 @@ plots.threads_curves(res.summary, cpus=study.sweep_cpus(P), cap=cap);
 
 # %%
 plots.roofline(res.summary, cap=cap)
-display(Markdown(roofline.bound_sentence(res.summary)))
+display(Markdown(roofline.bound_sentence(res.summary, study.decisions(res)["decode_tok_s"])))
 display(res.bandwidth)
 
 # %% [markdown]
@@ -126,8 +128,11 @@ plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);
 
 # %% [markdown]
 # ## The study's table on this machine
+#
+# With this study's decision (the same rule as 05_recommend, over these thread counts only) and the extra processes the run spent to settle it.
 
 # %%
 display(tables.study_table(res.summary))
-display(Markdown(verdicts.best_sentence(res.summary)))
+display(Markdown(verdicts.decisions_sentence(study.decisions(res))))
+display(Markdown(study.refinements_markdown(P)))
 display(Markdown(verdicts.same_work_sentence(res.trials)))

@@ -16,14 +16,14 @@
 # %% [markdown]
 # # 05 · What should I run? The recommendation
 #
-# The answer, from the other notebooks' results in the same run folder: the configuration to deploy for the lowest time to first token, for the highest decode speed and for the most users within a latency budget — chosen CI-aware (the fewest threads whose result is statistically tied with the best, among points whose placement was verified and that are not noisy) — each with a configuration to paste; why (the roofline: decode against the memory bandwidth measured on the same CPUs); and the motivating study's claims checked one by one on this machine.
+# The answer, from the other notebooks' results in the same run folder: the configuration to deploy for the lowest time to first token, for the highest decode speed and for the most users within a latency budget — each chosen by the one decision every coresweep answer uses, with how sure the run is — each with a configuration to paste; why (the roofline: decode against the memory bandwidth measured on the same CPUs); and the motivating study's claims checked one by one on this machine, on intervals.
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import best, roofline
+from coresweep.analysis import decision, roofline
 from coresweep.studies import recommend
 
 study = studies.get("recommend")
@@ -42,11 +42,21 @@ display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 # %% [markdown]
 # ## The recommendation
 #
-# Rule: fewest threads whose 95 % bootstrap CI of the median overlaps the best point's, among points with placement verified and not flagged noisy.
+# The decision: among points with an explicit thread count, placement verified, not oversubscribed and not throttled (noisy points stay: their interval carries the noise, the flag is shown), the best median and every point whose 95 % interval overlaps it and that nothing beats outright. **decided**: the best stands alone; **tied**: the cheapest of the tied points is within 5 % of the best — it is recommended; **undecided**: the machine was too noisy to tell them apart within 5 % — the best median is provisional, and the run re-measured the contenders while its budget allowed. Controls (ORT's default mode, OMP_NUM_THREADS only) are shown beside the pick, never picked.
 
 # %%
-display(study.picks_table(rec))
-display(Markdown(best.prefill_decode_note(rec.picks["ttft_s"], rec.picks["decode_tok_s"])))
+display(Markdown(tables.markdown(study.picks_table(rec))))
+display(Markdown(study.decision_markdown(rec)))
+display(Markdown(decision.prefill_decode_note(rec.picks["ttft_s"], rec.picks["decode_tok_s"])))
+
+# %% [markdown]
+# ### The evidence
+#
+# Every point the decision chose among, with its 95 % interval and what the decision made of it.
+
+# %%
+display(Markdown(tables.markdown(rec.picks["decode_tok_s"].evidence)))
+display(Markdown(tables.markdown(rec.picks["ttft_s"].evidence)))
 
 # %% [markdown]
 # ### For the lowest time to first token
@@ -73,7 +83,7 @@ display(Markdown(study.serving_config(rec)))
 
 # %%
 plots.roofline(rec.evidence.threads, cap=plots.caption_for(None, rec.params, P.topology))
-display(Markdown(roofline.bound_sentence(rec.evidence.threads)))
+display(Markdown(roofline.bound_sentence(rec.evidence.threads, rec.picks["decode_tok_s"])))
 
 # %% [markdown]
 # ## The study's claims on this machine

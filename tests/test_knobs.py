@@ -272,7 +272,7 @@ def test_effects_and_the_spin_split():
                       _row("graph_optimization", "basic", True, 60.0, 1, 0.030, 200)])
     e = knobs.effects(s)
     assert list(e["knob"]) == ["spinning", "graph_optimization"]
-    assert list(e["verdict"]) == ["no clear difference", "slower"]
+    assert list(e["verdict"]) == ["the same (within 5 %)", "slower"]
     assert e["decode_ratio"].iloc[1] == pytest.approx(0.6)
     assert e["decode_ratio_lo"].iloc[1] < 0.6 < e["decode_ratio_hi"].iloc[1]
     assert "decode_ratio" not in knobs.effects_table(e)

@@ -144,10 +144,12 @@ def test_tables_and_sentences(data):
     t = tables.study_table(s)
     assert list(t.columns[:4]) == ["threads", "TTFT ms", "TTFT 95% CI", "decode tok/s"]
     assert list(t["threads"]) == [1, 2, 4]
-    best = verdicts.best_configs(s)
-    assert best["decode_tok_s"]["value"] == pytest.approx(s["decode_tok_s_median"].max())
-    assert best["ttft_s"]["value"] == pytest.approx(s["ttft_s_median"].min())
-    assert "Best on this machine" in verdicts.best_sentence(s)
+    from coresweep.analysis.decision import GOALS, decide
+
+    decisions = {m: decide(s, m) for m in GOALS}
+    text = verdicts.decisions_sentence(decisions)
+    assert "Lowest TTFT" in text and "Highest decode" in text
+    assert verdicts.decisions_sentence({}).startswith("No eligible point")
     pt = tables.placement_table(s)
     assert "ORT default" in set(pt["threads"])
     assert "Control — does `OMP_NUM_THREADS` act?" in verdicts.control_verdict(s)

@@ -67,18 +67,21 @@ def test_external_references_are_detected():
 def test_summary_and_index(run):
     d = run["run_dir"]
     md = (d / "summary.md").read_text()
-    assert "| config | threads |" in md and "lowest TTFT **" in md and "highest decode **" in md
+    assert "| config | threads |" in md and "Lowest TTFT (" in md and "Highest decode (" in md
     assert "Same work everywhere" in md or "generated different tokens" in md
     csv = pd.read_csv(d / "summary.csv")
     assert {"config", "threads", "ttft_ms", "decode_tok_s", "cpu_pct", "placement_ok"} <= set(
         csv.columns)
     assert (csv["ttft_ms"] > 0).all() and (csv["decode_tok_s"] > 0).all()
     batch = json.loads((d / "batch.json").read_text())
-    assert batch["best"]["decode_tok_s"]["value"] == pytest.approx(csv["decode_tok_s"].max(),
-                                                                  rel=1e-3)
+    for metric in ("ttft_s", "decode_tok_s"):  # the index's answer is 05's answer
+        best = batch["best"][metric]
+        assert best["status"] in ("decided", "tied", "undecided")
+        assert f"**{best['pick']['label']}**" in (d / "recommendation.md").read_text()
     index = run["index"].read_text()
     assert report.external_references(index) == []
-    assert d.name in index and "best decode" in index
+    assert d.name in index and "recommended for decode" in index
+    assert batch["best"]["decode_tok_s"]["pick"]["label"] in index
     for nb in ("00_machine", "01_threads", "02_affinity", "03_smt"):
         assert f'href="{d.name}/{nb}.html"' in index
 

@@ -205,6 +205,13 @@ PROTOCOL = table(
     Param("adaptive_target", "float", 0.03, "adaptive: stop a configuration once the 95 % CI of "
           "its median decode tok/s is within ± this fraction of the median (2+ processes)",
           minimum=0.001),
+    Param("refine_processes", "int", 6, "when a study's decision (TTFT or decode) is not settled "
+          "— undecided, or tied among noisy points — only its contenders get more fresh "
+          "processes, two at a time, up to this many each; at most `processes` turns it off",
+          minimum=0),
+    Param("study_budget_s", "float", 0.0, "seconds this notebook may spend measuring (coresweep "
+          "run sets it from `budget`); refining stops once it is spent; 0 means no limit",
+          minimum=0),
 )
 
 # -- where a notebook's results go ----------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coresweep.analysis.best import tied_with
+from coresweep.analysis.decision import BETTER, EQUIVALENT, WORSE, relation
+
+_VERDICTS = {BETTER: "faster", WORSE: "slower", EQUIVALENT: "the same (within 5 %)"}
 
 
 def _ratio(row: pd.Series, base: pd.Series, metric: str) -> tuple[float, float, float]:
@@ -33,7 +35,7 @@ def effects(summary: pd.DataFrame) -> pd.DataFrame:
     for _, r in summary[summary["role_knob"] != "baseline"].iterrows():
         dec, dec_lo, dec_hi = _ratio(r, base, "decode_tok_s")
         ttft, _, _ = _ratio(r, base, "ttft_s")
-        tied = tied_with(base, r, "decode_tok_s")
+        rel = relation(r, base, "decode_tok_s")
         rows.append({
             "knob": r["role_knob"], "value": str(r["role_value"]),
             "decode tok/s": round(float(r["decode_tok_s_median"]), 2),
@@ -41,7 +43,7 @@ def effects(summary: pd.DataFrame) -> pd.DataFrame:
             "TTFT vs baseline": f"{ttft:.3f}",
             "CPU %": round(float(r.get("cpu_util_pct_median", np.nan)), 1),
             "CPU ms/token": round(1e3 * float(r.get("cpu_s_per_token_median", np.nan)), 2),
-            "verdict": "no clear difference" if tied else ("faster" if dec > 1 else "slower"),
+            "verdict": _VERDICTS.get(rel, "no clear difference (within noise)"),
             "decode_ratio": dec, "decode_ratio_lo": dec_lo, "decode_ratio_hi": dec_hi,
         })
     return pd.DataFrame(rows)

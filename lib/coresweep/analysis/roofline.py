@@ -41,15 +41,19 @@ def _ceilings(bandwidth: pd.DataFrame | None) -> dict[tuple[str, int], float]:
     return {(str(r["cpus"]), int(r["threads"])): float(r["gb_s"]) for _, r in ok.iterrows()}
 
 
-def bound_sentence(rows: pd.DataFrame) -> str:
-    """Markdown: is decode bandwidth-bound here (near its ceiling and flat past it)?"""
+def bound_sentence(rows: pd.DataFrame, decision: Any = None) -> str:
+    """Markdown: is decode bandwidth-bound here? Told at the point ``decision`` (the run's decode
+    analysis.decision.Decision) recommends when it is among ``rows``, else at the fastest."""
     r = rows.dropna(subset=["pct_of_ceiling"]) if "pct_of_ceiling" in rows else rows.iloc[0:0]
     if r.empty:
         return ("No bandwidth measured at these placements: the roofline cannot say whether "
                 "decode is bandwidth-bound here.")
-    top = r.loc[r["decode_tok_s_median"].idxmax()]
+    key = decision.pick.get("config_key") if decision is not None and decision.pick else None
+    mine = r[r["config_key"] == key] if key is not None and "config_key" in r else r.iloc[0:0]
+    top = mine.iloc[0] if len(mine) else r.loc[r["decode_tok_s_median"].idxmax()]
+    which = "At the recommended point" if len(mine) else "At its fastest"
     pct, t = float(top["pct_of_ceiling"]), int(top["threads"])
-    head = (f"At its best ({t} thread(s), {top['decode_tok_s_median']:.1f} tok/s) decode reads "
+    head = (f"{which} ({t} thread(s), {top['decode_tok_s_median']:.1f} tok/s) decode reads "
             f"**{top['decode_gb_s']:.1f} GB/s**, {pct:.0f} % of the {top['ceiling_gb_s']:.1f} GB/s "
             "measured on the same CPUs")
     if pct >= 100 * BOUND_FRACTION:

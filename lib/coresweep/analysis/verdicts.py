@@ -1,4 +1,4 @@
-"""Verdicts the reports print: the best configuration, whether every configuration did the same
+"""Verdicts the reports print: the decisions in a sentence, whether every configuration did the same
 work, and whether the OMP_NUM_THREADS control changed anything. Each reads structured columns
 (roles, busy threads, CIs), never a label."""
 
@@ -12,40 +12,13 @@ import pandas as pd
 from coresweep.analysis.stats import same_work
 
 
-def best_configs(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The config with the lowest median TTFT and the one with the highest median decode tok/s."""
-    out: dict[str, dict[str, Any]] = {}
-    if summary is None or summary.empty:
-        return out
-    for metric, fn in (("ttft_s", "idxmin"), ("decode_tok_s", "idxmax")):
-        col = f"{metric}_median"
-        if col not in summary or summary[col].isna().all():
-            continue
-        r = summary.loc[getattr(summary[col], fn)()]
-        out[metric] = {"label": r.get("label"), "threads": int(r["threads"]),
-                       "placement": r.get("placement"), "value": float(r[col]),
-                       "ci_lo": float(r[f"{metric}_ci_lo"]), "ci_hi": float(r[f"{metric}_ci_hi"])}
-        if metric == "decode_tok_s" and pd.notna(r.get("decode_gb_s")):  # the roofline
-            out[metric].update(gb_s=float(r["decode_gb_s"]),
-                               pct_of_ceiling=float(r.get("pct_of_ceiling", np.nan)))
-    return out
-
-
-def best_sentence(summary: pd.DataFrame) -> str:
-    """Markdown naming the best configuration for TTFT and for decode throughput."""
-    b = best_configs(summary)
-    if not b:
-        return "No successful trial: no best configuration."
-    parts = []
-    if "ttft_s" in b:
-        t = b["ttft_s"]
-        parts.append(f"lowest TTFT **{t['value'] * 1000:.1f} ms** (95 % CI "
-                     f"{t['ci_lo'] * 1000:.1f}–{t['ci_hi'] * 1000:.1f}) with **{t['label']}**")
-    if "decode_tok_s" in b:
-        d = b["decode_tok_s"]
-        parts.append(f"highest decode **{d['value']:.2f} tok/s** (95 % CI "
-                     f"{d['ci_lo']:.2f}–{d['ci_hi']:.2f}) with **{d['label']}**")
-    return "Best on this machine: " + "; ".join(parts) + "."
+def decisions_sentence(decisions: dict[str, Any]) -> str:
+    """Markdown: the decision (analysis.decision) for TTFT and for decode, with how sure it is."""
+    if not decisions or all(d.pick is None for d in decisions.values()):
+        return "No eligible point: no configuration to recommend."
+    names = {"ttft_s": "Lowest TTFT", "decode_tok_s": "Highest decode"}
+    return "\n".join(f"- {names.get(m, m)} ({d.status}): {d.sentence()}"
+                     for m, d in decisions.items())
 
 
 def same_work_sentence(trials: pd.DataFrame) -> str:

@@ -143,18 +143,12 @@ _TABLE_CSS = ("<style>.coresweep-compare td,.coresweep-compare th{text-align:lef
               "vertical-align:top}.coresweep-compare h3{font-size:1em;margin:0}</style>")
 
 
-def _best_text(best: dict[str, Any], metric: str) -> str:
-    b = best.get(metric)
-    if not b:
+def _decision_text(decisions: dict[str, Any], metric: str) -> str:
+    """The run's decision (analysis.decision, as its own report): pick, value, how sure."""
+    d = decisions.get(metric)
+    if d is None or d.pick is None:
         return "–"
-    if metric == "ttft_s":
-        return f"{b['value'] * 1000:.1f} ms with {esc(b.get('label'))}"
-    text = f"{b['value']:.1f} tok/s with {esc(b.get('label'))}"
-    if b.get("gb_s") is not None:
-        pct = b.get("pct_of_ceiling")
-        share = f", {pct:.0f} % of measured" if pct is not None and pct == pct else ""
-        text += f" ({b['gb_s']:.1f} GB/s{share})"
-    return text
+    return f"{esc(d.pick.get('label'))}: {esc(d.value_text())} ({esc(d.status)})"
 
 
 def _ids() -> tuple[str, str]:
@@ -165,7 +159,7 @@ def _ids() -> tuple[str, str]:
 
 
 def _recommendation_html(runs: Sequence[ComparedRun]) -> str:
-    """A table with one column per run: its best measured points and its recommendation.md."""
+    """A table with one column per run: its decisions and its recommendation.md."""
     from nbconvert.filters import markdown2html
 
     def row(head: str, cells: list[str]) -> str:
@@ -175,8 +169,9 @@ def _recommendation_html(runs: Sequence[ComparedRun]) -> str:
             else f"<em>{_ids()[1]} did not run</em>" for r in runs]
     return (_TABLE_CSS + "<table class='coresweep-compare'><thead>"
             + row("", [esc(r.name) for r in runs]) + "</thead><tbody>"
-            + row("best TTFT (measured)", [_best_text(r.best, "ttft_s") for r in runs])
-            + row("best decode (measured)", [_best_text(r.best, "decode_tok_s") for r in runs])
+            + row("recommended for TTFT", [_decision_text(r.decisions, "ttft_s") for r in runs])
+            + row("recommended for decode", [_decision_text(r.decisions, "decode_tok_s")
+                                             for r in runs])
             + row("recommendation", recs) + "</tbody></table>")
 
 

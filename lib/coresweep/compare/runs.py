@@ -32,16 +32,7 @@ class ComparedRun:
     schema_version: int
     has_bandwidth: bool
     recommendation: str | None  # recommendation.md, when the recommendation ran
-    best: dict[str, Any] = field(default_factory=dict)  # batch.json "best"
-
-
-def study_values(run_meta: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-    """The parameters the run's studies used, "auto" resolved on the machine that ran them:
-    batch.json's resolved values (coresweep run), else run.json's, over the defaults."""
-    from coresweep import studies
-
-    values = batch.get("resolved") or batch.get("params") or run_meta.get("params") or {}
-    return {**studies.defaults(), **values}
+    decisions: dict[str, Any] = field(default_factory=dict)  # metric -> analysis Decision
 
 
 def _sweep(run: Any, values: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,13 +58,15 @@ def load_run(path: str | Path) -> ComparedRun:
     from coresweep.measurement.bandwidth import load as load_bandwidth
     from coresweep.measurement.results import Run
     from coresweep.measurement.store import Store
+    from coresweep.studies.recommend import run_points
+    from coresweep.studies.results import run_values
 
     path = Path(path)
     if not path.is_dir():
         raise CoresweepError(f"{path} is not a run folder (no such folder)")
     run = Run.load(path)  # refuses a folder without run.json or of a newer schema
     batch = read_json(run_file(path, "batch"))
-    values = study_values(run.meta, batch)
+    values = run_values(run.meta, batch)
     sweep, trials = _sweep(run, values)
     bandwidth = load_bandwidth(path)
     fp = run.meta.get("fingerprint") or {}
@@ -88,7 +81,8 @@ def load_run(path: str | Path) -> ComparedRun:
         sweep=normalise(sweep, fp.get("topology") or {}, values, bandwidth),
         trials=trials, schema_version=Store(path).check_readable(),
         has_bandwidth=not bandwidth.empty,
-        recommendation=rec.read_text() if rec.exists() else None, best=batch.get("best") or {})
+        recommendation=rec.read_text() if rec.exists() else None,
+        decisions=run_points(run, values).decisions())
 
 
 def physical_cores(cpulist: str, topology: dict[str, Any]) -> float:

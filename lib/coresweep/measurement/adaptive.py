@@ -34,7 +34,7 @@ ONE_PROCESS_ALLOWANCE = 0.30  # the largest spread between processes seen here (
 # a workload: configs are raced only against configs that generate the same thing
 WORKLOAD_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text",
                    "seed")
-STOPS = ("target", "cap", "dropped", "failed", "skipped", "fixed")
+STOPS = ("target", "cap", "dropped", "failed", "skipped", "fixed", "refined")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ def fixed_stops(keys: Iterable[str], counts: Mapping[str, int], processes: int) 
     """The stop records of a fixed (non-adaptive) sweep."""
     return {k: Stop(k, "fixed", f"fixed design: {counts.get(k, 0)} of {processes} processes",
                     counts.get(k, 0), processes) for k in keys}
+
+
+def refined_stops(counts: Mapping[str, int], why: str) -> dict[str, Stop]:
+    """The stop records of configs given more processes to settle a decision."""
+    return {k: Stop(k, "refined", f"{why}: {n} processes", n, n) for k, n in counts.items()}
 
 
 # -- statistics of the rounds so far -------------------------------------------------------------

@@ -9,6 +9,13 @@ from typing import Any
 from coresweep.machine.topology import format_cpulist
 from coresweep.measurement.verify import verify_placement
 
+# The version of what a trial measures: bump it whenever the timed loop, what is discarded or how
+# a metric is computed changes (engines' generate, the worker's steps, these rows). Every trials
+# row carries it; a resumed sweep measures units of an older version again (asv's
+# benchmark_version). History: 1 = every run before versions were recorded (the IOBinding loop
+# with its buffers written before the clock, per-token timestamps, warm-ups discarded).
+MEASUREMENT_VERSION = 1
+
 # per-repetition fields the worker reports, copied into each trials row
 REP_FIELDS = ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s", "n_tokens", "peak_rss_bytes",
               "cpu_user_s", "cpu_sys_s", "ctx_vol", "ctx_invol", "cpu_util_pct", "checksum")
@@ -71,7 +78,8 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "session": json.dumps(cfg.session, sort_keys=True), "process": process,
         "pid": hello.get("pid", pid),
         "affinity_first": hello.get("onnxruntime_imported_before_affinity") is False,
-        "ok": True, "load_s": loaded.get("load_s", float("nan")),
+        "ok": True, "measurement_version": MEASUREMENT_VERSION,
+        "load_s": loaded.get("load_s", float("nan")),
         "placement_ok": verdict["placement_ok"], "busy_threads": verdict["busy_threads"],
         "oversubscribed": verdict["oversubscribed"], "cpus_used": verdict["cpus_used"],
         "placement_reasons": "; ".join(verdict["reasons"]),

@@ -17,7 +17,9 @@ table as one dataset; `load_table` concatenates the parts.
 Versions: run.json holds ``schema_version`` (SCHEMA_VERSION), and every parquet part carries it in
 the file's key-value metadata (``coresweep_schema_version``). A run.json without one was written by
 release 0.1 (version 1) and reads the same; `check_readable` refuses a newer version, or a run.json
-that is not JSON, with a message saying why.
+that is not JSON, with a message saying why. A unit's parts also carry the measurement version of
+the timed loop that made them (``coresweep_measurement_version``, asv's benchmark_version idea):
+a resume measures a unit of an older version again instead of mixing the two.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from coresweep.errors import CoresweepError
 
 SCHEMA_VERSION = 2  # 1: release 0.1 (no version recorded); 2: versioned run.json and parts
 _PART_KEY = b"coresweep_schema_version"
+_MEASUREMENT_KEY = b"coresweep_measurement_version"  # of the timed loop (measurement.rows)
 
 TABLES = ("trials", "tokens", "samples", "thread_samples", "threads", "failures")
 UNIT_TABLES = ("tokens", "samples", "thread_samples", "threads", "trials")  # trials LAST
@@ -56,13 +59,15 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_write_parquet(path: Path, df: Any) -> None:
+def _atomic_write_parquet(path: Path, df: Any, measurement_version: int | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = {**(table.schema.metadata or {}), _PART_KEY: str(SCHEMA_VERSION).encode()}
+    if measurement_version is not None:
+        meta[_MEASUREMENT_KEY] = str(measurement_version).encode()
     pq.write_table(table.replace_schema_metadata(meta), tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -71,6 +76,15 @@ def _atomic_write_parquet(path: Path, df: Any) -> None:
 
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", s)
+
+
+def part_measurement_version(path: Path) -> int:
+    """The measurement version a part was written with (from its parquet footer); 1 for parts
+    written before versions were recorded."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(_MEASUREMENT_KEY, b"1"))
 
 
 class Store:
@@ -151,19 +165,25 @@ class Store:
     def unit_name(key: str, process: int) -> str:
         return f"{_safe(key)}__p{int(process)}"
 
-    def completed_units(self) -> set[tuple[str, int]]:
+    def completed_units(self, measurement_version: int | None = None) -> set[tuple[str, int]]:
+        """(config key, process) of every unit with a trials part; with ``measurement_version``,
+        only those its timed loop measured (older units are measured again on resume)."""
         d = self.data / "trials"
         out = set()
         if d.is_dir():
             for f in d.glob("*.parquet"):
                 m = re.fullmatch(r"(.+)__p(\d+)\.parquet", f.name)
-                if m:
+                if m and (measurement_version is None
+                          or part_measurement_version(f) == measurement_version):
                     out.add((m.group(1), int(m.group(2))))
         return out
 
     def write_unit(self, key: str, process: int, tables: dict[str, Any]) -> None:
         """Write one completed unit's rows (DataFrames); the trials part goes last."""
         name = self.unit_name(key, process)
+        trials = tables.get("trials")
+        version = (int(trials["measurement_version"].iloc[0]) if trials is not None
+                   and len(trials) and "measurement_version" in trials else None)
         for t in UNIT_TABLES:
             df = tables.get(t)
             if df is None or len(df) == 0:
@@ -174,7 +194,7 @@ class Store:
                 continue
             d = self.data / t
             d.mkdir(parents=True, exist_ok=True)
-            _atomic_write_parquet(d / f"{name}.parquet", df)
+            _atomic_write_parquet(d / f"{name}.parquet", df, version)
 
     def write_failure(self, key: str, process: int, df: Any) -> Path:
         d = self.data / "failures"

@@ -28,6 +28,7 @@ from coresweep.errors import CoresweepError
 from coresweep.measurement import adaptive as _adaptive
 from coresweep.measurement.config import TrialConfig
 from coresweep.measurement.results import Run
+from coresweep.measurement.rows import MEASUREMENT_VERSION
 from coresweep.measurement.store import Store, now_iso
 from coresweep.measurement.trial import PreparedTrial, TrialResult, prepare, run_trial
 
@@ -163,9 +164,10 @@ def _config_entry(p: PreparedTrial) -> dict[str, Any]:
 
 
 def _start_session(store: Store, preps: list[PreparedTrial], topo: Any, params: Any,
-                   sweep_args: dict[str, Any]) -> None:
+                   sweep_args: dict[str, Any], keep_sweep: bool = False) -> None:
     """run.json: the configs, this session's machine, versions and fingerprint (resuming with
-    other versions warns: each session's are kept)."""
+    other versions warns: each session's are kept). ``keep_sweep``: a refining pass keeps the
+    run's own sweep arguments and parameters."""
     from coresweep.machine.topology import fingerprint, machine_name
 
     meta = store.read_meta()
@@ -180,6 +182,8 @@ def _start_session(store: Store, preps: list[PreparedTrial], topo: Any, params: 
             "in run.json sessions[], each row's onnxruntime version in the trials table",
             stacklevel=3)
     meta.setdefault("created", started)
+    if keep_sweep and meta.get("sweep"):
+        sweep_args, params = meta["sweep"], meta.get("params", params)
     meta.update({"start": meta.get("start", started), "end": None,
                  "machine": machine_name(topo), "fingerprint": fp, "versions": versions,
                  "params": params if params is not None else meta.get("params", {}),
@@ -187,6 +191,16 @@ def _start_session(store: Store, preps: list[PreparedTrial], topo: Any, params: 
     session = {"start": started, "end": None, "pid": os.getpid(), "resumed_units": 0,
                "machine": machine_name(topo), "versions": versions, "fingerprint": fp}
     meta.setdefault("sessions", []).append(session)
+    store.write_meta(meta)
+
+
+def _note_stale(store: Store, stale: set[tuple[str, int]]) -> None:
+    """This session measures again the units an older timed loop measured (run.json says so)."""
+    meta = store.read_meta()
+    meta["sessions"][-1]["remeasured_units"] = len(stale)
+    meta["sessions"][-1]["remeasured_why"] = (
+        f"measured by an older timed loop (measurement version < {MEASUREMENT_VERSION}): "
+        "measured again, not mixed")
     store.write_meta(meta)
 
 
@@ -259,7 +273,7 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
           params: dict[str, Any] | None = None, topo: Any = None, smt_root: str | Path = "/",
           on_event: Callable[[dict], None] | None = None, check_mem: bool = True,
           adaptive: _adaptive.Adaptive | None = None,
-          keep: Mapping[str, str] | None = None) -> Run:
+          keep: Mapping[str, str] | None = None, refining: str | None = None) -> Run:
     """Run every config in `processes` fresh worker processes and return the Run.
 
     out: run folder (created; default: a new temp dir). order: "interleave" (round-robin),
@@ -269,6 +283,8 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
     completed units. on_event(dict) sees every worker protocol line plus "unit_end".
     adaptive: run in rounds until each config stops (target, dropped as worse, or `processes`
     as the cap); keep: config key -> why it is never dropped (controls are kept anyway).
+    refining: why these configs get more processes than the run's design (a decision that is not
+    settled): the run's recorded sweep arguments stay, each config's stop becomes "refined".
     """
     from coresweep.machine.topology import machine_name, read_topology
 
@@ -280,7 +296,8 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
                   else tempfile.mkdtemp(prefix=f"coresweep-{machine_name(topo)}-"))
     with store:
         store.check_readable()  # refuse to append to a folder of a newer result schema
-        done = store.completed_units()
+        done = store.completed_units(MEASUREMENT_VERSION)
+        stale = store.completed_units() - done  # measured by an older timed loop: again
         if done and not resume:
             raise CoresweepError(
                 f"{store.path} already holds {len(done)} completed trial(s); pass resume=True "
@@ -288,7 +305,9 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
         args = {"processes": processes, "order": order, "seed": seed, "cooldown_s": cooldown_s,
                 "timeout_s": timeout_s, "sample_interval_s": sample_interval_s,
                 "adaptive": adaptive.target if adaptive else None}
-        _start_session(store, preps, topo, params, args)
+        _start_session(store, preps, topo, params, args, keep_sweep=refining is not None)
+        if stale:
+            _note_stale(store, stale)
         resumed = sum((p.key, q) in done for p in preps for q in range(processes))
         run_args = {"timeout_s": timeout_s, "sample_interval_s": sample_interval_s,
                     "cooldown_s": cooldown_s, "progress": progress, "on_event": on_event,
@@ -296,7 +315,8 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
         counts: dict[str, int] = {}
         try:
             if adaptive is None:
-                counts = _run_fixed(store, preps, done, processes, order, seed, run_args)
+                counts = _run_fixed(store, preps, done, processes, order, seed, run_args,
+                                    refining)
             else:
                 counts = _run_adaptive(store, preps, done, processes, order, seed, adaptive,
                                        _adaptive.protected(configs, keep), run_args)
@@ -306,14 +326,17 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
 
 
 def _run_fixed(store: Store, preps: list[PreparedTrial], done: set, processes: int, order: str,
-               seed: int, run_args: dict[str, Any]) -> dict[str, int]:
-    """Every (config, process) unit not done yet; then each config's stop: "fixed"."""
+               seed: int, run_args: dict[str, Any], refining: str | None = None) -> dict[str, int]:
+    """Every (config, process) unit not done yet; then each config's stop: "fixed" (or
+    "refined" when the units were added to settle a decision)."""
     units = unit_order(preps, processes, order, seed)
     todo = [(i, p) for i, p in units if (preps[i].key, p) not in done]
-    counts = _run_units(store, preps, todo, **run_args)
-    complete = store.completed_units()
+    counts = _run_units(store, preps, todo, **run_args, desc="refine" if refining else "sweep")
+    complete = store.completed_units(MEASUREMENT_VERSION)
     n = {p.key: sum((p.key, q) in complete for q in range(processes)) for p in preps}
-    _record_stops(store, _adaptive.fixed_stops(n, n, processes))
+    stops = (_adaptive.refined_stops(n, refining) if refining
+             else _adaptive.fixed_stops(n, n, processes))
+    _record_stops(store, stops)
     return counts
 
 
@@ -341,7 +364,7 @@ def _run_adaptive(store: Store, preps: list[PreparedTrial], done: set, cap: int,
         got = _run_units(store, preps, todo, **{**run_args, "on_event": note},
                          desc=f"round {rnd + 1}/{cap}")
         counts = {k: counts.get(k, 0) + got.get(k, 0) for k in {*counts, *got}}
-        complete = store.completed_units()
+        complete = store.completed_units(MEASUREMENT_VERSION)
         unfinished = {preps[i].key: _unfinished(store, preps[i], rnd, ended)
                       for i in idx if (preps[i].key, rnd) not in complete}
         stops = _adaptive.decide([configs[i] for i in active], configs, store.load_table("trials"),

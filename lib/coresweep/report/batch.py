@@ -125,7 +125,10 @@ class _Batch:
         self.prepared, self.run_dir, self.say, self.t_start = prepared, run_dir, say, t_start
         self.params = {**prepared["checked"], "run_dir": str(run_dir)}
         processes = int(self.params["processes"])
-        done = Store(run_dir).completed_units() if (run_dir / "data").exists() else set()
+        from coresweep.measurement.rows import MEASUREMENT_VERSION
+
+        done = (Store(run_dir).completed_units(MEASUREMENT_VERSION)
+                if (run_dir / "data").exists() else set())
         self.units = {sid: [(c.key(), p) for c in cfgs for p in range(processes)]
                       for sid, cfgs in prepared["configs"].items()}
         self.todo = {sid: [u for u in us if u not in done] for sid, us in self.units.items()}

@@ -86,22 +86,35 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
     }
 
 
-def _roofline_text(best: dict[str, Any]) -> str:
-    if best.get("gb_s") is None:
+def _roofline_text(pick: dict[str, Any]) -> str:
+    if pick.get("gb_s") is None:
         return ""
-    pct = best.get("pct_of_ceiling")
+    pct = pick.get("pct_of_ceiling")
     share = f", {pct:.0f} % of measured" if pct == pct and pct is not None else ""
-    return f"<br><span class=muted>{best['gb_s']:.1f} GB/s{share}</span>"
+    return f"<br><span class=muted>{pick['gb_s']:.1f} GB/s{share}</span>"
+
+
+def _decision_cell(best: dict[str, Any], metric: str) -> str:
+    """The run's decision for ``metric`` (batch.json "best"): the pick's value and name and how
+    sure the run was. Folders rendered before the decision existed hold the point itself."""
+    e = html.escape
+    rec = best.get(metric)
+    if not rec:
+        return "–"
+    pick, status = (rec.get("pick"), rec.get("status")) if "status" in rec else (rec, None)
+    if not pick:
+        return "<span class=muted>no eligible point</span>"
+    value = (f"{pick['value'] * 1000:.1f} ms" if metric == "ttft_s"
+             else f"{pick['value']:.2f} tok/s")
+    roof = _roofline_text(pick) if metric == "decode_tok_s" else ""
+    sure = f" · {e(status)}" if status else ""
+    return f"{value}{roof}<br><span class=muted>{e(str(pick.get('label')))}{sure}</span>"
 
 
 def _row_html(r: dict[str, Any]) -> str:
     e = html.escape
     b = r["best"]
-    ttft = (f"{b['ttft_s']['value'] * 1000:.1f} ms<br><span class=muted>"
-            f"{e(str(b['ttft_s']['label']))}</span>" if "ttft_s" in b else "–")
-    dec = (f"{b['decode_tok_s']['value']:.2f} tok/s{_roofline_text(b['decode_tok_s'])}<br>"
-           f"<span class=muted>{e(str(b['decode_tok_s']['label']))}</span>"
-           if "decode_tok_s" in b else "–")
+    ttft, dec = _decision_cell(b, "ttft_s"), _decision_cell(b, "decode_tok_s")
     links = " · ".join(
         f'<a href="{e(href)}"{" class=fail" if st == "failed" else ""}>'
         f"{e(nb)}{' (failed)' if st == 'failed' else ''}</a>"
@@ -168,12 +181,12 @@ def write_index(root: str | Path | None = None) -> Path:
 <body data-root="{e(root.name)}">
 <h1>coresweep reports</h1>
 <p class=muted>How should I spend my CPU cores on LLM inference? One row per run
-(<code>coresweep run PARAMS.yaml</code>); best = lowest median time to first token and highest
-median decode throughput over every configuration measured, with the configuration that gave
-it.</p>
+(<code>coresweep run PARAMS.yaml</code>); TTFT and decode: the configuration the run recommends
+(the same decision as its 05_recommend report: among verified, not oversubscribed, not throttled
+points, CI-aware) with its median, and how sure the run was (decided, tied, undecided).</p>
 <table>
-<thead><tr><th>compare</th><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>best TTFT</th>
-<th>best decode</th><th>reports</th></tr></thead>
+<thead><tr><th>compare</th><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>recommended for TTFT</th>
+<th>recommended for decode</th><th>reports</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>

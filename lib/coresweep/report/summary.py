@@ -1,5 +1,5 @@
-"""Per-run summary (llama-bench style): summary.md and summary.csv, and the best configurations
-recorded in batch.json for the index."""
+"""Per-run summary (llama-bench style): summary.md and summary.csv, and the run's decisions
+(analysis.decision, the same as 05's) recorded in batch.json for the index and compare."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from coresweep.analysis.verdicts import best_configs, best_sentence, same_work_sentence
+from coresweep.analysis.verdicts import decisions_sentence, same_work_sentence
 from coresweep.report.paths import read_json, run_file, write_json
 from coresweep.tables import markdown, run_table
 
@@ -51,16 +51,35 @@ def _header(run_dir: Path, meta: Mapping[str, Any], run: Any) -> list[str]:
             f"{meta.get('created', '')}", ""]
 
 
+def best_record(decisions: dict[str, Any], points: Any) -> dict[str, Any]:
+    """batch.json "best": each goal's decision (pick, status, candidates) and, for decode, the
+    pick's roofline (GB/s and % of the bandwidth measured on its CPUs)."""
+    out = {m: d.to_dict() for m, d in decisions.items()}
+    dec = decisions.get("decode_tok_s")
+    if dec is not None and dec.pick is not None and points is not None and len(points) \
+            and "decode_gb_s" in points:
+        row = points[points["config_key"] == dec.pick["config_key"]]
+        if len(row) and row["decode_gb_s"].notna().iloc[0]:
+            out["decode_tok_s"]["pick"].update(
+                gb_s=float(row["decode_gb_s"].iloc[0]),
+                pct_of_ceiling=float(row["pct_of_ceiling"].iloc[0]))
+    return out
+
+
 def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write <run>/summary.md and <run>/summary.csv; return the best TTFT/decode configs."""
+    """Write <run>/summary.md and <run>/summary.csv; return the decisions' record."""
+    from coresweep.studies.recommend import run_points
+
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     roof = with_roofline(run_dir, run) if run is not None else None
     df = run_table(roof)
-    best = best_configs(roof) if len(df) else {}
+    points = run_points(run) if run is not None and len(df) else None
+    decisions = points.decisions() if points is not None else {}
     lines = _header(run_dir, meta or {}, run)
     if len(df):
-        lines += [markdown(df[COLUMNS]), "", best_sentence(run.summary), "",
+        lines += [markdown(df[COLUMNS]), "", "Recommended on this machine (the one decision, "
+                  "as 05_recommend):", "", decisions_sentence(decisions), "",
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")
@@ -72,7 +91,7 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
               "of the read bandwidth measured on the same CPUs; n: processes x repetitions."]
     run_file(run_dir, "summary.md").write_text("\n".join(lines) + "\n")
     df.to_csv(run_file(run_dir, "summary.csv"), index=False)
-    return best
+    return best_record(decisions, points.threads if points is not None else None)
 
 
 def finish_run(run_dir: str | Path) -> dict[str, Any]:

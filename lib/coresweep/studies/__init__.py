@@ -20,7 +20,7 @@ from coresweep.studies.common import describe_configs
 _MODULES = ("machine", "threads", "affinity", "smt", "serving", "recommend", "knobs")
 
 __all__ = ["Resolved", "Study", "all_studies", "defaults", "describe_configs", "get", "load",
-           "schema", "select", "validate"]
+           "parameters_cell", "schema", "select", "validate"]
 
 
 def all_studies() -> list[Study]:
@@ -109,6 +109,21 @@ def _reference_rows(params: Mapping[str, Param]) -> list[str]:
         choices = f" Choices: {', '.join(f'`{c}`' for c in p.choices)}." if p.choices else ""
         rows.append(f"| `{k}` | {p.type_name()} | `{default}` | {p.help}.{choices} |")
     return rows
+
+
+_SHORT_KIND = {"int": "int", "float": "float", "bool": "bool", "str": "str", "int_list": "int list",
+               "float_list": "float list", "str_list": "str list", "bool_list": "bool list"}
+
+
+def parameters_cell(study: Study) -> str:
+    """The source of a study's notebook ``parameters`` cell: one typed literal per parameter, the
+    study's default, with its type, choices and help as the comment (papermill overrides it)."""
+    lines = []
+    for k, p in study.schema().items():
+        kind = _SHORT_KIND[p.kind] + (f" or {p.kind} list" if p.listable else "")
+        choices = f"; one of {', '.join(map(str, p.choices))}" if p.choices else ""
+        lines.append(f"{k} = {p.default_value()!r}  # {kind}{choices}: {p.help}")
+    return "\n".join(lines)
 
 
 def reference_markdown() -> str:

@@ -67,6 +67,7 @@ class AffinityStudy(Study):
     question = ("Which CPUs should the threads run on, does pinning help, and do ORT's default "
                 "mode and OMP_NUM_THREADS do what people expect?")
     capability = "placement strategies"
+    refines = True
     params = table(
         Param("affinity_threads", "int_list", "auto", "thread counts at which the strategies are "
               "compared; auto means the number of physical cores", auto=True, minimum=1),

@@ -51,6 +51,7 @@ class Study:
     shared: ClassVar[tuple[str, ...] | None] = None  # the workload/protocol parameters it uses
     capability: ClassVar[str] = ""  # what 00's "testable here" table calls this study
     index_first: ClassVar[bool] = False  # listed first in the index (the recommendation)
+    refines: ClassVar[bool] = False  # re-measures the contenders of an unsettled decision
 
     @property
     def id(self) -> str:
@@ -128,17 +129,45 @@ class Study:
         return {}
 
     def measure(self, resolved: Resolved, configs: Sequence[Any], **sweep_args: Any) -> Any:
-        """Run the configs (resumable, into the run folder) and return this study's Results."""
+        """Run the configs (resumable, into the run folder) and return this study's Results;
+        a study that ``refines`` then re-measures the contenders of an unsettled decision."""
+        import time
+
         from coresweep.measurement import adaptive
         from coresweep.measurement.sweep import sweep
+        from coresweep.studies.refine import refine
         from coresweep.studies.results import select
 
+        started = time.monotonic()
         v = resolved.values
         run = sweep(configs, out=v["run_dir"], processes=v["processes"], timeout_s=v["timeout_s"],
                     sample_interval_s=v["sample_interval_s"], params=resolved.to_dict(),
                     topo=resolved.topology, adaptive=adaptive.settings(v),
                     keep=self.keep(configs), **sweep_args)
-        return select(run, configs)
+        results = self.finish(resolved, select(run, configs))
+        return refine(self, resolved, configs, results, started) if self.refines else results
+
+    def finish(self, resolved: Resolved, results: Any) -> Any:
+        """What the study adds to its selected results (01: main curves, bandwidth, roofline)."""
+        return results
+
+    def decisions(self, results: Any) -> dict[str, Any]:
+        """The decision (analysis.decision) per goal over this study's points alone."""
+        from coresweep.analysis.decision import GOALS, decide
+
+        return {m: decide(results.summary, m) for m in GOALS}
+
+    def refinements_markdown(self, resolved: Resolved) -> str:
+        """The refinement rounds this study's notebook ran (run.json), one line each."""
+        from coresweep.measurement.store import Store
+
+        meta = Store(resolved.values["run_dir"]).read_meta()
+        rounds = [r for r in meta.get("refinements", []) if r.get("study") == self.id]
+        if not rounds:
+            return "No refinement: the decision was settled by the planned processes."
+        extra = sum(r["extra_processes"] for r in rounds)
+        return (f"Refinement: {extra} extra process(es) in {len(rounds)} round(s) to settle the "
+                "decision:\n\n" + "\n".join(f"- {r['sentence']}" for r in rounds))
 
     def __repr__(self) -> str:
         return f"<study {self.id}: {self.title}>"

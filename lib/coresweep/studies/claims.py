@@ -1,6 +1,8 @@
 """The motivating study's eight claims, checked on this machine from a run's results: each gets a
-verdict — holds / does not hold / cannot be tested here — the numbers behind it, and the report
-that shows the evidence. Differences count only when the 95 % CIs do not overlap."""
+verdict — holds / does not hold / inconclusive here (within noise) / cannot be tested here — the
+numbers behind it, and the report that shows the evidence. Speeds are compared by their 95 %
+intervals (analysis.decision.relation): clearly better or worse when the intervals do not overlap,
+the same when both lie within 5 % of each other, inconclusive when they overlap but are wider."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from coresweep.analysis.best import choose, tied_with
+from coresweep.analysis.decision import BETTER, EQUIVALENT, INCONCLUSIVE, WORSE, relation
 
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "cannot be tested here"
+WITHIN_NOISE = "inconclusive here (within noise)"
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Evidence:
     serving: pd.DataFrame  # serving level summary
     topo: Any
     links: dict[str, str]  # study name -> its report's file name
+    decode: Any = None  # the run's decode decision (analysis.decision.Decision)
 
 
 def _claim(n: int, text: str, verdict: str, why: str, link: str | None) -> dict[str, Any]:
@@ -31,9 +35,17 @@ def _claim(n: int, text: str, verdict: str, why: str, link: str | None) -> dict[
             "evidence": f"[{link.removesuffix('.html')}]({link})" if link else "–"}
 
 
-def _faster(a: pd.Series, b: pd.Series, m: str = "decode_tok_s") -> bool:
-    """a beats b beyond the CIs."""
-    return a[f"{m}_median"] > b[f"{m}_median"] and not tied_with(a, b, m)
+def _judged(a: Any, b: Any, m: str = "decode_tok_s") -> str:
+    """The verdict of "a beats b": holds when clearly better, does not hold when clearly worse
+    or the same within 5 %, inconclusive when the intervals are too wide to say."""
+    rel = relation(a, b, m)
+    return {BETTER: HOLDS, WORSE: FAILS, EQUIVALENT: FAILS, INCONCLUSIVE: WITHIN_NOISE}[rel]
+
+
+def _tok(r: Any, m: str = "decode_tok_s") -> str:
+    from coresweep.analysis.decision import point_text
+
+    return point_text(r, m)
 
 
 def _two(s: pd.DataFrame | None, column: str, first: str,
@@ -46,14 +58,28 @@ def _two(s: pd.DataFrame | None, column: str, first: str,
 
 
 def best_threads_are_physical_cores(ev: Evidence) -> dict[str, Any]:
+    """The threads = physical cores point against the decided best."""
     text, link = "best threads = physical cores", ev.links.get("threads")
-    pick = choose(ev.threads, "decode_tok_s") if len(ev.threads) else None
-    if pick is None:
-        return _claim(1, text, UNTESTABLE, "no verified, quiet thread-sweep point", link)
-    cores = ev.topo.physical_core_count()
-    verdict = HOLDS if pick["threads"] == cores else FAILS
-    return _claim(1, text, verdict, f"best decode with {pick['threads']} thread(s) (CI-aware), "
-                  f"{cores} physical core(s) here", link)
+    d, cores = ev.decode, ev.topo.physical_core_count()
+    if d is None or d.pick is None:
+        return _claim(1, text, UNTESTABLE, "no eligible thread-sweep point", link)
+    s = ev.threads
+    at = s[s["threads"].astype(int) == cores] if len(s) else s
+    if not len(at):
+        return _claim(1, text, UNTESTABLE, f"no point at {cores} threads (the physical cores)",
+                      link)
+    row, pick = at.iloc[0], d.pick
+    why = (f"decided {d.status}: {pick.get('label')} {_tok(pick)}; {cores} physical core(s): "
+           f"{_tok(row)}")
+    if int(pick["threads"]) == cores:
+        return _claim(1, text, HOLDS, why, link)
+    rel = relation(row, d.best, "decode_tok_s")
+    if rel == WORSE:
+        return _claim(1, text, FAILS, why, link)
+    if rel == EQUIVALENT:
+        return _claim(1, text, HOLDS, why + " — as fast as the best within 5 %, though "
+                      f"{pick['threads']} thread(s) do as well", link)
+    return _claim(1, text, WITHIN_NOISE, why, link)
 
 
 def oversubscription_hurts(ev: Evidence) -> dict[str, Any]:
@@ -64,10 +90,8 @@ def oversubscription_hurts(ev: Evidence) -> dict[str, Any]:
     if not len(over) or not len(fit):
         return _claim(2, text, UNTESTABLE, "no oversubscribed point was measured", link)
     best, worst = fit.loc[fit["decode_tok_s_median"].idxmax()], over.iloc[0]
-    verdict = HOLDS if _faster(best, worst) else FAILS
-    return _claim(2, text, verdict, f"{int(worst['threads'])} threads: "
-                  f"{worst['decode_tok_s_median']:.1f} tok/s against "
-                  f"{best['decode_tok_s_median']:.1f} with {int(best['threads'])}", link)
+    return _claim(2, text, _judged(best, worst), f"{int(worst['threads'])} threads: "
+                  f"{_tok(worst)} against {_tok(best)} with {int(best['threads'])}", link)
 
 
 def omp_num_threads_sets_threads(ev: Evidence) -> dict[str, Any]:
@@ -88,10 +112,7 @@ def pinning_helps(ev: Evidence) -> dict[str, Any]:
     if pair is None:
         return _claim(4, text, UNTESTABLE, "needs the physical and none strategies", link)
     a, b = pair
-    verdict = HOLDS if _faster(a, b) else FAILS
-    why = (f"pinned {a['decode_tok_s_median']:.1f} tok/s, unpinned {b['decode_tok_s_median']:.1f}"
-           + ("" if verdict == HOLDS else " (no difference beyond the CIs)"))
-    return _claim(4, text, verdict, why, link)
+    return _claim(4, text, _judged(a, b), f"pinned {_tok(a)}, unpinned {_tok(b)}", link)
 
 
 def smt_off_helps(ev: Evidence) -> dict[str, Any]:
@@ -106,9 +127,8 @@ def smt_off_helps(ev: Evidence) -> dict[str, Any]:
     if not len(off) or not len(same):
         return _claim(5, text, UNTESTABLE, "no pair at equal thread counts", link)
     a, b = off.iloc[-1], same[same["threads"] == off.iloc[-1]["threads"]].iloc[0]
-    verdict = HOLDS if _faster(a, b) else FAILS
-    return _claim(5, text, verdict, f"{int(a['threads'])} threads: SMT off "
-                  f"{a['decode_tok_s_median']:.1f} tok/s, on {b['decode_tok_s_median']:.1f}", link)
+    return _claim(5, text, _judged(a, b), f"{int(a['threads'])} threads: SMT off {_tok(a)}, "
+                  f"on {_tok(b)}", link)
 
 
 def numa_local_helps(ev: Evidence) -> dict[str, Any]:
@@ -140,17 +160,25 @@ def pinned_workers_serve_better(ev: Evidence) -> dict[str, Any]:
 
 
 def decode_is_bandwidth_bound(ev: Evidence) -> dict[str, Any]:
+    """At the decided decode point: its achieved bandwidth's interval against 70 % of the
+    ceiling measured on the same CPUs."""
     from coresweep.analysis.roofline import BOUND_FRACTION
 
     text, link = "decode is limited by memory bandwidth", ev.links.get("threads")
     s = ev.threads
     if not len(s) or "pct_of_ceiling" not in s or s["pct_of_ceiling"].isna().all():
         return _claim(8, text, UNTESTABLE, "no bandwidth was measured at these placements", link)
-    r = s.loc[s["decode_tok_s_median"].idxmax()]
-    verdict = HOLDS if r["pct_of_ceiling"] >= 100 * BOUND_FRACTION else FAILS
-    return _claim(8, text, verdict, f"best decode reads {r['decode_gb_s']:.1f} GB/s, "
-                  f"{r['pct_of_ceiling']:.0f} % of the {r['ceiling_gb_s']:.1f} GB/s measured "
-                  f"on the same CPUs (bound from {100 * BOUND_FRACTION:.0f} %)", link)
+    key = ev.decode.pick.get("config_key") if ev.decode is not None and ev.decode.pick else None
+    rows = s[(s["config_key"] == key) & s["pct_of_ceiling"].notna()] if key else s.iloc[0:0]
+    r = rows.iloc[0] if len(rows) else s.loc[s["decode_tok_s_median"].idxmax()]
+    scale = r["pct_of_ceiling"] / r["decode_tok_s_median"]
+    lo, hi = r["decode_tok_s_ci_lo"] * scale, r["decode_tok_s_ci_hi"] * scale
+    bound = 100 * BOUND_FRACTION
+    verdict = HOLDS if lo >= bound else FAILS if hi < bound else WITHIN_NOISE
+    return _claim(8, text, verdict, f"{r.get('label')}: decode reads {r['decode_gb_s']:.1f} "
+                  f"GB/s, {r['pct_of_ceiling']:.0f} % [{lo:.0f}–{hi:.0f} %] of the "
+                  f"{r['ceiling_gb_s']:.1f} GB/s measured on the same CPUs (bound from "
+                  f"{bound:.0f} %)", link)
 
 
 CHECKS = (best_threads_are_physical_cores, oversubscription_hurts, omp_num_threads_sets_threads,

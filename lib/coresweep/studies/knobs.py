@@ -25,33 +25,25 @@ _AXIS_DEFAULTS = {"spinning": [True, False], "pin_threads": [False, True],
 
 
 def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None:
-    """The decode thread count 01 recommends from the run folder's results (fewest threads tied
-    with the best), for this model, work and placement with every knob at its default; None when
-    the folder has none yet. Reads the trials table only."""
+    """The decode thread count the run folder's decision recommends (analysis.decision over 01's
+    and 02's points, every knob at its default: the same answer as 05), when it generated this
+    study's workload; None when the folder has no such decision yet."""
     from pathlib import Path
 
-    from coresweep.analysis import summarize
-    from coresweep.analysis.best import choose
-    from coresweep.measurement.store import Store
+    from coresweep.measurement.results import Run
+    from coresweep.studies.recommend import run_points
 
     if not (Path(run_dir) / "run.json").exists():
         return None
     try:
-        store = Store(run_dir)
-        store.check_readable()
-        t = store.load_table("trials")
+        run = Run.load(run_dir)
     except CoresweepError:
         return None
-    if not len(t) or "model" not in t:
-        return None
+    pick = run_points(run).decisions()["decode_tok_s"].pick
     w = common.workload(values)
-    plain = ((t["model"] == w["model"]) & (t["prompt_tokens"] == w["prompt_tokens"])
-             & (t["gen_tokens"] == w["gen_tokens"]) & (t["placement"] == values["placement"])
-             & (t["session"] == "{}") & ~t["pin_threads"].astype(bool))
-    if "numa_memory" in t:  # runs before the NUMA policy existed used the default
-        plain &= t["numa_memory"].fillna("default") == "default"
-    pick = choose(summarize(t[plain]), "decode_tok_s") if plain.any() else None
-    return pick["threads"] if pick else None
+    if pick is None or any(pick.get(k) != w[k] for k in ("model", "prompt_tokens", "gen_tokens")):
+        return None
+    return int(pick["threads"])
 
 
 class KnobsStudy(Study):

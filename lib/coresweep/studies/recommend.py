@@ -17,11 +17,80 @@ from coresweep.studies.base import Resolved, Study
 @dataclass
 class Recommendation:
     evidence: Any  # claims.Evidence
-    picks: dict[str, dict | None]  # "ttft_s" / "decode_tok_s" -> analysis.best.choose(...)
+    picks: dict[str, Any]  # "ttft_s" / "decode_tok_s" -> analysis.decision.Decision
     serving: dict | None  # the best plan within the latency budget
     claims: pd.DataFrame
     bytes_per_token: float | None
     params: dict[str, Any]
+    refinements: list[dict[str, Any]]  # run.json "refinements": extra processes and why
+
+
+@dataclass
+class RunPoints:
+    """The points every answer of a run folder chooses among: 01's main curves (its first prompt
+    length, with the roofline) and 02's strategies and controls."""
+
+    threads: pd.DataFrame
+    affinity: pd.DataFrame
+    values: dict[str, Any]
+
+    def all(self) -> pd.DataFrame:
+        parts = [d for d in (self.threads, self.affinity) if d is not None and len(d)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def decisions(self) -> dict[str, Any]:
+        """The one decision per goal (analysis.decision.decide) over every point."""
+        from coresweep.analysis.decision import GOALS, decide
+
+        points = self.all()
+        return {metric: decide(points, metric) for metric in GOALS}
+
+
+def run_points(run: Any, values: dict[str, Any] | None = None) -> RunPoints:
+    """A run's decision points: 01's main curves and 02's strategies and controls, selected by
+    key (see :func:`main_thread_configs`), 01's with the roofline."""
+    from coresweep.analysis.roofline import with_roofline
+    from coresweep.measurement.bandwidth import load as load_bandwidth
+    from coresweep.models import bytes_per_token
+    from coresweep.report.paths import read_json, run_file
+    from coresweep.studies.results import run_values, select
+
+    values = values or run_values(run.meta, read_json(run_file(run.path, "batch")))
+    stored = stored_configs(run)
+    threads = select(run, main_thread_configs(stored, values)).summary
+    if len(threads):
+        bpt = bytes_per_token(values.get("model"), values.get("precision", "int4"))
+        threads = with_roofline(threads, bpt, load_bandwidth(run.path))
+    placed = [c for c in stored if c.role.get("strategy") or c.role.get("control")]
+    affinity = select(run, placed).summary if placed else pd.DataFrame()
+    return RunPoints(threads, affinity, values)
+
+
+def stored_configs(run: Any) -> list[Any]:
+    """Every TrialConfig the run folder recorded (run.json), roles included."""
+    from coresweep.measurement.config import TrialConfig
+
+    return [TrialConfig.from_dict(c["config"]) for c in run.meta.get("configs", [])]
+
+
+def main_thread_configs(stored: list[Any], values: dict[str, Any]) -> list[Any]:
+    """01's main curves: re-made from the values the run resolved when they hold its thread
+    list (keys never change), else the stored configs whose role names a thread count, at the
+    first prompt length recorded (a folder written by notebooks one at a time)."""
+    from coresweep import studies
+
+    if isinstance(values.get("threads"), list):
+        return studies.get("threads").main_configs(Resolved(values, None))
+    swept = [c for c in stored if "threads" in c.role]
+    first = swept[0].prompt_tokens if swept else None
+    return [c for c in swept if c.prompt_tokens == first]
+
+
+def run_decisions(run_dir: str | Path) -> dict[str, Any]:
+    """The decisions of a run folder ({} when it holds no trials): summary.md, the index and
+    compare show these."""
+    run = _load_run(Path(run_dir))
+    return run_points(run).decisions() if run is not None else {}
 
 
 def _study_params(run_dir: Path) -> dict[str, Any]:
@@ -58,69 +127,82 @@ class RecommendStudy(Study):
     )
 
     def evidence(self, resolved: Resolved) -> Recommendation:
-        """Everything the run folder holds, re-selected per study, with the roofline."""
+        """Everything the run folder holds: the decision points, the other studies' results,
+        the claims judged on them, and the refinements the run made."""
         from coresweep import studies
-        from coresweep.analysis.best import choose
-        from coresweep.analysis.roofline import with_roofline
-        from coresweep.measurement.bandwidth import load as load_bandwidth
         from coresweep.models import bytes_per_token
         from coresweep.studies.claims import Evidence, check_claims
 
         run_dir = Path(resolved.values["run_dir"])
-        params = _study_params(run_dir)
         topo = resolved.topology
-        full = studies.validate(params, topo=topo, model=False,
+        full = studies.validate(_study_params(run_dir), topo=topo, model=False,
                                 names=[s.id for s in studies.all_studies() if s is not self])
         run = _load_run(run_dir)
-        bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
-        summary = {s.name: _selected(run, s, full) for s in studies.all_studies()
-                   if s.runs_trials and s.name != "serving"}
-        summary["threads"] = with_roofline(summary["threads"], bpt, load_bandwidth(run_dir))
+        points = run_points(run, full.values) if run is not None else \
+            RunPoints(pd.DataFrame(), pd.DataFrame(), full.values)
+        smt = _selected(run, studies.get("smt"), full)
         serving = _serving_summary(run_dir, full)
         links = {s.name: f"{s.id}.html" for s in studies.all_studies()}
-        ev = Evidence(threads=summary["threads"], affinity=summary.get("affinity"),
-                      smt=summary.get("smt"), serving=serving, topo=topo, links=links)
-        points = pd.concat([d for d in (summary["threads"], summary.get("affinity")) if len(d)],
-                           ignore_index=True) if run is not None else pd.DataFrame()
-        picks = {m: choose(points, m) if len(points) else None for m in ("ttft_s",
-                                                                          "decode_tok_s")}
+        picks = points.decisions()
+        ev = Evidence(threads=points.threads, affinity=points.affinity, smt=smt,
+                      serving=serving, topo=topo, links=links, decode=picks["decode_tok_s"])
+        bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
+        refinements = (run.meta.get("refinements") or []) if run is not None else []
         return Recommendation(ev, picks, _serving_pick(serving, resolved), check_claims(ev),
-                              bpt, full.values)
+                              bpt, full.values, refinements)
 
     def picks_table(self, rec: Recommendation) -> pd.DataFrame:
-        """One row per goal: the recommended point, the best it ties with, the rule."""
+        """One row per goal: how sure the run is, the recommended point, the best measured, the
+        points tied with it."""
+        from coresweep.analysis.decision import GOALS
+
         rows = []
-        for goal, metric, unit, scale in (("lowest TTFT", "ttft_s", "ms", 1000.0),
-                                          ("highest decode", "decode_tok_s", "tok/s", 1.0)):
-            p = rec.picks.get(metric)
-            if p is None:
-                rows.append({"goal": goal, "recommended": "no verified, quiet point"})
+        for metric, goal in GOALS.items():
+            d = rec.picks.get(metric)
+            if d is None or d.pick is None:
+                rows.append({"goal": goal, "status": "none",
+                             "recommended": "no eligible point"})
                 continue
-            rows.append({"goal": goal, "recommended": p["label"], "threads": str(p["threads"]),
-                         "CPUs": p["cpus"], "value": f"{p['value'] * scale:.1f} {unit}",
-                         "best measured": f"{p['best_label']} ({p['best_value'] * scale:.1f} "
-                                          f"{unit})", "tied points": str(p["tied"])})
+            tied = ", ".join(str(c.get("label")) for c in d.candidates if c is not d.pick)
+            rows.append({"goal": goal, "status": d.status, "recommended": d.pick.get("label"),
+                         "threads": str(d.threads), "CPUs": d.pick.get("cpus"),
+                         "value [95 % CI]": d.value_text(), "best measured":
+                         f"{d.best.get('label')}: {d.value_text(d.best)}",
+                         "tied with the best": tied or "–"})
         s = rec.serving
         if s:
             rows.append({"goal": f"most tok/s with p99 TTFT ≤ {s['p99 TTFT budget ms']} ms",
-                         "recommended": s["plan"], "value": f"{s['tok/s']} tok/s at "
+                         "recommended": s["plan"], "value [95 % CI]": f"{s['tok/s']} tok/s at "
                          f"{s['concurrency']} users", "best measured": f"p99 TTFT "
                          f"{s['p99 TTFT ms']} ms"})
         return pd.DataFrame(rows).fillna("")
+
+    def decision_markdown(self, rec: Recommendation) -> str:
+        """Each goal's decision in a sentence, the controls beside it, and the extra processes
+        the run spent to separate contenders."""
+        from coresweep.analysis.decision import GOALS
+
+        lines = []
+        for metric, goal in GOALS.items():
+            d = rec.picks[metric]
+            lines.append(f"- **{goal}**: {d.sentence()}")
+            lines += [f"  - {c}" for c in d.controls]
+        lines += [f"- {r['sentence']}" for r in rec.refinements]
+        return "\n".join(lines)
 
     def deployment(self, rec: Recommendation, metric: str) -> Any:
         """The Deployment of a recommended point (its CPUs, threads; memory on its node)."""
         from coresweep.machine.topology import parse_cpulist
         from coresweep.recommend.configs import Deployment
 
-        p = rec.picks.get(metric)
-        if p is None:
+        d = rec.picks.get(metric)
+        if d is None or d.pick is None:
             return None
-        cpus = tuple(parse_cpulist(p["cpus"]))
+        cpus = tuple(parse_cpulist(d.pick["cpus"]))
         topo = rec.evidence.topo
         nodes = {topo.cpus[c].node for c in cpus if c in topo.cpus}
         node = nodes.pop() if len(nodes) == 1 and len(topo.numa_nodes) > 1 else None
-        return Deployment(threads=p["threads"], cpus=cpus, numa_node=node)
+        return Deployment(threads=d.threads, cpus=cpus, numa_node=node)
 
     def configs_markdown(self, rec: Recommendation, metric: str) -> str:
         """The point's configuration in every format, as markdown code blocks."""
@@ -128,7 +210,7 @@ class RecommendStudy(Study):
 
         d = self.deployment(rec, metric)
         if d is None:
-            return "No configuration: no verified, quiet point was measured."
+            return "No configuration: no eligible point was measured."
         lang = {"shell": "bash", "python": "python", "genai_config.json": "json"}
         return "\n\n".join(f"**{name}**\n\n```{lang[name]}\n{text}\n```"
                             for name, text in all_formats(d).items())
@@ -152,14 +234,14 @@ class RecommendStudy(Study):
 
     def summary_lines(self, rec: Recommendation) -> list[str]:
         """The recommendation in a few lines (summary.md)."""
-        from coresweep.analysis.best import prefill_decode_note
+        from coresweep.analysis.decision import GOALS, prefill_decode_note
         from coresweep.recommend.configs import shell
 
         out = []
-        for goal, metric in (("TTFT", "ttft_s"), ("decode", "decode_tok_s")):
-            d = self.deployment(rec, metric)
-            if d is not None:
-                out.append(f"- best {goal}: {rec.picks[metric]['label']} → `{shell(d)}`")
+        for metric, goal in GOALS.items():
+            d, dep = rec.picks[metric], self.deployment(rec, metric)
+            line = f"- {goal} ({d.status}): {d.sentence()}"
+            out.append(line + (f" → `{shell(dep)}`" if dep is not None else ""))
         if rec.serving:
             out.append(f"- serving (p99 TTFT ≤ {rec.serving['p99 TTFT budget ms']} ms): "
                        f"{rec.serving['plan']}, {rec.serving['tok/s']} tok/s")

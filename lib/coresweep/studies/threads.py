@@ -53,6 +53,7 @@ class ThreadsStudy(Study):
     question = ("How many intra-op threads give the lowest time to first token and the highest "
                 "decode speed, and what does oversubscription cost?")
     capability = "thread counts"
+    refines = True
     params = table(
         Param("threads", "int_list", "auto", "thread counts for the core-count sweep; auto means "
               "1..logical CPUs (thinned past 8) plus one oversubscribed point (2 x CPUs)",
@@ -117,18 +118,19 @@ class ThreadsStudy(Study):
         n = common.logical_count(topo)
         return "yes", f"1..{n} threads on {n} usable CPUs; points past {n} show oversubscription"
 
-    def measure(self, resolved: Resolved, configs: list, **sweep_args: Any) -> Any:
-        """The trials, then the read bandwidth at each of their placements (the roofline)."""
+    def finish(self, resolved: Resolved, results: Any) -> Any:
+        """The main curves (the first prompt length; every length in ``contexts``), then the
+        read bandwidth at each of their placements (the roofline)."""
         from coresweep.analysis.roofline import with_roofline
         from coresweep.measurement.bandwidth import measure_placements
         from coresweep.models import bytes_per_token
         from coresweep.studies.results import select
 
-        every = super().measure(resolved, configs, **sweep_args)
-        main = [c for c in self.main_configs(resolved) if c in configs]
-        res = select(every.run, main)
+        keys = set(results.labels)
+        main = [c for c in self.main_configs(resolved) if c.key() in keys]
+        res = select(results.run, main)
         if len(common.prompt_lengths(resolved.values)) > 1:
-            res.contexts = every.summary
+            res.contexts = results.summary
         v = resolved.values
         res.bandwidth = measure_placements(v["run_dir"], main, resolved.topology,
                                            method=v["bandwidth"])

@@ -1,0 +1,114 @@
+"""Refining a decision that is not settled: when a study's decision for TTFT or decode (one
+analysis.decision.decide per goal) is undecided, or tied among points flagged noisy, only the
+contenders get more fresh processes — two per round, interleaved, on the sweep's own resumable
+machinery — until the decision settles, the contenders reach ``refine_processes`` or the
+notebook's time budget would be overrun. Every round is recorded in run.json ``refinements`` (the
+extra processes and why); the report shows them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from coresweep.analysis.decision import GOALS, decide
+
+STEP = 2  # processes added per contender and round: a pair keeps the interleaving fair
+UNIT_OVERHEAD_S = 2.0  # process start, imports, placement checks: outside the worker's timings
+
+
+@dataclass
+class Round:
+    """One refinement round: who got more processes, why, and what it cost."""
+
+    study: str
+    round: int
+    contenders: list[str]  # labels
+    keys: list[str]
+    metrics: list[str]  # the goals that were not settled
+    status_before: dict[str, str]
+    processes: int  # processes each contender has after the round
+    extra_processes: int  # added in this round, over all contenders
+    wall_s: float
+    status_after: dict[str, str]
+
+    @property
+    def sentence(self) -> str:
+        goals = ", ".join(f"{m} {self.status_before[m]} → {self.status_after.get(m, '?')}"
+                          for m in self.metrics)
+        return (f"{self.study}, refinement round {self.round}: {self.extra_processes} extra "
+                f"process(es) for {', '.join(self.contenders)} (now {self.processes} each; "
+                f"{goals}; {self.wall_s:.0f} s)")
+
+
+def unsettled(summary: Any) -> dict[str, Any]:
+    """goal -> Decision for every goal whose decision needs refining."""
+    decisions = {m: decide(summary, m) for m in GOALS}
+    return {m: d for m, d in decisions.items() if d.needs_refinement}
+
+
+def unit_seconds(summary: Any, keys: Sequence[str], reps: int, warmup: int) -> float:
+    """Expected wall time of one more process of the contenders: load, warm-up and timed
+    generations at their measured medians, plus the process overhead."""
+    rows = summary[summary["config_key"].isin(list(keys))]
+    if not len(rows):
+        return float("inf")
+    per = rows["load_s_median"].fillna(0) + (reps + warmup) * rows["e2e_s_median"].fillna(0)
+    return float(per.max()) + UNIT_OVERHEAD_S
+
+
+def refine(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
+           started: float) -> Any:
+    """Rounds of more processes for the contenders of unsettled decisions; the study's Results
+    re-selected after the last. ``started``: time.monotonic() when the notebook began measuring
+    (the study budget counts from there)."""
+    v = resolved.values
+    cap, budget = int(v["refine_processes"]), float(v["study_budget_s"])
+    by_key = {c.key(): c for c in configs}
+    rnd = 0
+    while cap > v["processes"]:
+        todo = unsettled(results.summary)
+        keys = sorted({k for d in todo.values() for k in d.contenders if k in by_key})
+        if not keys:
+            break
+        have = int(results.summary.set_index("config_key").loc[keys, "n_processes"].max())
+        target = min(cap, have + STEP)
+        cost = (target - have) * len(keys) * unit_seconds(results.summary, keys, v["reps"],
+                                                          v["warmup"])
+        if target <= have or (budget and time.monotonic() - started + cost > budget):
+            break
+        rnd += 1
+        results = _one_round(study, resolved, configs, [by_key[k] for k in keys], todo,
+                             target, rnd, have)
+    return results
+
+
+def _one_round(study: Any, resolved: Any, configs: Sequence[Any], contenders: list[Any],
+               todo: dict[str, Any], target: int, rnd: int, have: int) -> Any:
+    from coresweep.measurement.sweep import sweep
+    from coresweep.studies.results import select
+
+    v = resolved.values
+    why = ("refined: the " + " and ".join(todo) + " decision was not settled ("
+           + ", ".join(d.status for d in todo.values()) + ")")
+    t0 = time.monotonic()
+    run = sweep(contenders, out=v["run_dir"], processes=target, timeout_s=v["timeout_s"],
+                sample_interval_s=v["sample_interval_s"], topo=resolved.topology,
+                refining=why)
+    results = study.finish(resolved, select(run, configs))
+    after = {m: decide(results.summary, m).status for m in todo}
+    record = Round(study.id, rnd, [c.display for c in contenders], [c.key() for c in contenders],
+                   list(todo), {m: d.status for m, d in todo.items()}, target,
+                   (target - have) * len(contenders), time.monotonic() - t0, after)
+    _record(v["run_dir"], record)
+    return results
+
+
+def _record(run_dir: str, record: Round) -> None:
+    from coresweep.measurement.store import Store
+
+    store = Store(run_dir)
+    meta = store.read_meta()
+    meta.setdefault("refinements", []).append({**asdict(record), "sentence": record.sentence})
+    store.write_meta(meta)
