@@ -214,6 +214,14 @@ PROTOCOL = table(
           minimum=0),
 )
 
+# -- the whole run (`coresweep run`; no notebook reads these) ----------------------------------------
+RUN = table(
+    Param("budget", "str", "10m", "wall time of the whole `coresweep run` (make report: venv and "
+          "model build included), e.g. 10m, 90s, 1h30m, or off; the run calibrates, then sizes "
+          "what was left unset or auto (thread ladder, serving levels, knob values) to fit and "
+          "prints the plan before any trial; values given explicitly are kept"),
+)
+
 # -- where a notebook's results go ----------------------------------------------------------------
 OUTPUT = table(
     Param("run_dir", "str", "", "run folder for data/ and run.json; empty means "

@@ -10,10 +10,40 @@ import json
 def _run(args: argparse.Namespace) -> int:
     from coresweep.report import run_batch
 
+    if args.plan:
+        return _plan(args)
     run_dir = run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
-                        html_reports=not args.no_html, progress=not args.quiet)
+                        html_reports=not args.no_html, progress=not args.quiet,
+                        started=args.started_at)
     print(run_dir.parent / "index.html")
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from coresweep.report.batch import plan_only
+
+    _, cal = plan_only(args.params, args.p or [], notebooks=args.notebooks,
+                       topology_root=args.sysfs, calibration=args.calibration)
+    if args.save_calibration and cal is not None:
+        from pathlib import Path
+
+        Path(args.save_calibration).write_text(json.dumps(cal.to_dict(), indent=1) + "\n")
+    return 0
+
+
+def _epoch(text: str) -> float:
+    """--started-at: seconds since the epoch, not in the future."""
+    import time
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time in seconds since the epoch "
+                                         "(e.g. $(date +%s))") from None
+    if not 0 < value <= time.time() + 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a past time in seconds since the "
+                                         "epoch (e.g. $(date +%s))")
+    return value
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -70,6 +100,20 @@ def register(subparsers) -> None:
                    help=f"only these studies, by id, name or number: {_study_ids()}")
     r.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bars")
+    r.add_argument("--plan", action="store_true",
+                   help="print the plan within the budget (studies, points, processes, serving "
+                   "levels, estimated time of each) and exit; builds the model if missing and "
+                   "calibrates with a few short trials, runs no study")
+    r.add_argument("--started-at", type=_epoch, metavar="EPOCH",
+                   help="when the budget started counting, seconds since the epoch (make report "
+                   "passes the moment make began, so the venv and model build count)")
+    r.add_argument("--sysfs", metavar="DIR",
+                   help="with --plan: plan for a captured machine (a tree laid out like /, see "
+                   "`coresweep topology --capture`); needs --calibration")
+    r.add_argument("--calibration", metavar="FILE",
+                   help="with --plan: the calibration to plan with (JSON from --save-calibration)")
+    r.add_argument("--save-calibration", metavar="FILE",
+                   help="with --plan: write this machine's calibration as JSON")
     r.set_defaults(func=_run)
 
     rep = subparsers.add_parser(

@@ -11,7 +11,6 @@ the HTML, summary and index of existing run folders again.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 from coresweep import studies
 from coresweep.errors import CoresweepError, ParamsError
+from coresweep.report.budget import kept_studies, needed_threads, parse_budget, plan_batch
+from coresweep.report.calibrate import calibrate, thread_counts
 from coresweep.report.html import banner, render_html
 from coresweep.report.index import write_index
 from coresweep.report.paths import (
@@ -44,105 +45,116 @@ def _build_model(resolved: studies.Resolved, log: Any) -> None:
         log(f"model: {path} ({time.monotonic() - t0:.0f} s)")
 
 
-def prepare_batch(params_file: str | Path | None, overrides: Sequence[str] | Mapping = (), *,
-                  notebooks: Sequence[str] | None = None, topo: Any = None, build: bool = True,
-                  log: Any = print) -> dict[str, Any]:
-    """Validate everything a batch needs before any trial: parameters, placements of every trial
-    config on this machine, the model (built here when it is a missing preset)."""
-    from coresweep.measurement.trial import prepare
-    from coresweep.studies.common import check_model, live_topology
+def explicit_keys(params_file: str | Path | None, overrides: Sequence[str] | Mapping) -> set[str]:
+    """The parameters the user set to a value (in the file or on the command line; "auto" is
+    not a value): the budget keeps them."""
+    from coresweep.parameters import read_yaml
 
-    chosen = studies.select(notebooks)
-    checked = studies.load(params_file, overrides)
-    topo = topo if topo is not None else live_topology()
+    given = dict(read_yaml(params_file)) if params_file is not None else {}
+    if isinstance(overrides, Mapping):
+        given.update(overrides)
+    else:
+        given.update(tuple(s.strip() for s in o.split("=", 1)) for o in overrides if "=" in o)
+    return {k for k, v in given.items() if v != "auto"}
+
+
+def _configs_checked(checked: dict[str, Any], chosen: Sequence[Any], topo: Any,
+                     build: bool, log: Any) -> tuple[Any, dict[str, list]]:
+    """Resolve the parameters and prepare every study's configs (placements, model) before any
+    trial; the model is built here when it is a missing preset. ``build`` False (planning for
+    a captured topology) checks the parameters and placements only."""
+    from coresweep.measurement.trial import prepare
+    from coresweep.studies.common import check_model
+
     resolved = studies.validate(checked, topo=topo, names=[s.id for s in chosen], model=False)
     configs = {s.id: s.configs(resolved) for s in chosen}
     if any(configs.values()):
         check_model(resolved["model"], resolved["precision"])
-        if build:
-            _build_model(resolved, log)
+    if any(configs.values()) and build:
+        _build_model(resolved, log)
         for sid, cfgs in configs.items():
             if cfgs:
                 try:
-                    prepare(cfgs, topo=topo, build=build, check_mem=True)
+                    prepare(cfgs, topo=topo, build=True, check_mem=True)
                 except CoresweepError as exc:
                     raise ParamsError(f"notebook {sid}: {exc}") from None
-    return {"checked": checked, "resolved": resolved, "configs": configs, "topo": topo,
-            "studies": chosen}
+    return resolved, configs
 
 
-class _Progress:
-    """Watches the run folder while a notebook runs and prints finished worker processes with
-    the elapsed time and an ETA for the whole batch (rate measured in this batch)."""
+def prepare_batch(params_file: str | Path | None, overrides: Sequence[str] | Mapping = (), *,
+                  notebooks: Sequence[str] | None = None, topo: Any = None, build: bool = True,
+                  log: Any = print, started: float | None = None,
+                  calibration: Any = None) -> dict[str, Any]:
+    """Validate everything a batch needs before any trial: parameters, placements of every trial
+    config on this machine, the model (built here when it is a missing preset); then, under a
+    budget, calibrate (unless given a calibration) and plan every study to fit."""
+    from coresweep.studies.common import live_topology
 
-    def __init__(self, run_dir: Path, units: Sequence[tuple[str, int]], later: int,
-                 t_start: float, say: Any, label: str, every_s: float = 2.0):
-        self.run_dir, self.units, self.later = run_dir, set(units), later
-        self.t_start, self.say, self.label, self.every_s = t_start, say, label, every_s
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="coresweep-progress")
-        self.t0 = time.monotonic()
-        self.last = 0
+    started = time.time() if started is None else started
+    chosen = studies.select(notebooks)
+    checked = studies.load(params_file, overrides)
+    topo = topo if topo is not None else live_topology()
+    resolved, configs = _configs_checked(checked, chosen, topo, build, log)
+    out = {"checked": checked, "resolved": resolved, "configs": configs, "topo": topo,
+           "studies": chosen, "plan": None, "calibration": calibration, "started": started}
+    budget_s = parse_budget(checked["budget"])
+    if budget_s is None or not any(configs.values()):
+        return out
+    cal = calibration or calibrate(resolved.values, topo,
+                                   thread_counts(needed_threads(resolved, chosen),
+                                                 len(topo.allowed)), log=log)
+    plan = plan_batch(checked, topo, chosen, cal, budget_s=budget_s,
+                      spent_s=time.time() - started, explicit=explicit_keys(params_file,
+                                                                           overrides),
+                      validate=lambda v, ss: studies.validate(v, topo=topo, model=False,
+                                                              names=[s.id for s in ss]))
+    chosen = kept_studies(plan, chosen)
+    resolved, configs = _configs_checked(plan.values, chosen, topo, build, lambda _: None)
+    return {**out, "checked": plan.values, "resolved": resolved, "configs": configs,
+            "studies": chosen, "plan": plan, "calibration": cal}
 
-    def __enter__(self) -> _Progress:
-        if self.units:
-            self.thread.start()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5)
+def unplanned_estimates(configs: Mapping[str, list], processes: int) -> dict[str, Any]:
+    """Without a budget: each trial process one item of unknown length (a rate-based ETA)."""
+    from coresweep.measurement.store import Store
+    from coresweep.report.budget import StudyEstimate
 
-    def _finished(self) -> int:
-        from coresweep.measurement.store import Store
-
-        store = Store(self.run_dir)
-        done = store.completed_units() & self.units
-        failures = store.data / "failures"
-        failed = {u for u in self.units - done
-                  if any(failures.glob(f"{Store.unit_name(*u)}__*.parquet"))}
-        return len(done) + len(failed)
-
-    def _loop(self) -> None:
-        while not self.stop_event.wait(self.every_s):
-            n = self._finished()
-            if n == self.last:
-                continue
-            self.last = n
-            rate = (time.monotonic() - self.t0) / n
-            remaining = (len(self.units) - n) + self.later
-            self.say(f"{self.label}: {n}/{len(self.units)} worker processes done · elapsed "
-                     f"{fmt_s(time.monotonic() - self.t_start)} · ETA {fmt_s(remaining * rate)}")
+    return {sid: StudyEstimate(sid, f"{len(cfgs)} points",
+                               {Store.unit_name(c.key(), p): 1.0 for c in cfgs
+                                for p in range(processes)}, 0.0)
+            for sid, cfgs in configs.items()}
 
 
 class _Batch:
-    """One batch run's state: the run folder, batch.json, the units left per study, timing."""
+    """One batch run's state: the run folder, batch.json, the plan and its ETA, timing."""
 
-    def __init__(self, prepared: dict[str, Any], run_dir: Path, say: Any, t_start: float):
+    def __init__(self, prepared: dict[str, Any], run_dir: Path, say: Any):
+        from coresweep.measurement.rows import MEASUREMENT_VERSION
         from coresweep.measurement.store import Store
+        from coresweep.report.progress import Eta
 
-        self.prepared, self.run_dir, self.say, self.t_start = prepared, run_dir, say, t_start
+        self.prepared, self.run_dir, self.say = prepared, run_dir, say
+        self.started = prepared["started"]  # time.time() the budget counts from
         self.params = {**prepared["checked"], "run_dir": str(run_dir)}
         processes = int(self.params["processes"])
-        from coresweep.measurement.rows import MEASUREMENT_VERSION
-
         done = (Store(run_dir).completed_units(MEASUREMENT_VERSION)
                 if (run_dir / "data").exists() else set())
         self.units = {sid: [(c.key(), p) for c in cfgs for p in range(processes)]
                       for sid, cfgs in prepared["configs"].items()}
         self.todo = {sid: [u for u in us if u not in done] for sid, us in self.units.items()}
         self.reused = len(done)
-        self.t_units = time.monotonic()  # the model build is not part of the rate
-        self.units_done = 0
+        plan = prepared["plan"]
+        self.eta = (Eta({e.study: e for e in plan.estimates}) if plan is not None else
+                    Eta(unplanned_estimates(prepared["configs"], processes), planned=False))
         self.meta: dict[str, Any] = {}
 
     def write_meta(self, params_file: Any, overrides: Any) -> None:
-        topo = self.prepared["topo"]
         from coresweep.machine.topology import machine_name
 
+        topo = self.prepared["topo"]
         path = run_file(self.run_dir, "batch")
         meta = read_json(path)
+        plan, cal = self.prepared["plan"], self.prepared["calibration"]
         meta.update({
             "params_file": str(params_file) if params_file else None,
             "overrides": dict(overrides) if isinstance(overrides, Mapping) else list(overrides),
@@ -151,55 +163,72 @@ class _Batch:
             "machine": machine_name(topo),
             "cpu": getattr(topo, "model_name", None),
             "notebooks": meta.get("notebooks", {}),
+            "plan": plan.to_dict() if plan is not None else None,
+            "calibration": cal.to_dict() if cal is not None else None,
         })
         meta.setdefault("created", now_iso())
         meta["started"] = now_iso()
         self.meta = meta
         write_json(path, meta)
 
-    def eta(self, i: int, chosen: Sequence[Any]) -> str:
-        if not self.units_done:
-            return ""
-        rate = (time.monotonic() - self.t_units) / self.units_done
-        remaining = sum(len(self.todo[s.id]) for s in chosen[i - 1:])
-        return f", ETA {fmt_s(remaining * rate + 8 * (len(chosen) - i + 1))}"
+    def notebook_params(self, study: Any, later: Sequence[Any]) -> dict[str, Any]:
+        """The notebook's parameters; under a budget, ``study_budget_s`` is what is left of it
+        once the later studies' estimates are set aside (at least this study's own estimate)."""
+        params = {k: self.params[k] for k in study.keys() if k in self.params}
+        plan = self.prepared["plan"]
+        if plan is not None and plan.budget_s is not None and "study_budget_s" in params:
+            own = self.eta.estimates[study.id].seconds
+            after = sum(self.eta.estimates[s.id].seconds for s in later)
+            left = plan.budget_s - (time.time() - self.started) - after
+            params["study_budget_s"] = round(max(own, left), 1)
+        return params
 
     def run_notebook(self, i: int, chosen: Sequence[Any], *, kernel_name: str,
-                     progress: bool) -> str:
-        """Execute one study's notebook; returns "ok" or "failed" (the error is recorded)."""
+                     progress: bool, html_reports: bool = True) -> str:
+        """Execute one study's notebook and render its HTML; returns "ok" or "failed" (the
+        error is recorded)."""
         import papermill as pm
+
+        from coresweep.report.progress import Watcher, done_items
 
         study = chosen[i - 1]
         label = f"[{i}/{len(chosen)}] {study.id}"
-        self.say(f"{label}: {len(self.todo[study.id])} worker process(es) (elapsed "
-                 f"{fmt_s(time.monotonic() - self.t_start)}{self.eta(i, chosen)})")
-        t0, src = time.monotonic(), notebook_dir()
+        left = self.eta.remaining_s(done_items(self.run_dir))
+        self.say(f"{label}: {len(self.todo.get(study.id, []))} worker process(es) (elapsed "
+                 f"{fmt_s(time.time() - self.started)}"
+                 + (f", ETA {fmt_s(left)} left)" if left is not None else ")"))
+        src = notebook_dir()
         status, error = "ok", None
-        later = sum(len(self.todo[s.id]) for s in chosen[i:])
-        with _Progress(self.run_dir, self.todo[study.id], later, self.t_start, self.say, label):
+        self.eta.start(study.id)
+        with Watcher(self.eta, self.run_dir, label, self.say):
             try:
                 pm.execute_notebook(str(src / f"{study.id}.ipynb"),
                                     str(run_file(self.run_dir, "ipynb", study.id)),
-                                    parameters={k: self.params[k] for k in study.keys()},
+                                    parameters=self.notebook_params(study, chosen[i:]),
                                     kernel_name=kernel_name, progress_bar=progress, cwd=str(src))
             except pm.PapermillExecutionError as exc:
                 status, error = "failed", f"{exc.ename}: {exc.evalue}"
                 self.say(f"{study.id} FAILED: {error}")
-        self.units_done += len(self.todo[study.id])
-        self.record(study, status, error, time.monotonic() - t0)
-        self.say(f"{label}: {status} in {fmt_s(time.monotonic() - t0)}")
+        executed = run_file(self.run_dir, "ipynb", study.id)
+        if html_reports and executed.exists():
+            render_html(executed, banner=banner(self.meta))
+        wall = self.eta.finish(study.id)
+        self.record(study, status, error, wall)
+        self.say(f"{label}: {status} in {fmt_s(wall)}")
         return status
 
     def record(self, study: Any, status: str, error: str | None, wall: float) -> None:
+        est = self.eta.estimates.get(study.id)
         self.meta["notebooks"][study.id] = {
             "status": status, "error": error, "wall_s": round(wall, 1),
-            "units": len(self.units[study.id]), "units_run": len(self.todo[study.id]),
-            "end": now_iso()}
+            "estimate_s": round(est.seconds, 1) if est is not None and self.eta.planned
+            else None, "units": len(self.units.get(study.id, [])),
+            "units_run": len(self.todo.get(study.id, [])), "end": now_iso()}
         write_json(run_file(self.run_dir, "batch"), self.meta)
 
     def finish(self) -> None:
         self.meta["finished"] = now_iso()
-        self.meta["wall_s"] = round(time.monotonic() - self.t_start, 1)
+        self.meta["wall_s"] = round(time.time() - self.started, 1)
         write_json(run_file(self.run_dir, "batch"), self.meta)
         finish_run(self.run_dir)
 
@@ -208,35 +237,64 @@ def _stderr_log(msg: str) -> None:
     print(f"coresweep run: {msg}", file=sys.stderr, flush=True)
 
 
+def plan_only(params_file: str | Path | None = None, overrides: Sequence[str] | Mapping = (), *,
+              notebooks: Sequence[str] | None = None, topology_root: str | Path | None = None,
+              calibration: str | Path | None = None, log: Any = None) -> Any:
+    """The plan `coresweep run --plan` prints, without running any study: on this machine
+    (the model built if missing, a short calibration), or for a captured topology
+    (``topology_root``) with a calibration file. Returns the BatchPlan (None: budget off)."""
+    from coresweep.machine.topology import read_topology
+    from coresweep.report.calibrate import Calibration
+
+    say = log or _stderr_log
+    if topology_root is not None and calibration is None:
+        raise ParamsError("--sysfs plans for another machine: give --calibration FILE too "
+                          "(this machine's calibration would not describe it)")
+    topo = read_topology(topology_root) if topology_root is not None else None
+    cal = Calibration.read(calibration) if calibration is not None else None
+    prepared = prepare_batch(params_file, overrides, notebooks=notebooks, topo=topo,
+                             build=topology_root is None, log=say, calibration=cal)
+    plan = prepared["plan"]
+    for line in plan.lines() if plan is not None else ["budget off: no plan (every value as "
+                                                       "given)"]:
+        say(line)
+    return plan, prepared["calibration"]
+
+
 def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | Mapping = (), *,
               out: str | Path | None = None, notebooks: Sequence[str] | None = None,
               html_reports: bool = True, progress: bool = True, kernel_name: str = "python3",
-              log: Any = None) -> Path:
-    """Validate, then run the notebooks with papermill into a run folder; render HTML, the
-    summary and the index. Returns the run folder. Raises CoresweepError on a failed notebook
-    (after rendering what ran)."""
+              log: Any = None, started: float | None = None) -> Path:
+    """Validate, plan within the budget, then run the notebooks with papermill into a run
+    folder; render HTML, the summary and the index. Returns the run folder. Raises
+    CoresweepError on a failed notebook (after rendering what ran). ``started``: the time.time()
+    the budget counts from (default: now)."""
     from coresweep.machine.topology import machine_name
 
     say = log or _stderr_log
-    t_start = time.monotonic()
-    prepared = prepare_batch(params_file, overrides, notebooks=notebooks, log=say)
+    prepared = prepare_batch(params_file, overrides, notebooks=notebooks, log=say,
+                             started=started)
+    if prepared["plan"] is not None:
+        for line in prepared["plan"].lines():
+            say(line)
     run_dir = Path(out) if out else reports_root() / f"{machine_name(prepared['topo'])}-{stamp()}"
     run_dir = run_dir.expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    batch = _Batch(prepared, run_dir, say, t_start)
+    batch = _Batch(prepared, run_dir, say)
     batch.write_meta(params_file, overrides)
     chosen = prepared["studies"]
     say(f"{len(chosen)} notebook(s) into {run_dir}; {sum(map(len, batch.todo.values()))} worker "
         "process(es) to run" + (f", {batch.reused} reused" if batch.reused else ""))
     failed = []
     for i, study in enumerate(chosen, 1):
-        if batch.run_notebook(i, chosen, kernel_name=kernel_name, progress=progress) != "ok":
+        if batch.run_notebook(i, chosen, kernel_name=kernel_name, progress=progress,
+                              html_reports=html_reports) != "ok":
             failed.append(study.id)
-        executed = run_file(run_dir, "ipynb", study.id)
-        if html_reports and executed.exists():
-            render_html(executed, banner=banner(batch.meta))
     batch.finish()
-    say(f"done in {fmt_s(time.monotonic() - t_start)}: {run_dir}")
+    if batch.eta.planned:
+        for line in batch.eta.report():
+            say(line)
+    say(f"done in {fmt_s(time.time() - batch.started)}: {run_dir}")
     say(f"index: {write_index(run_dir.parent)}")
     if failed:
         raise CoresweepError(f"notebook(s) failed: {', '.join(failed)}; see the executed "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ParamsError
-from coresweep.parameters import OUTPUT, Param, check_all, parse_override, read_yaml, unknown
+from coresweep.parameters import OUTPUT, RUN, Param, check_all, parse_override, read_yaml, unknown
 from coresweep.studies.base import Resolved, Study
 from coresweep.studies.common import describe_configs
 
@@ -55,7 +55,7 @@ def schema() -> dict[str, Param]:
             if k in out and out[k] is not p:
                 raise AssertionError(f"parameter {k!r} is defined twice (study {s.id})")
             out[k] = p
-    return {**{k: p for k, p in out.items() if k not in OUTPUT}, **OUTPUT}
+    return {**{k: p for k, p in out.items() if k not in OUTPUT}, **RUN, **OUTPUT}
 
 
 def defaults() -> dict[str, Any]:
@@ -135,7 +135,8 @@ def reference_markdown() -> str:
              "keeps this file equal to its output). Every key is optional in a YAML file and any "
              "key can be overridden with `-p key=value` (lists as `1,2,4` or `[1, 2, 4]`).", "",
              "## Shared by the studies", "",
-             "`run_dir` belongs to every study; the others to every study that runs trials.", "",
+             "`run_dir` belongs to every study; `budget` to `coresweep run` (no notebook reads "
+             "it); the others to every study that runs trials.", "",
              *_reference_rows({k: p for k, p in schema().items() if k not in own})]
     for s in every:
         lines += ["", f"## {s.id} · {s.title}", "", s.question, ""]

@@ -156,6 +156,14 @@ class ServingStudy(Study):
                     level_timeout_s=v["level_timeout_s"], warmup=v["warmup"],
                     sample_interval_s=v["sample_interval_s"])
 
+    def load_shape(self, resolved: Resolved) -> list[tuple[str, float, int]]:
+        """(mode, level, requests) of every load level a plan runs: closed-loop users, then
+        open-loop fractions of the plan's peak request rate (the budget planner sizes them)."""
+        v = resolved.values
+        closed = [("closed", float(c), max(v["requests_per_level"], int(c)))
+                  for c in v["concurrency"]]
+        return closed + [("open", float(f), v["requests_per_level"]) for f in v["poisson_load"]]
+
     def results(self, store: Any, plans: list) -> ServingResults:
         from coresweep.analysis.serving import level_summary
 

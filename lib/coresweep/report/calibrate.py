@@ -1,0 +1,136 @@
+"""Calibration: one short trial per thread count a run needs, so the budget planner knows what a
+worker process, a generation and a served request cost on this machine before it plans.
+
+A calibration trial is a real worker (`measurement.trial.run_trial`): fresh process, pinned, the
+model loaded, one timed generation of a few tokens, nothing discarded (a cold first generation
+makes the estimate err on the long side). Its numbers go to run.json ``calibration`` and are never
+mixed with the studies' trials.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coresweep.errors import CoresweepError
+
+CAL_TOKENS = 8  # generated tokens of a calibration trial: enough for a decode rate
+OVERSUBSCRIBED_SLOWDOWN = 2.0  # two threads on one CPU decode at half speed (design.md)
+
+
+@dataclass(frozen=True)
+class CalPoint:
+    """What one short trial at ``threads`` took."""
+
+    threads: int
+    wall_s: float  # spawn to exit
+    load_s: float
+    ttft_s: float
+    decode_tok_s: float
+
+    @property
+    def overhead_s(self) -> float:
+        """Process start, imports, placement checks: the wall time outside the model."""
+        return max(0.5, self.wall_s - self.load_s - self.ttft_s
+                   - (CAL_TOKENS - 1) / self.decode_tok_s)
+
+
+@dataclass
+class Calibration:
+    """Calibrated costs of one model on one machine, by thread count."""
+
+    model: str
+    precision: str
+    prompt_tokens: int
+    points: dict[int, CalPoint] = field(default_factory=dict)
+    wall_s: float = 0.0  # what calibrating cost
+
+    def at(self, threads: int, cpus: int) -> CalPoint:
+        """The point for ``threads`` on ``cpus`` CPUs: the nearest calibrated count at or below
+        (more threads than calibrated: no faster, the safe side), slowed when oversubscribed."""
+        if not self.points:
+            raise CoresweepError("the calibration holds no point")
+        counts = sorted(self.points)
+        usable = min(threads, cpus)
+        i = bisect.bisect_right(counts, usable) - 1
+        p = self.points[counts[max(i, 0)]]
+        if threads <= cpus:
+            return p
+        slow = OVERSUBSCRIBED_SLOWDOWN
+        return CalPoint(threads, p.wall_s, p.load_s, p.ttft_s * slow, p.decode_tok_s / slow)
+
+    def generation_s(self, threads: int, cpus: int, gen_tokens: int, *,
+                     prompt_tokens: int | None = None) -> float:
+        """One greedy generation: prefill (scaled to the prompt length) then decode."""
+        p = self.at(threads, cpus)
+        scale = (prompt_tokens or self.prompt_tokens) / self.prompt_tokens
+        return p.ttft_s * scale + (gen_tokens - 1) / p.decode_tok_s
+
+    def unit_s(self, threads: int, cpus: int, *, reps: int, warmup: int, gen_tokens: int,
+               prompt_tokens: int | None = None) -> float:
+        """One worker process of a study: start, load, warm-ups and timed generations."""
+        p = self.at(threads, cpus)
+        gen = self.generation_s(threads, cpus, gen_tokens, prompt_tokens=prompt_tokens)
+        return p.overhead_s + p.load_s + (warmup + reps) * gen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "precision": self.precision,
+                "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
+                "points": [asdict(p) for p in self.points.values()]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        points = {int(p["threads"]): CalPoint(**p) for p in d.get("points", [])}
+        return cls(d["model"], d.get("precision", "int4"), int(d["prompt_tokens"]), points,
+                   float(d.get("wall_s", 0.0)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Calibration:
+        """A calibration file (JSON, as written by ``coresweep run --plan``); CoresweepError
+        naming the file when it is missing or not one."""
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CoresweepError(f"{path} is not a coresweep calibration file ({exc}); write one "
+                                 "with `coresweep run PARAMS --plan --save-calibration FILE`") \
+                from None
+
+
+def thread_counts(needed: Sequence[int], cpus: int) -> list[int]:
+    """The counts worth calibrating among those a run needs: 1, the powers of two, the largest
+    that fits the CPUs (the others are estimated from the nearest one below: no faster, the safe
+    side)."""
+    fits = [t for t in needed if t <= cpus]
+    top = max(fits, default=1)
+    return sorted({1, top} | {t for t in fits if t & (t - 1) == 0})
+
+
+def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *,
+              log: Callable[[str], None] = print) -> Calibration:
+    """One short trial per thread count on the run's model and prompt (placement cores-first)."""
+    from coresweep.measurement.config import TrialConfig
+    from coresweep.measurement.trial import prepare, run_trial
+    from coresweep.studies.common import workload
+
+    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 0, "reps": 1}
+    cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]))
+    t0 = time.monotonic()
+    for t in counts:
+        cfg = TrialConfig(**base, threads=t, placement="cores-first", label=f"calibrate {t}t")
+        (prep,) = prepare([cfg], topo=topo)
+        res = run_trial(prep, 0, timeout_s=values.get("timeout_s", 600.0),
+                        sample_interval_s=None)
+        if not res.ok or not res.trials:
+            raise CoresweepError(f"calibration trial at {t} thread(s) failed: {res.reason}")
+        r = res.trials[0]
+        cal.points[t] = CalPoint(t, res.wall_s, r["load_s"], r["ttft_s"], r["decode_tok_s"])
+        log(f"calibrate: {t} thread(s): process {res.wall_s:.1f} s (load {r['load_s']:.1f} s, "
+            f"TTFT {r['ttft_s'] * 1000:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s)")
+    cal.wall_s = time.monotonic() - t0
+    return cal

@@ -1,0 +1,145 @@
+"""A batch's progress and its ETA.
+
+The plan estimates every work item (a trial process, a serving level) and every study's fixed part
+(notebook, bandwidth, server starts). While the run goes, the ETA is the estimate of what is left
+scaled by how the run has done so far against its own estimate (actual elapsed ÷ estimate of the
+work done), once a tenth of the estimated work is done; before that, the plan's estimate as it
+stands. A study's fixed part counts as done when the study ends. Without a plan (no budget) each
+trial process counts as one item of unknown length and the same rule gives a rate-based ETA.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SETTLE = 0.10  # share of the estimated work done before the measured ratio is trusted
+
+
+@dataclass
+class Eta:
+    """Estimated and actual seconds of the studies of one batch."""
+
+    estimates: dict[str, Any]  # study id -> budget.StudyEstimate
+    planned: bool = True  # False: items of unknown length (no budget): no ETA until settled
+    t0: float = field(default_factory=time.monotonic)
+    actual: dict[str, float] = field(default_factory=dict)  # finished study -> seconds
+    current: str | None = None
+    current_t0: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return sum(e.seconds for e in self.estimates.values())
+
+    def start(self, study: str) -> None:
+        self.current, self.current_t0 = study, time.monotonic()
+
+    def finish(self, study: str) -> float:
+        wall = time.monotonic() - self.current_t0
+        self.actual[study] = wall
+        self.current = None
+        return wall
+
+    def done_s(self, done_items: set[str]) -> float:
+        """Estimated seconds of the work done: finished studies whole, the current one's items."""
+        done = sum(self.estimates[s].seconds for s in self.actual if s in self.estimates)
+        e = self.estimates.get(self.current) if self.current else None
+        if e is not None:
+            done += sum(v for k, v in e.units.items() if k in done_items)
+        return done
+
+    def remaining_s(self, done_items: set[str]) -> float | None:
+        """Seconds left: the estimate of what is left, scaled by the run's measured pace (None
+        while an unplanned batch has not done enough to have a pace)."""
+        done, total = self.done_s(done_items), self.total_s
+        settled = done > 0 and done >= SETTLE * total
+        if not settled and not self.planned:
+            return None
+        ratio = (time.monotonic() - self.t0) / done if settled else 1.0
+        return max(0.0, ratio * (total - done))
+
+    def report(self) -> list[str]:
+        """Estimated against actual, per study and in all (printed when the run ends)."""
+        from coresweep.report.paths import fmt_s
+
+        lines = ["estimated vs actual:"]
+        for sid, e in self.estimates.items():
+            got = self.actual.get(sid)
+            lines.append(f"  {sid:14} estimated {fmt_s(e.seconds)}  actual "
+                         + (fmt_s(got) if got is not None else "–"))
+        est = sum(e.seconds for s, e in self.estimates.items() if s in self.actual)
+        lines.append(f"  {'studies':14} estimated {fmt_s(est)}  actual "
+                     f"{fmt_s(sum(self.actual.values()))}")
+        return lines
+
+
+def done_items(run_dir: Path) -> set[str]:
+    """Names of the finished work items in a run folder: trial units (with trials, or failed)
+    and serving units (by plan: see :func:`serving_item_names`)."""
+    from coresweep.measurement.store import Store
+
+    store = Store(run_dir)
+    out = {Store.unit_name(k, p) for k, p in store.completed_units()}
+    failures = store.data / "failures"
+    if failures.is_dir():
+        out |= {f.stem.rsplit("__", 1)[0] for f in failures.glob("*.parquet")}
+    serving = store.data / "serve_requests"
+    if serving.is_dir():
+        out |= serving_item_names([f.stem for f in serving.glob("*.parquet")])
+    return out
+
+
+def serving_item_names(unit_stems: Sequence[str]) -> set[str]:
+    """Serving units as the plan names them: closed levels by name; open levels (stored by their
+    request rate, planned by their fraction of the peak) as the n-th open level of the plan."""
+    out: set[str] = set()
+    opened: dict[str, int] = {}
+    for stem in sorted(unit_stems):
+        plan, _, level = stem.partition("__")
+        if level.startswith("open"):
+            opened[plan] = opened.get(plan, 0) + 1
+            out.add(f"{plan}__open#{opened[plan]}")
+        else:
+            out.add(stem)
+    return out
+
+
+class Watcher:
+    """A thread that prints the batch's progress and ETA while a notebook runs."""
+
+    def __init__(self, eta: Eta, run_dir: Path, label: str, say: Callable[[str], None],
+                 every_s: float = 2.0, quiet_s: float = 30.0):
+        self.eta, self.run_dir, self.label, self.say = eta, run_dir, label, say
+        self.every_s, self.quiet_s = every_s, quiet_s
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="coresweep-eta")
+
+    def __enter__(self) -> Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+    def line(self, done: set[str]) -> str:
+        from coresweep.report.paths import fmt_s
+
+        e = self.eta.estimates.get(self.eta.current or "")
+        n = sum(1 for k in (e.units if e else {}) if k in done)
+        of = f"{n}/{len(e.units)} items · " if e and e.units else ""
+        left = self.eta.remaining_s(done)
+        return (f"{self.label}: {of}elapsed {fmt_s(time.monotonic() - self.eta.t0)} · ETA "
+                + (f"{fmt_s(left)} left" if left is not None else "after the first processes"))
+
+    def _loop(self) -> None:
+        last, last_t = -1, time.monotonic()
+        while not self.stop_event.wait(self.every_s):
+            done = done_items(self.run_dir)
+            if len(done) != last or time.monotonic() - last_t > self.quiet_s:
+                self.say(self.line(done))
+                last, last_t = len(done), time.monotonic()
