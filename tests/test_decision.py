@@ -140,3 +140,11 @@ def test_the_json_record_keeps_the_answer():
     assert rec["pick"]["value"] == pytest.approx(17.0) and rec["sentence"] == d.sentence()
     with pytest.raises(ValueError, match="valid"):
         decide(pd.DataFrame([_p(1, 1.0)]), "speed")
+
+
+def test_the_ladder_is_filled_where_neighbours_differ_most():
+    from coresweep.studies.refine import widest_gap
+
+    s = pd.DataFrame([_p(1, 10.0), _p(2, 18.0), _p(4, 30.0), _p(8, 31.0), _p(16, 20.0, over=True)])
+    assert widest_gap(s)[:2] == (2, 4)  # 18 → 30: 67 %; 4 → 8 only 3 %; 16 is oversubscribed
+    assert widest_gap(pd.DataFrame([_p(1, 10.0), _p(2, 18.0)])) is None  # no count between

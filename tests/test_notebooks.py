@@ -111,7 +111,11 @@ def test_run_folder_has_the_expected_tables(run):
     v = _quick_values(d)
     n = len({c.key() for s in studies.all_studies() for c in s.configs(v)})
     assert trials["config_key"].nunique() == n
-    assert (trials.groupby("config_key")["process"].nunique() == v["processes"]).all()
+    counts = trials.groupby("config_key")["process"].nunique()
+    assert (counts >= v["processes"]).all() and (counts <= v["refine_processes"]).all()
+    stops = json.loads((d / "run.json").read_text())["stops"]
+    for key in counts[counts > v["processes"]].index:  # contenders of an unsettled decision
+        assert stops[key]["stop"] == "refined", stops[key]
     assert (trials["ttft_s"] > 0).all() and (trials["decode_tok_s"] > 0).all()
     # same greedy tokens wherever the work is the same (graph optimisation levels may round
     # differently: the knobs study's own work is checked in its test)

@@ -136,4 +136,4 @@ def test_report_renders_a_run_folder_written_by_release_0_1(tmp_path):
     index = (tmp_path / "reports" / "index.html").read_text()
     assert "v0-quick" in index and "00_machine.html" in index
     batch = json.loads((old / "batch.json").read_text())
-    assert batch["best"]["decode_tok_s"]["value"] > 0
+    assert batch["best"]["decode_tok_s"]["pick"]["value"] > 0  # the decision, as 05

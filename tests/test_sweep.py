@@ -199,3 +199,36 @@ def test_sysfs_smt_plan_made_before_the_switch_is_checked_after_it():
     cfg_off = TrialConfig(model="tiny", threads=4, smt="off", smt_mode="sysfs")
     assert "offline" in _plan_unfit_after_switch(PreparedTrial(cfg_off, cfg_off.key(), good, "", 0),
                                                  off)
+
+
+@pytest.mark.slow
+def test_a_resume_measures_units_of_an_older_timed_loop_again(tiny_int4, tmp_path, monkeypatch):
+    """Every unit carries the measurement version of the loop that made it; after the loop
+    changes (the version bumps) a resume measures the old units again, a refining pass adds
+    processes to a config without changing the run's recorded design."""
+    from coresweep.measurement import rows
+    from coresweep.measurement import sweep as sweep_mod
+    from coresweep.measurement.store import part_measurement_version
+
+    cfg = _two(tiny_int4)[:1]
+    out = tmp_path / "run"
+    first = sweep(cfg, out=out, processes=1, progress=False, sample_interval_s=None)
+    assert (first.trials["measurement_version"] == rows.MEASUREMENT_VERSION).all()
+    part = next((out / "data" / "trials").glob("*.parquet"))
+    assert part_measurement_version(part) == rows.MEASUREMENT_VERSION
+    sweep(cfg, out=out, processes=1, progress=False, sample_interval_s=None)  # same loop: reused
+    assert len(json.loads((out / "run.json").read_text())["sessions"]) == 2
+    assert Store(out).completed_units(rows.MEASUREMENT_VERSION) == {(cfg[0].key(), 0)}
+    monkeypatch.setattr(rows, "MEASUREMENT_VERSION", rows.MEASUREMENT_VERSION + 1)
+    monkeypatch.setattr(sweep_mod, "MEASUREMENT_VERSION", rows.MEASUREMENT_VERSION)
+    again = sweep(cfg, out=out, processes=1, progress=False, sample_interval_s=None)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["sessions"][-1]["remeasured_units"] == 1
+    assert (again.trials["measurement_version"] == rows.MEASUREMENT_VERSION).all()
+    assert part_measurement_version(part) == rows.MEASUREMENT_VERSION
+    refined = sweep(cfg, out=out, processes=2, progress=False, sample_interval_s=None,
+                    refining="refined: a test")
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["sweep"]["processes"] == 1  # the run's design stays
+    assert meta["stops"][cfg[0].key()]["stop"] == "refined"
+    assert refined.trials["process"].nunique() == 2

@@ -74,6 +74,12 @@ class Decision:
     def threads(self) -> int | None:
         return None if self.pick is None else int(self.pick["threads"])
 
+    @property
+    def threads_settled(self) -> bool:
+        """Every candidate uses the pick's thread count: that much is known even when the
+        decision between placements is not."""
+        return bool(self.candidates) and len({int(c["threads"]) for c in self.candidates}) == 1
+
     def value_text(self, point: dict[str, Any] | None = None) -> str:
         return point_text(point or self.pick, self.metric) if (point or self.pick) else "–"
 
@@ -295,9 +301,12 @@ def _sentence(d: Decision) -> str:
                  else f"within {100 * d.tolerance:.0f} % of the best and the cheapest")
         return (f"{label}: {point_text(d.pick, d.metric)} — {which} of {len(d.candidates)} "
                 f"points tied within noise (also: {listed}).")
+    settled = (f" Every contender uses {d.threads} thread(s): the thread count is settled, the "
+               "placement is not." if d.threads_settled else "")
     return (f"**Undecided** — {label} measured best ({point_text(d.pick, d.metric)}), but "
             f"{listed} cannot be told apart from it within {100 * d.tolerance:.0f} %: the "
-            f"machine was too noisy. {d.pick.get('label')} is given as provisional; {ADVICE}.")
+            f"machine was too noisy.{settled} {d.pick.get('label')} is given as provisional; "
+            f"{ADVICE}.")
 
 
 def _runner_up(d: Decision) -> dict[str, Any] | None:

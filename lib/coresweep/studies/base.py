@@ -145,7 +145,14 @@ class Study:
                     topo=resolved.topology, adaptive=adaptive.settings(v),
                     keep=self.keep(configs), **sweep_args)
         results = self.finish(resolved, select(run, configs))
-        return refine(self, resolved, configs, results, started) if self.refines else results
+        if self.refines:
+            results = refine(self, resolved, configs, results, started)
+        return self.fill(resolved, configs, results, started)
+
+    def fill(self, resolved: Resolved, configs: Sequence[Any], results: Any,
+             started: float) -> Any:
+        """Points a study adds while its time budget lasts (01: its thread ladder)."""
+        return results
 
     def finish(self, resolved: Resolved, results: Any) -> Any:
         """What the study adds to its selected results (01: main curves, bandwidth, roofline)."""
@@ -165,7 +172,7 @@ class Study:
         rounds = [r for r in meta.get("refinements", []) if r.get("study") == self.id]
         if not rounds:
             return "No refinement: the decision was settled by the planned processes."
-        extra = sum(r["extra_processes"] for r in rounds)
+        extra = sum(r.get("extra_processes", 0) for r in rounds)
         return (f"Refinement: {extra} extra process(es) in {len(rounds)} round(s) to settle the "
                 "decision:\n\n" + "\n".join(f"- {r['sentence']}" for r in rounds))
 

@@ -75,13 +75,18 @@ def stored_configs(run: Any) -> list[Any]:
 
 def main_thread_configs(stored: list[Any], values: dict[str, Any]) -> list[Any]:
     """01's main curves: re-made from the values the run resolved when they hold its thread
-    list (keys never change), else the stored configs whose role names a thread count, at the
-    first prompt length recorded (a folder written by notebooks one at a time)."""
+    list (keys never change; plus the counts its budget added), else the stored configs whose
+    role names a thread count, at the first prompt length recorded (a folder written by
+    notebooks one at a time)."""
     from coresweep import studies
 
-    if isinstance(values.get("threads"), list):
-        return studies.get("threads").main_configs(Resolved(values, None))
     swept = [c for c in stored if "threads" in c.role]
+    if isinstance(values.get("threads"), list):
+        made = studies.get("threads").main_configs(Resolved(values, None))
+        keys = {c.key() for c in made}
+        first = made[0].prompt_tokens if made else None
+        added = [c for c in swept if c.prompt_tokens == first and c.key() not in keys]
+        return made + added  # points the budget added to the ladder (fill_ladder)
     first = swept[0].prompt_tokens if swept else None
     return [c for c in swept if c.prompt_tokens == first]
 

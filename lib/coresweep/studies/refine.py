@@ -84,31 +84,90 @@ def refine(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
     return results
 
 
-def _one_round(study: Any, resolved: Any, configs: Sequence[Any], contenders: list[Any],
-               todo: dict[str, Any], target: int, rnd: int, have: int) -> Any:
+def widest_gap(summary: Any) -> tuple[int, int, float] | None:
+    """The two neighbouring explicit thread counts (not oversubscribed, at least one count
+    apart) whose decode or TTFT medians differ the most (relative), with that difference."""
+    s = summary[(summary["threads"].astype(int) > 0) & ~summary["oversubscribed"].astype(bool)]
+    s = s.sort_values("threads")
+    best = None
+    for (_, a), (_, b) in zip(s.iloc[:-1].iterrows(), s.iloc[1:].iterrows(), strict=True):
+        if int(b["threads"]) - int(a["threads"]) < 2:
+            continue
+        diff = max(abs(b[f"{m}_median"] / a[f"{m}_median"] - 1) for m in GOALS)
+        if best is None or diff > best[2]:
+            best = (int(a["threads"]), int(b["threads"]), float(diff))
+    return best
+
+
+def fill_ladder(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
+                started: float) -> Any:
+    """Under a time budget, measure the thread count halfway between the neighbours that differ
+    most, again and again while the budget lasts (the thread study's ladder, refined where the
+    curve bends); each point added is recorded in run.json ``refinements``."""
+    v = resolved.values
+    budget = float(v["study_budget_s"])
+    while budget:
+        gap = widest_gap(results.summary)
+        if gap is None:
+            break
+        a, b, diff = gap
+        keys = list(results.summary.loc[results.summary["threads"].isin([a, b]), "config_key"])
+        cost = v["processes"] * unit_seconds(results.summary, keys, v["reps"], v["warmup"])
+        if time.monotonic() - started + cost > budget:
+            break
+        resolved.values["threads"] = sorted({*v["threads"], (a + b) // 2})
+        configs = study.configs(resolved)
+        point = next(c for c in configs if c.threads == (a + b) // 2)
+        results = _measure_more(study, resolved, configs, [point], v["processes"],
+                                f"added to the ladder: {a} and {b} threads differ by "
+                                f"{100 * diff:.0f} %")
+    return results
+
+
+def _measure_more(study: Any, resolved: Any, configs: Sequence[Any], more: list[Any],
+                  processes: int, why: str) -> Any:
+    """Sweep ``more`` (points added to the ladder) and record it."""
+    results, wall = _sweep_more(study, resolved, configs, more, processes, why)
+    names = ", ".join(c.display for c in more)
+    _record(resolved.values["run_dir"], {
+        "study": study.id, "contenders": [c.display for c in more],
+        "keys": [c.key() for c in more], "processes": processes,
+        "extra_processes": processes * len(more), "wall_s": wall,
+        "sentence": f"{study.id}: {why}: {names} ({processes} processes, {wall:.0f} s)"})
+    return results
+
+
+def _sweep_more(study: Any, resolved: Any, configs: Sequence[Any], more: list[Any],
+                processes: int, why: str) -> tuple[Any, float]:
+    """Sweep ``more`` up to ``processes`` processes as a refining pass (the run's design stays,
+    their stop becomes "refined"); the study's Results over ``configs`` and the seconds."""
     from coresweep.measurement.sweep import sweep
     from coresweep.studies.results import select
 
     v = resolved.values
+    t0 = time.monotonic()
+    run = sweep(more, out=v["run_dir"], processes=processes, timeout_s=v["timeout_s"],
+                sample_interval_s=v["sample_interval_s"], topo=resolved.topology, refining=why)
+    return study.finish(resolved, select(run, configs)), time.monotonic() - t0
+
+
+def _one_round(study: Any, resolved: Any, configs: Sequence[Any], contenders: list[Any],
+               todo: dict[str, Any], target: int, rnd: int, have: int) -> Any:
     why = ("refined: the " + " and ".join(todo) + " decision was not settled ("
            + ", ".join(d.status for d in todo.values()) + ")")
-    t0 = time.monotonic()
-    run = sweep(contenders, out=v["run_dir"], processes=target, timeout_s=v["timeout_s"],
-                sample_interval_s=v["sample_interval_s"], topo=resolved.topology,
-                refining=why)
-    results = study.finish(resolved, select(run, configs))
+    results, wall = _sweep_more(study, resolved, configs, contenders, target, why)
     after = {m: decide(results.summary, m).status for m in todo}
     record = Round(study.id, rnd, [c.display for c in contenders], [c.key() for c in contenders],
                    list(todo), {m: d.status for m, d in todo.items()}, target,
-                   (target - have) * len(contenders), time.monotonic() - t0, after)
-    _record(v["run_dir"], record)
+                   (target - have) * len(contenders), wall, after)
+    _record(resolved.values["run_dir"], {**asdict(record), "sentence": record.sentence})
     return results
 
 
-def _record(run_dir: str, record: Round) -> None:
+def _record(run_dir: str, record: dict[str, Any]) -> None:
     from coresweep.measurement.store import Store
 
     store = Store(run_dir)
     meta = store.read_meta()
-    meta.setdefault("refinements", []).append({**asdict(record), "sentence": record.sentence})
+    meta.setdefault("refinements", []).append(record)
     store.write_meta(meta)

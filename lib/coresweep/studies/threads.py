@@ -138,6 +138,12 @@ class ThreadsStudy(Study):
         res.summary = with_roofline(res.summary, bpt, res.bandwidth)
         return res
 
+    def fill(self, resolved: Resolved, configs: list, results: Any, started: float) -> Any:
+        """Under a time budget: thread counts halfway between the neighbours that differ most."""
+        from coresweep.studies.refine import fill_ladder
+
+        return fill_ladder(self, resolved, configs, results, started)
+
     def sweep_cpus(self, resolved: Resolved) -> int:
         """The CPU count the figures mark (oversubscription beyond it)."""
         return usable_cpus(resolved.values, resolved.topology)
