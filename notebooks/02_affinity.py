@@ -82,6 +82,16 @@ display(Markdown(verdicts.control_verdict(res.summary)))
 display(Markdown(verdicts.same_work_sentence(res.trials)))
 
 # %% [markdown]
+# ## This study's decision
+#
+# The same rule as 05_recommend, over these strategies only (the controls shown beside the pick), and the extra processes the run spent to settle it.
+
+# %%
+display(Markdown(verdicts.decisions_sentence(study.decisions(res))))
+display(Markdown("\n".join(f"- {c}" for c in study.decisions(res)["decode_tok_s"].controls)))
+display(Markdown(study.refinements_markdown(P)))
+
+# %% [markdown]
 # ## Per-CPU utilisation (CPUs × time)
 #
 # Machine-wide utilisation sampled while one worker process of each chosen configuration ran; the red strip marks the timed repetitions.
