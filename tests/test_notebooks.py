@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from _report_run import REPO, quick_run
 from coresweep import studies
+from coresweep.machine.topology import read_topology
 
 NB_DIR = REPO / "notebooks"
 STUDIES = {s.id: s for s in studies.all_studies()}
@@ -215,7 +216,8 @@ def test_recommend_notebook_answers_with_configs_and_claims(run):
     assert "Claims: 1." in rec and "### Recommendation" in rec
     claims = [ln for ln in rec.splitlines() if ln.startswith("Claims:")][0]
     assert claims.count(";") == 7  # eight claims
-    assert "NUMA-local placement helps: cannot be tested here" in claims
+    if len(read_topology().nodes_with_memory()) < 2:  # one node: nothing to compare
+        assert "NUMA-local placement helps: cannot be tested here" in claims
     assert "Recommendation" in (d / "summary.md").read_text()
     index = run["index"].read_text()
     assert index.index("05_recommend.html") < index.index("00_machine.html")  # the answer first
