@@ -20,7 +20,13 @@ from typing import Any
 from coresweep import studies
 from coresweep.errors import CoresweepError, ParamsError
 from coresweep.report.html import banner, render_html
-from coresweep.report.index import is_reports_folder, no_index_note, update_index, write_index
+from coresweep.report.index import (
+    index_of,
+    is_reports_folder,
+    no_index_note,
+    update_index,
+    write_index,
+)
 from coresweep.report.paths import (
     fmt_s,
     notebook_dir,
@@ -231,7 +237,7 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
             failed.append(study.id)
         executed = run_file(run_dir, "ipynb", study.id)
         if html_reports and executed.exists():
-            render_html(executed, banner=banner(batch.meta))
+            render_html(executed, banner=banner(batch.meta, listed=bool(index_of(run_dir))))
     batch.finish()
     say(f"done in {fmt_s(time.monotonic() - t_start)}: {run_dir}")
     index = update_index(run_dir)  # only in a reports folder, never beside an --out elsewhere
@@ -254,7 +260,8 @@ def rerender(run_dirs: Sequence[str | Path] = ()) -> Path | None:
         meta = read_json(run_file(d, "batch"))
         for s in studies.all_studies():
             if run_file(d, "ipynb", s.id).exists():
-                render_html(run_file(d, "ipynb", s.id), banner=banner(meta))
+                render_html(run_file(d, "ipynb", s.id),
+                            banner=banner(meta, listed=bool(index_of(d))))
         finish_run(d)
         roots.add(d.resolve().parent)
     if not run_dirs:
