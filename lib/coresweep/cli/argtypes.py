@@ -9,11 +9,9 @@ import argparse
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-# what a run folder, a trial store or a comparison folder holds: an --out folder with other
-# files in it is someone else's folder, not one to resume
-_OWN_MARKERS = ("batch.json", "run.json", "compare.json")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -80,14 +78,20 @@ def folder_to_write(text: str) -> Path:
     return p
 
 
-def own_folder_to_write(text: str) -> Path:
-    """:func:`folder_to_write` that is new, empty or coresweep's own (a run, a trial store or a
-    comparison: resumed or rewritten), never a folder holding other files."""
-    p = folder_to_write(text)
-    if p.is_dir() and any(p.iterdir()) and not any((p / m).is_file() for m in _OWN_MARKERS):
-        raise _bad(f"{text!r} holds other files and is not a coresweep run or comparison folder "
-                   f"(no {', '.join(_OWN_MARKERS)}); give a new or empty folder")
-    return p
+def own_folder(*markers: str) -> Callable[[str], Path]:
+    """A :func:`folder_to_write` type that takes a new or empty folder, or one of coresweep's own
+    (holding one of ``markers``: resumed or rewritten), never a folder of other files."""
+    def check(text: str) -> Path:
+        p = folder_to_write(text)
+        if p.is_dir() and any(p.iterdir()) and not any((p / m).is_file() for m in markers):
+            raise _bad(f"{text!r} holds other files and is not a folder coresweep wrote (no "
+                       f"{' or '.join(markers)}); give a new or empty folder")
+        return p
+    return check
+
+
+RUN_OUT = own_folder("batch.json", "run.json")  # coresweep run / trial: resumes a run
+COMPARE_OUT = own_folder("compare.json")  # coresweep compare: rewrites a comparison
 
 
 def file_to_write(text: str) -> Path:

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         "what differs. Writes DIR/compare.html (offline) and lists it in the reports index.")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=argtypes.run_folder,
                    help="two or more run folders (e.g. reports/<machine>-<time>)")
-    c.add_argument("--out", metavar="DIR", type=argtypes.own_folder_to_write,
+    c.add_argument("--out", metavar="DIR", type=argtypes.COMPARE_OUT,
                    help="comparison folder: new, empty or an earlier comparison's (default "
                    "reports/compare-<time>)")
     c.set_defaults(func=_compare)

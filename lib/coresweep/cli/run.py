@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                    help="parameter file (YAML), e.g. params/quick.yaml")
     r.add_argument("-p", action="append", metavar="KEY=VALUE", type=argtypes.override,
                    help="override a parameter (repeatable), e.g. -p threads=1,2,4 -p reps=3")
-    r.add_argument("--out", metavar="DIR", type=argtypes.own_folder_to_write,
+    r.add_argument("--out", metavar="DIR", type=argtypes.RUN_OUT,
                    help="run folder: new, empty, or an earlier run to resume (default "
                    "reports/<machine>-<time>)")
     r.add_argument("--notebooks", nargs="+", metavar="STUDY", type=argtypes.study,

@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
     for name in SESSION:
         add_argument(p, SESSION[name])
     p.add_argument("--oversubscribe", action="store_true", help="allow more threads than CPUs")
-    p.add_argument("--out", default=None, type=argtypes.own_folder_to_write,
+    p.add_argument("--out", default=None, type=argtypes.RUN_OUT,
                    help="run folder: new, empty, or an earlier trial's to resume (default: a new "
                    "temp dir)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
