@@ -278,7 +278,7 @@ def test_effects_and_the_spin_split():
     assert e["decode_ratio_lo"].iloc[1] < 0.6 < e["decode_ratio_hi"].iloc[1]
     assert "decode_ratio" not in knobs.effects_table(e)
     split = knobs.spin_split(s)
-    assert list(split.columns) == ["", "spinning on", "spinning off"]
+    assert list(split.columns) == ["measure", "spinning on", "spinning off"]
     assert split.iloc[-1]["spinning on"] == "40 %"  # 1 - 12/20 of the CPU time is spin
     assert "40 %" in knobs.spin_sentence(s)
     assert knobs.spin_split(s[s["role_knob"] != "spinning"]).empty

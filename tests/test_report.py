@@ -124,6 +124,7 @@ def test_report_renders_a_run_folder_written_by_release_0_1(tmp_path):
 
     old = tmp_path / "reports" / "v0-quick"
     shutil.copytree(REPO / "tests" / "fixtures" / "runs" / "v0-quick", old)
+    report.write_index(old.parent)  # a reports folder: its index lists the run re-rendered
     assert main(["report", str(old)]) == 0
     for stem in ("00_machine", "03_smt"):
         html = (old / f"{stem}.html").read_text()
