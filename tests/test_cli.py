@@ -37,6 +37,7 @@ BAD = [
     (["run", "{quick}", "-p", "timeout_s=1e300"], "-p"),
     (["run", "{quick}", "-p", "placement=numa:{no_node}"], "'placement'"),
     # report and params
+    (["report"], "RUN_DIR"),  # nothing under ./reports to re-render
     (["report", "{dir}"], "RUN_DIR"),
     (["report", "{file}"], "RUN_DIR"),
     (["report", "{missing}"], "RUN_DIR"),
@@ -87,6 +88,7 @@ BAD = [
     (["topology", "--capture", "{file}"], "--capture"),
     (["topology", "--capture", "{unwritable}"], "--capture"),
     (["topology", "--capture", "{missing}", "--json"], "--capture"),
+    (["topology", "--capture", "{foreign}"], "--capture"),
     (["topology", "--plan", "physical"], "--threads"),
     (["topology", "--threads", "2"], "--plan"),
     (["topology", "--plan", "physical", "--threads", "0"], "--threads"),
@@ -179,3 +181,22 @@ def test_bad_input_is_one_line_and_status_2(places, argv, names):
     assert out.stdout == ""
     assert not any(Path(places["cwd"]).iterdir()), "the command wrote into its folder"
     assert not Path(places["missing"]).exists(), "the command created a path it refused"
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["run", "{quick}"], "--out"),
+    (["compare", "{run}", "{run2}"], "--out"),
+    (["export", "{run}"], "--out"),
+    (["import", "{archive}"], "--reports"),
+])
+def test_an_unwritable_default_folder_names_the_flag_to_pass(places, argv, flag):
+    """Run from a folder nothing can be written into (/proc): the default output place
+    (./reports, or . for export) is refused before any work, naming the flag that moves it."""
+    args = [_fill(a, places) for a in argv]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "lib"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out = subprocess.run([sys.executable, "-m", "coresweep", *args], capture_output=True,
+                         text=True, timeout=60, cwd="/proc", env=env)
+    (line,) = out.stderr.splitlines()
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{flag} not given" in line and "cannot write into /proc" in line, line

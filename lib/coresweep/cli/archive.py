@@ -9,8 +9,12 @@ from coresweep.cli import argtypes
 
 
 def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from coresweep.compare import export_run
 
+    if args.out is None:
+        argtypes.default_folder(Path.cwd(), "--out")
     path = export_run(args.run_dir, out=args.out)
     print(f"{path} ({path.stat().st_size / 1e3:.0f} kB)")
     return 0
@@ -19,7 +23,10 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from coresweep.compare import import_run
     from coresweep.measurement.store import SCHEMA_VERSION, Store
+    from coresweep.report.paths import reports_root
 
+    if args.reports is None:
+        argtypes.default_folder(reports_root(), "--reports")
     run_dir = import_run(args.archive, reports=args.reports, max_bytes=args.max_size)
     version = Store(run_dir).check_readable()
     if version < SCHEMA_VERSION:

@@ -90,6 +90,25 @@ def own_folder(*markers: str) -> Callable[[str], Path]:
     return check
 
 
+def default_folder(path: Path, flag: str) -> Path:
+    """The folder a command writes when ``flag`` is not given, checked as the flag would be."""
+    from coresweep.errors import CoresweepError
+
+    try:
+        return folder_to_write(str(path))
+    except argparse.ArgumentTypeError as exc:
+        raise CoresweepError(f"{flag} not given, and the default {exc}; pass {flag}") from None
+
+
+def captured_tree_dest(text: str) -> Path:
+    """`topology --capture DEST`: new, empty, or an earlier capture (it is overwritten)."""
+    p = folder_to_write(text)
+    if p.is_dir() and any(p.iterdir()) and not (p / "sys" / "devices" / "system" / "cpu").is_dir():
+        raise _bad(f"{text!r} holds other files and is not a captured tree (no "
+                   "sys/devices/system/cpu); give a new or empty folder")
+    return p
+
+
 RUN_OUT = own_folder("batch.json", "run.json")  # coresweep run / trial: resumes a run
 COMPARE_OUT = own_folder("compare.json")  # coresweep compare: rewrites a comparison
 

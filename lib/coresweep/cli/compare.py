@@ -10,7 +10,10 @@ from coresweep.cli import argtypes
 def _compare(args: argparse.Namespace) -> int:
     from coresweep.compare import compare_runs
     from coresweep.report.index import index_of, no_index_note
+    from coresweep.report.paths import reports_root
 
+    if args.out is None:
+        argtypes.default_folder(reports_root(), "--out")
     page = compare_runs(args.run_dirs, out=args.out)
     print(page)
     print(index_of(page.parent) or no_index_note(page.parent))

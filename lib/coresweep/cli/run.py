@@ -13,7 +13,10 @@ from coresweep.errors import CoresweepError
 def _run(args: argparse.Namespace) -> int:
     from coresweep.report import run_batch
     from coresweep.report.index import index_of, no_index_note
+    from coresweep.report.paths import reports_root
 
+    if args.out is None:
+        argtypes.default_folder(reports_root(), "--out")
     run_dir = run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
                         html_reports=not args.no_html, progress=not args.quiet)
     index = index_of(run_dir)
@@ -24,7 +27,12 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from coresweep.report import rerender
     from coresweep.report.index import no_index_note
+    from coresweep.report.paths import reports_root, run_file
 
+    root = reports_root()
+    if not args.run_dirs and not any(run_file(d, "batch").is_file() for d in root.glob("*")):
+        raise CoresweepError(f"no run folder under {root} to re-render; give RUN_DIR (a folder "
+                             "written by coresweep run)")
     index = rerender(args.run_dirs)
     print(index if index else "\n".join(f"{d}: {no_index_note(d)}" for d in args.run_dirs))
     return 0

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--capture",
         metavar="DEST",
-        type=argtypes.folder_to_write,
+        type=argtypes.captured_tree_dest,
         help="copy the files the model is read from into DEST (a tree usable with --sysfs)",
     )
     p.add_argument(
