@@ -60,4 +60,4 @@ display(Markdown(tables.markdown(study.capabilities(P))))
 # %%
 from coresweep.studies.machine import fingerprint_table
 
-display(fingerprint_table(study.write_fingerprint(P)))
+tables.show(fingerprint_table(study.write_fingerprint(P)))

@@ -63,12 +63,12 @@ display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %%
 configs = study.configs(P)
-display(studies.describe_configs(configs, P.topology))
+tables.show(studies.describe_configs(configs, P.topology))
 res = study.measure(P, configs)
 cap = plots.caption_for(res.run, P.values, P.topology)
 if res.failures_table() is not None:
     display(Markdown("**Failed or skipped worker processes** (recorded, not retried):"))
-    display(res.failures_table())
+    tables.show(res.failures_table())
 
 # %% [markdown]
 # ## Latency and throughput against threads
@@ -86,7 +86,7 @@ plots.threads_curves(res.summary, cpus=study.sweep_cpus(P), cap=cap);
 # %%
 plots.roofline(res.summary, cap=cap)
 display(Markdown(roofline.bound_sentence(res.summary, study.decisions(res)["decode_tok_s"])))
-display(res.bandwidth)
+tables.show(res.bandwidth)
 
 # %% [markdown]
 # ## Speedup and parallel efficiency
@@ -118,7 +118,7 @@ plots.context_curves(res.contexts, cpus=study.sweep_cpus(P), cap=cap);
 
 # %%
 plots.thread_utilisation(knobs.thread_utilisation(res.threads), res.labels, cap=cap);
-display(tables.measuring_table(res.summary))
+tables.show(tables.measuring_table(res.summary))
 
 # %% [markdown]
 # ## Per-token decode latency
@@ -132,7 +132,7 @@ plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);
 # With this study's decision (the same rule as 05_recommend, over these thread counts only) and the extra processes the run spent to settle it.
 
 # %%
-display(tables.study_table(res.summary))
+tables.show(tables.study_table(res.summary))
 display(Markdown(verdicts.decisions_sentence(study.decisions(res))))
 display(Markdown(study.refinements_markdown(P)))
 display(Markdown(verdicts.same_work_sentence(res.trials)))

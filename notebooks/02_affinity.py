@@ -60,12 +60,12 @@ display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 
 # %%
 configs = study.configs(P)
-display(studies.describe_configs(configs, P.topology))
+tables.show(studies.describe_configs(configs, P.topology))
 res = study.measure(P, configs)
 cap = plots.caption_for(res.run, P.values, P.topology)
 if res.failures_table() is not None:
     display(Markdown("**Failed or skipped worker processes** (recorded, not retried):"))
-    display(res.failures_table())
+    tables.show(res.failures_table())
 
 # %%
 display(Markdown(study.same_placements_note(P)))
@@ -77,7 +77,7 @@ display(Markdown(study.same_placements_note(P)))
 plots.strategy_comparison(res.summary, cap=cap);
 
 # %%
-display(tables.placement_table(res.summary))
+tables.show(tables.placement_table(res.summary))
 display(Markdown(verdicts.control_verdict(res.summary)))
 display(Markdown(verdicts.same_work_sentence(res.trials)))
 

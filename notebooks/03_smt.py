@@ -66,11 +66,11 @@ display(Markdown(study.explanation(P)))
 # %%
 configs = study.configs(P)
 if configs:
-    display(studies.describe_configs(configs, P.topology))
+    tables.show(studies.describe_configs(configs, P.topology))
     res = study.measure(P, configs)
     cap = plots.caption_for(res.run, P.values, P.topology)
     if res.failures_table() is not None:
-        display(res.failures_table())
+        tables.show(res.failures_table())
 else:
     res, cap = None, plots.caption_for(None, P.values, P.topology)
     print("No SMT comparison on this machine: no trial was run.")
@@ -81,4 +81,4 @@ else:
 # %%
 plots.smt_paired(res.summary if res else None, cap=cap)
 if res is not None:
-    display(tables.placement_table(res.summary))
+    tables.show(tables.placement_table(res.summary))

@@ -67,11 +67,11 @@ display(Markdown(study.explanation(P)))
 
 # %%
 configs = study.configs(P)
-display(studies.describe_configs(configs, P.topology))
+tables.show(studies.describe_configs(configs, P.topology))
 res = study.measure(P, configs)
 cap = plots.caption_for(res.run, P.values, P.topology)
 if res.failures_table() is not None:
-    display(res.failures_table())
+    tables.show(res.failures_table())
 
 # %% [markdown]
 # ## Each knob against the baseline
@@ -79,7 +79,7 @@ if res.failures_table() is not None:
 # %%
 effects = knobs.effects(res.summary)
 plots.knob_effects(effects, cap=cap)
-display(knobs.effects_table(effects))
+tables.show(knobs.effects_table(effects))
 
 # %% [markdown]
 # ## Spinning: useful work and spin
@@ -87,7 +87,7 @@ display(knobs.effects_table(effects))
 # With spinning on, pool threads busy-wait between parallel sections: fast hand-offs, but the CPU time counts as use. The same point with spinning off leaves only the work (and the cost of waking threads).
 
 # %%
-display(knobs.spin_split(res.summary))
+tables.show(knobs.spin_split(res.summary))
 display(Markdown(knobs.spin_sentence(res.summary)))
 plots.thread_utilisation(knobs.thread_utilisation(res.threads), res.labels, cap=cap);
 
@@ -97,5 +97,5 @@ plots.thread_utilisation(knobs.thread_utilisation(res.threads), res.labels, cap=
 # The measuring process (the parent and its sampler) runs on CPUs outside each point's plan whenever there are any; where the plan takes every CPU, its sampler's own CPU use is shown. Throttled points ran into a cgroup CPU quota; the clock is the one seen during decode.
 
 # %%
-display(tables.measuring_table(res.summary))
-display(tables.placement_table(res.summary))
+tables.show(tables.measuring_table(res.summary))
+tables.show(tables.placement_table(res.summary))

@@ -17,10 +17,11 @@ def quick_run(tmp_path_factory) -> dict:
     """{'run_dir': Path, 'index': Path, 'wall_s': float} of the session's quick run."""
     if "run" in _CACHE:
         return _CACHE["run"]  # type: ignore[return-value]
-    from coresweep.report import run_batch
+    from coresweep.report import run_batch, write_index
 
     os.environ.setdefault("CORESWEEP_CACHE", str(REPO / ".cache" / "test-models"))
     root = tmp_path_factory.mktemp("reports")
+    write_index(root)  # a reports folder (it holds coresweep's index): runs in it are listed
     run_dir = root / "quick-run"
     t0 = time.monotonic()
     out = run_batch(REPO / "params" / "quick.yaml", out=run_dir, progress=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from _machine import cpulist
 from coresweep.errors import CoresweepError
 from coresweep.measurement import adaptive
 from coresweep.measurement import sweep as sweep_mod
@@ -116,8 +117,8 @@ def test_bad_settings_fail_before_any_trial():
 
 def _tiny_configs(model):
     base = dict(model=str(model), prompt_tokens=8, gen_tokens=24, warmup=1, reps=2)
-    best = TrialConfig(threads=1, placement="0", **base)
-    worse = TrialConfig(threads=2, placement="0-1", **base)
+    best = TrialConfig(threads=1, placement=cpulist(1), **base)
+    worse = TrialConfig(threads=2, placement=cpulist(2), **base)
     control = TrialConfig(threads=None, placement="none", role={"control": "ort-default"}, **base)
     return best, worse, control
 

@@ -59,7 +59,7 @@ def test_cli_export_and_import(tmp_path, capsys):
     assert str(tmp_path / "r" / "quick-t12") in capsys.readouterr().out
     assert main(["import", str(tmp_path / "x.tar.gz"), "--reports", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("coresweep: error:") and "already exists" in err
+    assert err.startswith("coresweep import: error:") and "already exists" in err
 
 
 def test_an_older_schema_is_imported_and_read(tmp_path, capsys):
@@ -147,3 +147,35 @@ def test_truncated_corrupt_and_unreadable_archives_are_refused(tmp_path):
     with pytest.raises(ArchiveError, match="does not read as a run folder"):
         import_run(bad_data, reports=reports)
     assert not any(reports.iterdir())  # no half-unpacked folder left behind
+
+
+def test_an_archive_over_the_size_limit_is_refused_before_writing(tmp_path, monkeypatch):
+    """The limit counts the file on disk and what it unpacks to (the headers' sizes, read
+    without writing): a small archive of a large file is refused like a large archive."""
+    from coresweep.compare import archive as arc
+
+    reports = tmp_path / "reports"
+    zeros = _archive(tmp_path / "zeros.tar.gz", [("run/data/big.bin", bytes(1 << 20), {})],
+                     run_json={"schema_version": 2})
+    assert zeros.stat().st_size < 100_000  # a megabyte of zeros packs small
+    with pytest.raises(ArchiveError, match="unpacks to more than 1.0 MiB.*--max-size"):
+        import_run(zeros, reports=reports, max_bytes=100_000)
+    with pytest.raises(ArchiveError, match=r"is .*KiB, over the import limit of 1000 bytes"):
+        import_run(zeros, reports=reports, max_bytes=1000)
+    monkeypatch.setattr(arc, "MAX_IMPORT_MEMBERS", 5)
+    many = _archive(tmp_path / "many.tar.gz", [(f"run/f{i}", b"x", {}) for i in range(9)],
+                    run_json={"schema_version": 2})
+    with pytest.raises(ArchiveError, match="more than 5 entries"):
+        import_run(many, reports=reports)
+    assert not reports.exists() or not any(reports.iterdir())
+
+
+def test_cli_import_size_limit_flag(tmp_path, capsys):
+    archive = export_run(copy_run("quick-t12", tmp_path / "here"), out=tmp_path)
+    reports = tmp_path / "r"
+    assert main(["import", str(archive), "--reports", str(reports), "--max-size", "1K"]) == 2
+    err = capsys.readouterr().err
+    assert "over the import limit of 1.0 KiB (1024 bytes)" in err and "--max-size" in err
+    assert not reports.exists() or not any(reports.iterdir())
+    assert main(["import", str(archive), "--reports", str(reports), "--max-size", "64M"]) == 0
+    assert (reports / "quick-t12" / "run.json").is_file()

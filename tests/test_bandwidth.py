@@ -1,20 +1,26 @@
-"""Memory read bandwidth (coresweep.machine.bandwidth): live measurements kept short (256 MiB,
-one or two reps), input errors, the likwid-bench parser on a captured output, the roofline choice.
-Speed targets (ort against likwid, scaling with threads) live in bench/bandwidth.py."""
+"""Memory read bandwidth (coresweep.machine.bandwidth): live measurements kept short (the
+smallest buffer the library accepts on this machine, one or two reps), input errors, the sizing
+rules on captured topologies (a 260 MiB L3 among them), the likwid-bench parser on a captured
+output, the roofline choice. Speed targets (ort against likwid, scaling with threads) live in
+bench/bandwidth.py."""
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import shutil
+from pathlib import Path
 
 import pytest
+from _machine import first_cpu, topology
 from coresweep.errors import CoresweepError, PlacementError
 from coresweep.machine import bandwidth as bw
 from coresweep.machine.topology import read_topology
 
-SIZE = 256 << 20
-FIRST_CPU = min(os.sched_getaffinity(0))
+FIX = Path(__file__).resolve().parent / "fixtures"
+MIB = 1 << 20
+SIZE = bw.minimum_size_bytes(topology())  # 2 x this machine's LLC: memory, not cache
+FIRST_CPU = first_cpu()
 
 # likwid-bench 5.2 (Debian's likwid), `likwid-bench -t load_avx -w N:268435kB:2` on the 2-vCPU
 # AMD EPYC VM, 2026-11-25, while another job was running (hence the low figure); trimmed.
@@ -113,10 +119,67 @@ def test_bad_inputs_raise_before_any_process(monkeypatch, kwargs, error, words):
         assert w in str(exc.value)
 
 
-def test_default_size_is_far_out_of_cache():
-    topo = read_topology()
-    llc = max((c.size_bytes or 0) for c in topo.caches if c.type != "Instruction")
-    assert bw.default_size_bytes(topo) == max(1 << 30, 8 * llc)
+# captured machine -> (largest LLC domain, minimum buffer, default buffer), in MiB
+SIZES = {
+    "vm-xeon-2vcpu-llc260m": (260, 520, 2080),  # the VM where a fixed 256 MiB was refused
+    "server-epyc-7313p": (32, 64, 1024),  # four 32 MiB L3 domains: the largest one counts
+    "laptop-i7-11800h": (24, 48, 1024),
+    "arm-graviton3-64c": (1, 2, 1024),  # no L3 reported: the L2 is the last level
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_buffer_sizes_follow_the_last_level_cache(name):
+    topo = read_topology(FIX / name)
+    llc, minimum, default = SIZES[name]
+    assert max(d.size_bytes for d in topo.cache_domains(topo.llc_level)) == llc * MIB
+    assert bw.minimum_size_bytes(topo) == minimum * MIB
+    assert bw.default_size_bytes(topo) == default * MIB
+
+
+def _fake_ort_worker(seen: list):
+    """Stands in for the pinned worker process: answers as it would, records what it was asked."""
+    def run(cmd, timeout_s):
+        job = json.loads(cmd[-1])
+        seen.append(job)
+        return 0, json.dumps({"ok": True, "affinity": job["cpus"], "size_bytes": job["size_bytes"],
+                              "gb_s": [10.0] * job["reps"], "onnxruntime_version": "test",
+                              "kernel": "ReduceSum test"}), ""
+    return run
+
+
+def test_large_llc_machine_sizes_and_checks(monkeypatch):
+    """On the 260 MiB-L3 VM: the default and the minimum pass the checks and reach the worker,
+    256 MiB (what these tests once hard-coded) is refused naming the minimum."""
+    topo = read_topology(FIX / "vm-xeon-2vcpu-llc260m")
+    seen: list = []
+    monkeypatch.setattr(bw, "_run", _fake_ort_worker(seen))
+    monkeypatch.setattr(bw, "_check_memory", lambda size: None)  # this machine's RAM is not its
+    for size in (None, bw.minimum_size_bytes(topo)):
+        (row,) = bw.measure_bandwidth([1], 1, method="ort", size_bytes=size, reps=1, topo=topo)
+        assert row["ok"], row["reason"]
+    assert [job["size_bytes"] for job in seen] == [2080 * MIB, 520 * MIB]
+    with pytest.raises(CoresweepError, match=f"at least {520 * MIB} bytes"):
+        bw.measure_bandwidth([1], 1, method="ort", size_bytes=256 * MIB, topo=topo)
+    with pytest.raises(PlacementError, match="usable CPUs: 0-1"):
+        bw.measure_bandwidth([2], 1, method="ort", topo=topo)
+    assert len(seen) == 2  # the refusals started nothing
+
+
+def test_run_bandwidth_rows_on_a_large_llc_machine(monkeypatch, tmp_path):
+    """A run's bandwidth table at each placement of the threads sweep, sized for the captured
+    machine's cache rather than this one's."""
+    from coresweep.measurement.bandwidth import measure_placements
+    from coresweep.measurement.config import TrialConfig
+
+    topo = read_topology(FIX / "vm-xeon-2vcpu-llc260m")
+    seen: list = []
+    monkeypatch.setattr(bw, "_run", _fake_ort_worker(seen))
+    monkeypatch.setattr(bw, "_check_memory", lambda size: None)
+    configs = [TrialConfig(threads=t, placement="physical") for t in (1, 2)]
+    df = measure_placements(tmp_path, configs, topo, method="ort", reps=1)
+    assert sorted(zip(df["threads"], df["cpus"], strict=True)) == [(1, "0"), (2, "0-1")]
+    assert set(df["size_bytes"]) == {2080 * MIB} and df["ok"].all() and df["roofline"].all()
 
 
 def test_parse_likwid_output_on_a_captured_run():

@@ -83,6 +83,8 @@ def test_errors_are_clear(capsys):
     code, _, err = run(capsys, "--plan", "physical")
     assert code == 2 and "--threads" in err
     code, _, err = run(capsys, "--sysfs", "/nonexistent-root")
+    assert code == 2 and "--sysfs: '/nonexistent-root': no such folder" in err
+    code, _, err = run(capsys, "--sysfs", str(FIX))  # a folder, but not a captured tree
     assert code == 2 and "sys/devices/system/cpu" in err
 
 

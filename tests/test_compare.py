@@ -91,7 +91,7 @@ def test_incomparable_work_is_refused_with_what_differs(tmp_path, capsys):
     assert "gen 16" in str(e.value) and "gen 24" in str(e.value)
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("coresweep: error: nothing to compare") and "Traceback" not in err
+    assert err.startswith("coresweep compare: error: nothing to compare") and "Traceback" not in err
 
 
 def test_other_work_is_left_out_and_named(reports):
@@ -151,3 +151,33 @@ def test_a_run_with_several_prompt_lengths_is_compared_at_its_first(tmp_path):
     assert "32, 48" in text and "Not compared" not in text
     diff, _ = fingerprint_diff(["ctx", "old"], [run.fingerprint, load_run(old).fingerprint])
     assert "hypervisor" in set(diff[""])  # recorded by the newer run only: unknown in the older
+
+
+def test_two_comparisons_in_the_same_second_get_two_folders(reports, monkeypatch, capsys):
+    from coresweep.compare import page
+
+    monkeypatch.setattr(page, "reports_root", lambda: reports)
+    monkeypatch.setattr(page, "stamp", lambda: "20261201-120000")  # the same second, twice
+    write_index(reports)  # a reports folder, as reports/ is
+    runs = [str(reports / "quick-t12"), str(reports / "quick-t124")]
+    assert main(["compare", *runs]) == 0
+    assert main(["compare", *runs]) == 0
+    out = capsys.readouterr().out.split()
+    first, second = reports / "compare-20261201-120000", reports / "compare-20261201-120000-2"
+    assert out == [str(first / "compare.html"), str(reports / "index.html"),
+                   str(second / "compare.html"), str(reports / "index.html")]
+    index = (reports / "index.html").read_text()
+    assert f'href="{first.name}/compare.html"' in index
+    assert f'href="{second.name}/compare.html"' in index
+
+
+def test_a_comparison_outside_a_reports_folder_writes_no_index(reports, tmp_path, capsys):
+    elsewhere = tmp_path / "my-notes"
+    elsewhere.mkdir()
+    (elsewhere / "index.html").write_text("<title>my notes</title>")  # not coresweep's
+    runs = [str(reports / "quick-t12"), str(reports / "quick-t124")]
+    assert main(["compare", *runs, "--out", str(elsewhere / "cmp")]) == 0
+    assert (elsewhere / "cmp" / "compare.html").is_file()
+    assert (elsewhere / "index.html").read_text() == "<title>my notes</title>"
+    assert "no index.html written" in capsys.readouterr().out
+    assert 'href="../index.html"' not in (elsewhere / "cmp" / "compare.html").read_text()

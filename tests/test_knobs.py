@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _machine import first_cpu, memory_node, needs_physical_cores, usable_cpus
 from coresweep import studies
 from coresweep.analysis import knobs
 from coresweep.errors import CoresweepError, ParamsError
@@ -171,7 +172,7 @@ def test_throttling_is_read_from_cpu_stat_and_flags_the_trial(tmp_path, v2):
 
 
 def test_the_parent_moves_off_the_plan_and_comes_back():
-    mine = sorted(os.sched_getaffinity(0))
+    mine = sorted(os.sched_getaffinity(0))  # the parent's own mask, whatever the cgroup says
     with parent_outside(mine) as whole:
         assert whole.shares_cpus and sorted(os.sched_getaffinity(0)) == mine
     if len(mine) < 2:
@@ -246,7 +247,7 @@ def test_numa_maps_are_parsed_and_the_policy_verified():
 def test_numa_policy_is_set_and_shows_in_numa_maps(policy):
     """The mechanism on this machine, in a fresh process (a policy is per process)."""
     code = ("from coresweep.machine.numa_policy import *\n"
-            f"set_memory_policy({policy!r}, [0])\n"
+            f"set_memory_policy({policy!r}, [{memory_node()}])\n"
             "import numpy as np; a = np.ones(20_000_000)\n"
             f"m = read_numa_maps(); print(policy_verified({policy!r}, m), sum(m['pages'].values()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -277,7 +278,7 @@ def test_effects_and_the_spin_split():
     assert e["decode_ratio_lo"].iloc[1] < 0.6 < e["decode_ratio_hi"].iloc[1]
     assert "decode_ratio" not in knobs.effects_table(e)
     split = knobs.spin_split(s)
-    assert list(split.columns) == ["", "spinning on", "spinning off"]
+    assert list(split.columns) == ["measure", "spinning on", "spinning off"]
     assert split.iloc[-1]["spinning on"] == "40 %"  # 1 - 12/20 of the CPU time is spin
     assert "40 %" in knobs.spin_sentence(s)
     assert knobs.spin_split(s[s["role_knob"] != "spinning"]).empty
@@ -301,6 +302,7 @@ def _trial(tiny, out, *flags):
 
 
 def test_cli_trial_knob_flags_reach_the_session_and_the_rows(tiny_int4, tmp_path):
+    needs_physical_cores(2)  # 2 threads placed one per physical core
     out = _trial(tiny_int4, tmp_path / "run", "--threads", "2", "--no-spinning",
                  "--dynamic-block-base", "4", "--graph-optimization", "basic", "--pin-threads",
                  "--numa-memory", "interleave")
@@ -321,9 +323,9 @@ def test_cli_trial_knob_flags_reach_the_session_and_the_rows(tiny_int4, tmp_path
 
 
 def test_cli_trial_parent_runs_outside_a_one_cpu_plan(tiny_int4, tmp_path):
-    if len(os.sched_getaffinity(0)) < 2:
+    if len(usable_cpus()) < 2:
         pytest.skip("one CPU")
-    cpu = min(os.sched_getaffinity(0))
+    cpu = first_cpu()
     out = _trial(tiny_int4, tmp_path / "run", "--threads", "1", "--cpus", str(cpu))
     assert out.returncode == 0, out.stderr
     trials = pd.read_parquet(tmp_path / "run" / "data" / "trials")

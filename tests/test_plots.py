@@ -180,3 +180,34 @@ def test_control_verdict_reads_the_busy_threads():
     assert "not the knob's doing" in v
     assert "the knob acts" in verdicts.control_verdict(_control_summary(2, 1))
     assert "inconclusive" in verdicts.control_verdict(_control_summary(2, 3))
+
+
+def test_show_displays_a_table_without_index_or_hashes(capsys):
+    df = pd.DataFrame({"config_key": ["3f2a9c1e7b44", "5b1f3d0e9a7c"], "label": ["1 thread", "2"],
+                       "plan_key": ["aa11", "bb22"], "decode tok/s": [12.25, 6.42]},
+                      index=[7, 9])
+    shown = tables.for_readers(df)
+    assert list(shown.columns) == ["label", "decode tok/s"] and list(shown.index) == [0, 1]
+    assert list(tables.for_readers(df, keep=["plan_key"]).columns) == [
+        "label", "plan_key", "decode tok/s"]
+    html = tables.Table(shown)._repr_html_()
+    assert "<th></th>" not in html and "<th>7</th>" not in html  # no index column
+    assert "12.25" in html and "3f2a9c1e7b44" not in html
+    tables.show(df)  # outside a notebook IPython prints the text form
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split() == ["label", "decode", "tok/s"]
+    assert "3f2a9c1e7b44" not in text and not text.splitlines()[1].startswith("7")
+    tables.show(None)
+    assert capsys.readouterr().out == ""
+
+
+def test_config_and_fingerprint_tables_hold_no_hashes():
+    from coresweep import studies
+    from coresweep.measurement.config import TrialConfig
+    from coresweep.studies.machine import fingerprint_table
+
+    topo = read_topology()
+    configs = [TrialConfig(threads=1, placement="physical")]
+    described = studies.describe_configs(configs, topo)
+    assert configs[0].key() not in described.to_string()
+    assert list(fingerprint_table({"cpu": {"model": "x"}}).columns) == ["field", "value"]

@@ -127,6 +127,7 @@ def test_report_renders_a_run_folder_written_by_release_0_1(tmp_path):
 
     old = tmp_path / "reports" / "v0-quick"
     shutil.copytree(REPO / "tests" / "fixtures" / "runs" / "v0-quick", old)
+    report.write_index(old.parent)  # a reports folder: its index lists the run re-rendered
     assert main(["report", str(old)]) == 0
     for stem in ("00_machine", "03_smt"):
         html = (old / f"{stem}.html").read_text()
@@ -137,3 +138,51 @@ def test_report_renders_a_run_folder_written_by_release_0_1(tmp_path):
     assert "v0-quick" in index and "00_machine.html" in index
     batch = json.loads((old / "batch.json").read_text())
     assert batch["best"]["decode_tok_s"]["pick"]["value"] > 0  # the decision, as 05
+
+
+def test_the_index_goes_only_into_a_reports_folder(tmp_path, capsys):
+    """A run re-rendered (or written with --out) outside reports/ leaves the folder that holds it
+    alone and says so; in a folder holding coresweep's index it is listed there."""
+    import shutil
+
+    from coresweep.cli import main
+    from coresweep.report.index import index_of, is_reports_folder
+
+    elsewhere = tmp_path / "downloads"
+    run = elsewhere / "v0-quick"
+    shutil.copytree(REPO / "tests" / "fixtures" / "runs" / "v0-quick", run)
+    assert not is_reports_folder(elsewhere) and index_of(run) is None
+    assert main(["report", str(run)]) == 0
+    assert "no index.html written" in capsys.readouterr().out
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["v0-quick"]
+    report.write_index(elsewhere)  # now a reports folder: it holds coresweep's index
+    assert is_reports_folder(elsewhere) and index_of(run) == elsewhere / "index.html"
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str(elsewhere / "index.html")
+    assert "v0-quick" in (elsewhere / "index.html").read_text()
+
+
+def test_new_folder_never_reuses_one(tmp_path):
+    from coresweep.report.paths import new_folder
+
+    made = [new_folder(tmp_path, "compare-x") for _ in range(3)]
+    assert [p.name for p in made] == ["compare-x", "compare-x-2", "compare-x-3"]
+    assert all(p.is_dir() for p in made)
+
+
+@pytest.mark.slow
+def test_a_run_written_outside_reports_writes_no_index(tmp_path):
+    """`coresweep run --out` into a folder that is not a reports folder: no index.html beside the
+    run, and the command says so (00_machine only: no trial)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "elsewhere" / "run"
+    res = subprocess.run([sys.executable, "-m", "coresweep", "run", str(REPO / "params" /
+                          "quick.yaml"), "--notebooks", "00", "--out", str(out), "--no-html",
+                          "-q"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    where, note = res.stdout.splitlines()
+    assert where == str(out) and note.startswith(f"no index.html written: {out.parent} is not")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]
+    assert (out / "00_machine.ipynb").is_file()

@@ -123,12 +123,15 @@ def test_bad_overrides():
 
 
 def test_invalid_placement_names_the_parameter(topo):
-    with pytest.raises(ParamsError, match=r"'placement'.*numa:7.*valid strategies"):
-        studies.validate(studies.load(overrides=["placement=numa:7"]), topo=topo, model=False)
+    node = max(topo.numa_nodes) + 1  # one past this machine's nodes and CPUs
+    cpu = max(topo.online) + 1
+    with pytest.raises(ParamsError, match=rf"'placement'.*numa:{node}.*valid strategies"):
+        studies.validate(studies.load(overrides=[f"placement=numa:{node}"]), topo=topo,
+                         model=False)
     with pytest.raises(ParamsError, match=r"'strategies'.*'pcore'"):
         studies.validate(studies.load(overrides=["strategies=physical,pcore"]), topo=topo, model=False)
-    with pytest.raises(ParamsError, match=r"'placement'.*'0-999'"):
-        studies.validate(studies.load(overrides=["placement=0-999"]), topo=topo, model=False)
+    with pytest.raises(ParamsError, match=rf"'placement'.*'0-{cpu}'"):
+        studies.validate(studies.load(overrides=[f"placement=0-{cpu}"]), topo=topo, model=False)
 
 
 def test_oversubscription_needs_the_flag(topo):

@@ -12,6 +12,7 @@ import time
 
 import coresweep
 import pytest
+from _machine import cpulist, needs_physical_cores
 from coresweep.errors import CoresweepError
 from coresweep.measurement.store import RunLockedError, Store
 from coresweep.measurement.sweep import Run, grid, sweep, unit_order
@@ -42,7 +43,8 @@ def test_lazy_exports():
 
 def _two(model):
     base = dict(model=str(model), prompt_tokens=8, gen_tokens=40, warmup=1, reps=2)
-    return [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
+    needs_physical_cores(2)  # the second config: 2 threads, one per physical core
+    return [TrialConfig(threads=1, placement=cpulist(1), **base), TrialConfig(threads=2, **base)]
 
 
 @pytest.mark.slow
@@ -120,12 +122,14 @@ def test_sigkill_mid_sweep_then_resume(tiny_int4, tmp_path):
 def test_killed_sweep_process_resumes(tiny_int4, tmp_path):
     """SIGKILL the whole sweep (parent and worker) mid-run: completed units survive."""
     out = tmp_path / "run"
+    needs_physical_cores(2)
     code = textwrap.dedent(
         f"""
         from coresweep.measurement.sweep import sweep
         from coresweep.measurement.trial import TrialConfig
         base = dict(model={str(tiny_int4)!r}, prompt_tokens=8, gen_tokens=40, warmup=1, reps=2)
-        cfgs = [TrialConfig(threads=1, placement="0", **base), TrialConfig(threads=2, **base)]
+        cfgs = [TrialConfig(threads=1, placement={cpulist(1)!r}, **base),
+                TrialConfig(threads=2, **base)]
         sweep(cfgs, out={str(out)!r}, processes=3, progress=False, cooldown_s=0.5)
         """
     )

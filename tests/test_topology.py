@@ -73,6 +73,11 @@ EXPECT = {
         hybrid=None, cg=(2, "0-31", 32.0), model="AMD EPYC 7313P 16-Core Processor",
         name="amd-epyc-7313p-16c32t",
     ),
+    "vm-xeon-2vcpu-llc260m": dict(
+        packages=1, cores=2, online="0-1", offline="", allowed="0-1", tpc=1,
+        nodes={0: "0-1"}, l2=2, l3=1, smt=(False, False), smt_control="notsupported",
+        hybrid=None, cg=(2, "0-1", 2.0), model="Intel(R) Xeon(R) Processor", name="intel-xeon-2c",
+    ),
     "arm-graviton3-64c": dict(
         packages=1, cores=64, online="0-63", offline="", allowed="0-63", tpc=1,
         nodes={0: "0-63"}, l2=64, l3=0, smt=(False, False), smt_control=None,

@@ -10,6 +10,7 @@ import sys
 import threading
 
 import pytest
+from _machine import first_cpu, usable_cpus
 from coresweep.errors import CoresweepError, ModelError, PlacementError
 from coresweep.measurement.trial import (
     ENGINES,
@@ -135,13 +136,14 @@ def test_one_trial_rows_and_placement(tiny_int4):
     events = []
     # long enough that the one busy thread passes the busy threshold (2 ms) on a loaded machine
     n = 64
-    cfg = _cfg(tiny_int4, threads=1, placement="0", env={"OMP_NUM_THREADS": "7"}, gen_tokens=n)
+    cpu = str(first_cpu())
+    cfg = _cfg(tiny_int4, threads=1, placement=cpu, env={"OMP_NUM_THREADS": "7"}, gen_tokens=n)
     (prep,) = prepare([cfg])
     res = run_trial(prep, 0, sample_interval_s=0.05, on_event=events.append)
     assert res.ok, (res.reason, res.stderr_tail)
     hello = next(e for e in events if e["event"] == "hello")
     assert hello["onnxruntime_imported_before_affinity"] is False
-    assert hello["affinity"] == [0]
+    assert hello["affinity"] == [int(cpu)]
     assert hello["env_knobs"]["OMP_NUM_THREADS"] == "7"
     assert [e["event"] for e in events if e["event"] != "warmup"][-6:] == [
         "loaded", "timed_start", "rep", "rep", "timed_end", "threads"] or events[-1]["event"] == "done"
@@ -149,16 +151,16 @@ def test_one_trial_rows_and_placement(tiny_int4):
     for r in res.trials:
         assert r["ttft_s"] > 0 and r["decode_tok_s"] > 0 and r["e2e_s"] >= r["ttft_s"]
         assert r["load_s"] > 0 and r["peak_rss_bytes"] > 0 and r["n_tokens"] == n
-        assert r["cpus"] == "0" and json.loads(r["env"])["OMP_NUM_THREADS"] == "7"
-        assert r["affinity"] == "0" and r["onnxruntime_version"]  # read back by the worker
+        assert r["cpus"] == cpu and json.loads(r["env"])["OMP_NUM_THREADS"] == "7"
+        assert r["affinity"] == cpu and r["onnxruntime_version"]  # read back by the worker
         assert r["placement_ok"], r["placement_reasons"]
-        assert r["busy_threads"] == 1 and r["cpus_used"] == "0"
+        assert r["busy_threads"] == 1 and r["cpus_used"] == cpu
     assert len({r["checksum"] for r in res.trials}) == 1
     assert len(res.tokens) == 2 * n
     assert {t["phase"] for t in res.tokens} == {"prefill", "decode"}
     whens = {t["when"] for t in res.threads}
     assert whens == {"after_load", "decode"}
-    assert all(t["allowed"] == "0" for t in res.threads)
+    assert all(t["allowed"] == cpu for t in res.threads)
     assert res.samples and {s["cpu"] for s in res.samples} == set(range(os.cpu_count()))
 
 
@@ -190,7 +192,8 @@ def test_prompt_text_needs_a_tokenizer(tiny_int4, tmp_path):
 
 @pytest.mark.slow
 def test_two_threads_on_one_cpu_flagged_oversubscribed(tiny_int4):
-    cfg = _cfg(tiny_int4, threads=2, placement="0", oversubscribe=True)
+    cpu = str(first_cpu())
+    cfg = _cfg(tiny_int4, threads=2, placement=cpu, oversubscribe=True)
     (prep,) = prepare([cfg])
     res = run_trial(prep, 0)
     assert res.ok, (res.reason, res.stderr_tail)
@@ -198,14 +201,14 @@ def test_two_threads_on_one_cpu_flagged_oversubscribed(tiny_int4):
     assert p["oversubscribed"] and not p["placement_ok"] and p["busy_threads"] >= 2
     assert any("oversubscribed" in r for r in p["reasons"])
     decode_rows = [t for t in res.threads if t["when"] == "decode" and t["busy"]]
-    assert len(decode_rows) >= 2 and all(t["allowed"] == "0" for t in decode_rows)
+    assert len(decode_rows) >= 2 and all(t["allowed"] == cpu for t in decode_rows)
     assert all(not r["placement_ok"] and r["oversubscribed"] for r in res.trials)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+@pytest.mark.skipif(len(usable_cpus()) < 2, reason="needs 2 CPUs")
 def test_ort_default_mode_mismatch_is_flagged(tiny_int4):
-    cfg = _cfg(tiny_int4, threads=None, placement="0")
+    cfg = _cfg(tiny_int4, threads=None, placement=str(first_cpu()))
     (prep,) = prepare([cfg])
     res = run_trial(prep, 0)
     assert res.ok, (res.reason, res.stderr_tail)
@@ -245,7 +248,7 @@ def test_crash_is_recorded_with_signal(tiny_int4):
 def test_cli_trial_json(tiny_int4, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "coresweep", "trial", "--model", str(tiny_int4), "--threads", "1",
-         "--cpus", "0", "--prompt-tokens", "8", "--gen-tokens", "4", "--processes", "1",
+         "--cpus", str(first_cpu()), "--prompt-tokens", "8", "--gen-tokens", "4", "--processes", "1",
          "--reps", "2", "--out", str(tmp_path / "run"), "--json"],
         capture_output=True, text=True, timeout=300,
     )

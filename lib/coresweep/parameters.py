@@ -44,6 +44,7 @@ class Param:
     choices: tuple | None = None
     auto: bool = False
     minimum: float | None = None
+    maximum: float | None = None  # where a larger value would break the runtime (a time-out)
     allow_empty: bool = False  # lists only: [] is a valid value
     listable: bool = False  # a scalar that also takes a list (an axis where a study sweeps it)
 
@@ -70,10 +71,13 @@ class Param:
             return [self.check(v) for v in value]
         value = _CHECKS[self.kind](self, value)
         items = value if isinstance(value, list) else [value]
-        if self.minimum is not None:
-            for v in items:
-                if isinstance(v, (int, float)) and v < self.minimum:
-                    raise self.error(value, f"{v!r} is below the minimum {self.minimum:g}")
+        for v in items:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if self.minimum is not None and v < self.minimum:
+                raise self.error(value, f"{v!r} is below the minimum {self.minimum:g}")
+            if self.maximum is not None and v > self.maximum:
+                raise self.error(value, f"{v!r} is above the maximum {self.maximum:g}")
         if self.choices:
             for v in items:
                 if v not in self.choices:
@@ -95,9 +99,19 @@ class Param:
                 value = parts if self.kind == "str_list" else [yaml.safe_load(s) for s in parts]
             else:
                 value = yaml.safe_load(text)
+            if self.kind == "float" and isinstance(value, str):
+                value = _as_float(value)  # YAML 1.1 reads "1e3" as text; a number flag means 1000
         except yaml.YAMLError as exc:
             raise self.error(raw, f"cannot parse {raw!r}: {exc}") from None
         return self.check(value)
+
+
+def _as_float(text: str) -> float | str:
+    """The number a text spells (1e3, -2.5E-1), else the text (check() then names the type)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _scalar_param(p: Param) -> Param:
@@ -110,7 +124,8 @@ def axis(p: Param, default: list | None = None, help: str | None = None) -> Para
     """The list form of a one-value parameter: a study's axis over it (same name, choices and
     minimum; every value is checked as the one-value parameter would be)."""
     return Param(p.name, _LIST_OF[p.kind], [p.default] if default is None else default,
-                 help or f"values to compare of: {p.help}", choices=p.choices, minimum=p.minimum)
+                 help or f"values to compare of: {p.help}", choices=p.choices, minimum=p.minimum,
+                 maximum=p.maximum)
 
 
 def first(value: Any) -> Any:
@@ -195,9 +210,10 @@ WORKLOAD = table(
 PROTOCOL = table(
     Param("processes", "int", 3, "fresh worker processes per configuration (the spread is "
           "between processes, so more than one)", minimum=1),
-    Param("timeout_s", "float", 600.0, "time-out of one worker process, seconds", minimum=1),
+    Param("timeout_s", "float", 600.0, "time-out of one worker process, seconds",
+          minimum=1, maximum=86400),
     Param("sample_interval_s", "float", 0.1, "per-CPU utilisation sampling interval, seconds",
-          minimum=0.005),
+          minimum=0.005, maximum=60),
     Param("adaptive", "bool", False, "adaptive sampling: one more process per configuration per "
           "round until its median decode tok/s is known within adaptive_target, it is clearly "
           "slower than the best (dropped; never a control or a point a figure needs) or it has "
@@ -242,11 +258,12 @@ SESSION = table(
     Param("pin_threads", "bool", False, "pin each intra-op pool thread to one CPU of the plan "
           "(session.intra_op_thread_affinities), not only the process"),
     Param("inter_op_threads", "int", 1, "inter-op pool threads (used by the parallel execution "
-          "mode)", minimum=0),
+          "mode)", minimum=0, maximum=1024),
     Param("execution_mode", "str", "sequential", "graph execution mode",
           choices=("sequential", "parallel")),
     Param("dynamic_block_base", "int", 0, "session.dynamic_block_base: 0 means a static partition of "
-          "parallel loops, N > 0 dynamic blocks that shrink as work runs out", minimum=0),
+          "parallel loops, N > 0 dynamic blocks that shrink as work runs out", minimum=0,
+          maximum=2**31 - 1),
     Param("graph_optimization", "str", "all", "graph optimisation level",
           choices=("disabled", "basic", "extended", "all")),
     Param("numa_memory", "str", "default", "NUMA memory policy set in the worker before the "
@@ -296,6 +313,9 @@ def read_yaml(path) -> dict[str, Any]:
     from pathlib import Path
 
     path = Path(path)
+    if path.is_dir():
+        raise ParamsError(f"parameter file {str(path)!r} is a folder; give a YAML file such as "
+                          "params/quick.yaml")
     if not path.is_file():
         raise ParamsError(f"parameter file {str(path)!r} does not exist")
     try:

@@ -1,12 +1,47 @@
 """Tables shown beside the figures and written to summary.md / summary.csv: frames built from a
-run's per-config summary, and one markdown formatter for all of them."""
+run's per-config summary, one markdown formatter for all of them, and :func:`show`, the one way
+a notebook displays a table (no pandas index column, no internal hash columns)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# identities the tables are joined on (TrialConfig.key(), a serving plan's key): hashes that mean
+# nothing to a reader, left out of what a notebook shows unless asked for by name
+HASH_COLUMNS = ("key", "config_key", "plan_key")
+
+
+class Table:
+    """A DataFrame as a notebook shows it, without its index: HTML for the report, aligned text
+    for a terminal or a text-only viewer."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+
+    def _repr_html_(self) -> str:
+        return self.df.to_html(index=False, notebook=True, border=0)
+
+    def __repr__(self) -> str:
+        return self.df.to_string(index=False)
+
+
+def for_readers(df: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """``df`` without the hash columns (except those in ``keep``), numbered from 0."""
+    drop = [c for c in HASH_COLUMNS if c in df.columns and c not in set(keep)]
+    return df.drop(columns=drop).reset_index(drop=True)
+
+
+def show(df: pd.DataFrame | None, *, keep: Iterable[str] = ()) -> None:
+    """Display a table in a notebook without its index column or its hash columns (``keep``
+    names any a reader needs); nothing for None."""
+    from IPython.display import display
+
+    if df is not None:
+        display(Table(for_readers(df, keep)))
 
 
 def markdown(df: pd.DataFrame) -> str:

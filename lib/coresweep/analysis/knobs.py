@@ -82,9 +82,9 @@ def spin_split(summary: pd.DataFrame) -> pd.DataFrame:
     rows = [("decode tok/s", "decode_tok_s_median", 1), ("TTFT ms", "ttft_s_median", 1e3),
             ("CPU % (all threads)", "cpu_util_pct_median", 1),
             ("CPU ms per token", "cpu_s_per_token_median", 1e3)]
-    out = pd.DataFrame([{"": name, "spinning on": round(float(on[c]) * k, 2),
+    out = pd.DataFrame([{"measure": name, "spinning on": round(float(on[c]) * k, 2),
                          "spinning off": round(float(off[c]) * k, 2)} for name, c, k in rows])
-    return pd.concat([out, pd.DataFrame([{"": "share of CPU time that is spin",
+    return pd.concat([out, pd.DataFrame([{"measure": "share of CPU time that is spin",
                                           "spinning on": f"{100 * spin_share(on, off):.0f} %",
                                           "spinning off": "-"}])], ignore_index=True)
 

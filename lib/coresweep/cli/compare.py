@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from coresweep.cli import argtypes
+
 
 def _compare(args: argparse.Namespace) -> int:
     from coresweep.compare import compare_runs
+    from coresweep.report.index import index_of, no_index_note
+    from coresweep.report.paths import reports_root
 
-    print(compare_runs(args.run_dirs, out=args.out))
+    if args.out is None:
+        argtypes.default_folder(reports_root(), "--out")
+    page = compare_runs(args.run_dirs, out=args.out)
+    print(page)
+    print(index_of(page.parent) or no_index_note(page.parent))
     return 0
 
 
@@ -21,8 +29,9 @@ def register(subparsers) -> None:
         "machine fingerprints side by side. Only runs of the same work (model graph, prompt and "
         "generated length: the token checksum) are compared; the page names the others and "
         "what differs. Writes DIR/compare.html (offline) and lists it in the reports index.")
-    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=argtypes.run_folder,
                    help="two or more run folders (e.g. reports/<machine>-<time>)")
-    c.add_argument("--out", metavar="DIR",
-                   help="comparison folder (default reports/compare-<time>)")
+    c.add_argument("--out", metavar="DIR", type=argtypes.COMPARE_OUT,
+                   help="comparison folder: new, empty or an earlier comparison's (default "
+                   "reports/compare-<time>)")
     c.set_defaults(func=_compare)

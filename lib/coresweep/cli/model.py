@@ -5,6 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from coresweep.cli import argtypes
+from coresweep.errors import CoresweepError
+
+
+def _override(text: str) -> str:
+    """--set KEY=VALUE: the form checked as it is read (keys and values against the preset
+    before the build)."""
+    from coresweep.models import parse_overrides
+
+    try:
+        parse_overrides([text])
+    except CoresweepError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. layers=4") from None
+    return text
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("model", help="build synthetic models, list them, inspect any model")
@@ -18,11 +33,12 @@ def register(subparsers) -> None:
                    help=f"one of: {', '.join(PRESETS)}")
     b.add_argument("--precision", default="int4", choices=list(PRECISIONS))
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set layers=4 (repeatable)")
-    b.add_argument("--cache", default=None, metavar="DIR",
+                   type=_override, help="override a config field, e.g. --set layers=4 (repeatable)")
+    b.add_argument("--cache", default=None, metavar="DIR", type=argtypes.folder_to_write,
                    help="model cache (default $CORESWEEP_CACHE or ~/.cache/coresweep/models)")
-    b.add_argument("--accuracy-level", type=int, default=4, metavar="N",
-                   help="MatMulNBits accuracy_level for int4/int8 (4 = int8 activations, default)")
+    b.add_argument("--accuracy-level", type=int, default=4, metavar="N", choices=range(5),
+                   help="MatMulNBits accuracy_level for int4/int8: 0-4 (4 = int8 activations, "
+                   "default)")
     b.add_argument("--prune-lm-head", action="store_true",
                    help="compute logits for the last position only (faster prefill)")
     b.add_argument("--force", action="store_true", help="rebuild even when the model exists")
@@ -30,23 +46,29 @@ def register(subparsers) -> None:
     b.set_defaults(func=_build)
 
     ls = sub.add_parser("list", help="list the models built in the cache")
-    ls.add_argument("--cache", default=None, metavar="DIR")
+    ls.add_argument("--cache", default=None, metavar="DIR", type=argtypes.folder_to_read)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 
     i = sub.add_parser("info", help="IO contract, KV layout, quantisation and bytes per token")
     i.add_argument("model", metavar="DIR|PRESET", help="a model dir, an .onnx file or a preset name")
-    i.add_argument("--precision", default="int4", choices=list(PRECISIONS),
-                   help="precision when MODEL is a preset")
-    i.add_argument("--cache", default=None, metavar="DIR")
+    i.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help="precision when MODEL is a preset (default int4)")
+    i.add_argument("--cache", default=None, metavar="DIR", type=argtypes.folder_to_read,
+                   help="model cache, when MODEL is a preset")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_info)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from coresweep.models import build_model, parse_overrides
+    from coresweep.models import build_model, parse_overrides, preset_config
 
-    d = build_model(args.preset, args.precision, overrides=parse_overrides(args.overrides),
+    overrides = parse_overrides(args.overrides)
+    try:  # every override checked against the preset before the build starts
+        preset_config(args.preset, overrides)
+    except CoresweepError as exc:
+        raise CoresweepError(f"--set: {exc}") from None
+    d = build_model(args.preset, args.precision, overrides=overrides,
                     accuracy_level=args.accuracy_level, cache_dir=args.cache,
                     progress=not args.quiet, force=args.force, prune_lm_head=args.prune_lm_head)
     m = json.loads((d / "manifest.json").read_text())
@@ -76,7 +98,10 @@ def _info(args: argparse.Namespace) -> int:
     from coresweep.models import PRESETS, inspect_model, resolve_model
 
     spec = args.model
-    path = resolve_model(spec, args.precision, build=False, cache_dir=args.cache) \
+    if spec not in PRESETS and (args.precision or args.cache):
+        raise CoresweepError(f"--precision and --cache apply to a preset ({', '.join(PRESETS)}); "
+                             f"{spec!r} is a path: drop them")
+    path = resolve_model(spec, args.precision or "int4", build=False, cache_dir=args.cache) \
         if spec in PRESETS else resolve_model(spec, build=False)
     info = inspect_model(path)
     if args.json:

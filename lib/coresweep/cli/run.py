@@ -6,16 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 
+from coresweep.cli import argtypes
+from coresweep.errors import CoresweepError
+
 
 def _run(args: argparse.Namespace) -> int:
     from coresweep.report import run_batch
+    from coresweep.report.index import index_of, no_index_note
+    from coresweep.report.paths import reports_root
 
     if args.plan:
         return _plan(args)
+    if args.out is None:
+        argtypes.default_folder(reports_root(), "--out")
     run_dir = run_batch(args.params, args.p or [], out=args.out, notebooks=args.notebooks,
                         html_reports=not args.no_html, progress=not args.quiet,
                         started=args.started_at)
-    print(run_dir.parent / "index.html")
+    index = index_of(run_dir)
+    print(index if index else f"{run_dir}\n{no_index_note(run_dir)}")
     return 0
 
 
@@ -48,8 +56,15 @@ def _epoch(text: str) -> float:
 
 def _report(args: argparse.Namespace) -> int:
     from coresweep.report import rerender
+    from coresweep.report.index import no_index_note
+    from coresweep.report.paths import reports_root, run_file
 
-    print(rerender(args.run_dirs))
+    root = reports_root()
+    if not args.run_dirs and not any(run_file(d, "batch").is_file() for d in root.glob("*")):
+        raise CoresweepError(f"no run folder under {root} to re-render; give RUN_DIR (a folder "
+                             "written by coresweep run)")
+    index = rerender(args.run_dirs)
+    print(index if index else "\n".join(f"{d}: {no_index_note(d)}" for d in args.run_dirs))
     return 0
 
 
@@ -58,9 +73,11 @@ def _params(args: argparse.Namespace) -> int:
     from coresweep.parameters import describe
 
     if args.markdown:
+        if args.params or args.p:
+            raise CoresweepError("--markdown prints the whole reference: give no PARAMS and no -p")
         print(studies.reference_markdown(), end="")
         return 0
-    if args.params:
+    if args.params or args.p:  # -p alone: the defaults with those overrides
         v = studies.validate(studies.load(args.params, args.p or []))
         print(json.dumps(v.to_dict(), indent=1))
         return 0
@@ -92,11 +109,14 @@ def register(subparsers) -> None:
         "missing preset, run the notebooks with papermill, render self-contained HTML, the "
         "summary (markdown + CSV) and reports/index.html. Re-running with --out on the same "
         f"folder reuses finished trials. Studies: {_study_list()}.")
-    r.add_argument("params", help="parameter file (YAML), e.g. params/quick.yaml")
-    r.add_argument("-p", action="append", metavar="KEY=VALUE",
+    r.add_argument("params", type=argtypes.file_to_read,
+                   help="parameter file (YAML), e.g. params/quick.yaml")
+    r.add_argument("-p", action="append", metavar="KEY=VALUE", type=argtypes.override,
                    help="override a parameter (repeatable), e.g. -p threads=1,2,4 -p reps=3")
-    r.add_argument("--out", metavar="DIR", help="run folder (default reports/<machine>-<time>)")
-    r.add_argument("--notebooks", nargs="+", metavar="STUDY",
+    r.add_argument("--out", metavar="DIR", type=argtypes.RUN_OUT,
+                   help="run folder: new, empty, or an earlier run to resume (default "
+                   "reports/<machine>-<time>)")
+    r.add_argument("--notebooks", nargs="+", metavar="STUDY", type=argtypes.study,
                    help=f"only these studies, by id, name or number: {_study_ids()}")
     r.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress bars")
@@ -118,14 +138,16 @@ def register(subparsers) -> None:
 
     rep = subparsers.add_parser(
         "report", help="re-render HTML, summaries and reports/index.html of run folders")
-    rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+    rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", type=argtypes.batch_folder,
                      help="run folders (default: every run under reports/)")
     rep.set_defaults(func=_report)
 
     pp = subparsers.add_parser("params", help="list the parameters by study, or validate a "
                                "parameter file")
-    pp.add_argument("params", nargs="?", help="parameter file to validate and resolve")
-    pp.add_argument("-p", action="append", metavar="KEY=VALUE", help="override a parameter")
+    pp.add_argument("params", nargs="?", type=argtypes.file_to_read,
+                    help="parameter file to validate and resolve")
+    pp.add_argument("-p", action="append", metavar="KEY=VALUE", type=argtypes.override,
+                    help="override a parameter (without PARAMS: over the defaults)")
     pp.add_argument("--markdown", action="store_true",
                     help="print the parameter reference as markdown (docs/parameters.md)")
     pp.set_defaults(func=_params)

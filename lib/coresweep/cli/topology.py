@@ -7,7 +7,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from coresweep.cli import argtypes
 from coresweep.errors import CoresweepError
 
 
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
         "--sysfs",
         metavar="DIR",
         default="/",
+        type=argtypes.folder_to_read,
         help="read a captured tree laid out like / (DIR/sys/..., DIR/proc/...) instead of this machine",
     )
     p.add_argument(
@@ -36,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--capture",
         metavar="DEST",
+        type=argtypes.captured_tree_dest,
         help="copy the files the model is read from into DEST (a tree usable with --sysfs)",
     )
     p.add_argument(
@@ -43,7 +47,7 @@ def register(subparsers) -> None:
         metavar="STRATEGY",
         help="also show the placement plan for STRATEGY (needs --threads), e.g. physical or 0-3",
     )
-    p.add_argument("--threads", type=int, help="thread count for --plan")
+    p.add_argument("--threads", type=argtypes.positive_int, help="thread count for --plan")
     p.set_defaults(func=run)
 
 
@@ -56,22 +60,42 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _check_combination(args: argparse.Namespace) -> None:
+    """Flags that only mean something with another one: an error, never silently ignored."""
+    if args.plan is not None and args.threads is None:
+        raise CoresweepError("--plan needs --threads N (a positive integer)")
+    if args.threads is not None and args.plan is None:
+        raise CoresweepError("--threads is the thread count of --plan STRATEGY: give --plan too")
+    if args.fingerprint and not args.json:
+        raise CoresweepError("--fingerprint prints JSON: add --json")
+    if args.capture and (args.json or args.plan or args.fingerprint):
+        raise CoresweepError("--capture DEST only copies the files (use --sysfs DEST later); "
+                             "drop --json, --plan and --fingerprint")
+
+
+def _plan(topo: Any, args: argparse.Namespace) -> Any:
+    from coresweep.machine.placement import make_plan
+
+    try:
+        return make_plan(topo, args.threads, args.plan)
+    except CoresweepError as exc:
+        raise CoresweepError(f"--plan {args.plan} --threads {args.threads}: {exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from coresweep.machine.topology import capture_tree, fingerprint, read_topology
 
+    _check_combination(args)
     root = Path(args.sysfs)
     if args.capture:
         files = capture_tree(args.capture, root)
         print(f"captured {len(files)} files into {args.capture}")
         return 0
-    if args.plan is not None and args.threads is None:
-        raise CoresweepError("--plan needs --threads N (a positive integer)")
-    topo = read_topology(root)
-    plan = None
-    if args.plan is not None:
-        from coresweep.machine.placement import make_plan
-
-        plan = make_plan(topo, args.threads, args.plan)
+    try:
+        topo = read_topology(root)
+    except CoresweepError as exc:
+        raise CoresweepError(f"--sysfs {args.sysfs}: {exc}") from None
+    plan = _plan(topo, args) if args.plan is not None else None
     if args.json:
         data = fingerprint(topo) if args.fingerprint else topo.to_dict()
         if plan is not None:

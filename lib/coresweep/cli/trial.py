@@ -8,7 +8,8 @@ import math
 import sys
 from typing import Any
 
-from coresweep.errors import CoresweepError
+from coresweep.cli import argtypes
+from coresweep.errors import CoresweepError, PlacementError
 from coresweep.parameters import PROTOCOL, SESSION, SMT_MODE, WORKLOAD, add_argument
 
 # earlier spellings of some flags, still accepted
@@ -33,14 +34,22 @@ def threads_arg(s: str, *, auto: bool = False) -> int | str | None:
     return value
 
 
-def _env(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise CoresweepError(f"--env {it!r}: expected NAME=VALUE")
-        k, v = it.split("=", 1)
-        out[k] = v
-    return out
+def placement_arg(s: str) -> str:
+    """--placement: 'auto', a strategy name, numa:N / llc:N or a CPU list (whether the machine
+    has it is checked later, against its topology)."""
+    from coresweep.machine.placement import STRATEGIES
+
+    name = s.strip().lower()
+    if name == "auto" or name in STRATEGIES:
+        return name
+    if name[:1].isdigit():  # a CPU list, as --cpus takes
+        return argtypes.cpu_list(name)
+    head, sep, tail = name.partition(":")
+    if sep and f"{head}:N" in STRATEGIES and tail.isdigit():
+        return name
+    raise argparse.ArgumentTypeError(
+        f"unknown strategy {s!r}; valid: auto, {', '.join(STRATEGIES)} (N a node or LLC "
+        "number), or a CPU list such as 0-3")
 
 
 def register(subparsers: Any) -> None:
@@ -57,17 +66,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=threads_arg, required=True,
                    help="intra-op threads, or 'ort-default' for ORT's own choice")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--cpus", help="explicit CPU list, e.g. 0-3,8")
-    where.add_argument("--placement", default="auto",
+    where.add_argument("--cpus", type=argtypes.cpu_list, help="explicit CPU list, e.g. 0-3,8")
+    where.add_argument("--placement", default="auto", type=placement_arg,
                        help="strategy: physical, smt, compact, scatter, numa:N, llc:N, pcore, "
                        "ecore, all, none (default: auto = physical)")
     p.add_argument("--smt", choices=["on", "off"], default=None)
     add_argument(p, SMT_MODE)
-    p.add_argument("--env", action="append", metavar="NAME=VALUE", help="environment knob (repeat)")
+    p.add_argument("--env", action="append", metavar="NAME=VALUE", type=argtypes.env_item,
+                   help="environment knob (repeat)")
     for name in SESSION:
         add_argument(p, SESSION[name])
     p.add_argument("--oversubscribe", action="store_true", help="allow more threads than CPUs")
-    p.add_argument("--out", default=None, help="run folder (default: a new temp dir)")
+    p.add_argument("--out", default=None, type=argtypes.RUN_OUT,
+                   help="run folder: new, empty, or an earlier trial's to resume (default: a new "
+                   "temp dir)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -94,7 +106,7 @@ def _config(args: argparse.Namespace) -> Any:
         placement=args.cpus if args.cpus else args.placement,
         smt=args.smt,
         smt_mode=args.smt_mode,
-        env=_env(args.env),
+        env=dict(args.env or []),
         session=TrialConfig.session_knobs(vars(args)),
         pin_threads=args.pin_threads,
         numa_memory=args.numa_memory,
@@ -154,11 +166,25 @@ def _print_text(cfg: Any, run_: Any, out: dict[str, Any]) -> None:
         print(f"failed process {f['process']}: {f['status']}: {f['reason']}")
 
 
+def _check_placement(cfg: Any, args: argparse.Namespace) -> None:
+    """The plan on this machine, before any process: an error names the flags that made it."""
+    from coresweep.machine.topology import read_topology
+    from coresweep.measurement.trial import plan_for
+
+    where = f"--cpus {args.cpus}" if args.cpus else f"--placement {args.placement}"
+    try:
+        plan_for(cfg, read_topology())
+    except PlacementError as exc:
+        threads = "ort-default" if args.threads is None else args.threads
+        raise PlacementError(f"--threads {threads} with {where}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from coresweep.measurement import adaptive
     from coresweep.measurement.sweep import sweep
 
     cfg = _config(args)
+    _check_placement(cfg, args)
     run_ = sweep([cfg], out=args.out, processes=args.processes, timeout_s=args.timeout_s,
                  sample_interval_s=args.sample_interval_s, adaptive=adaptive.settings(vars(args)),
                  progress=not args.json and sys.stderr.isatty())

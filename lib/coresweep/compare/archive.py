@@ -3,9 +3,10 @@ the run's name); `import_run` unpacks one under reports/ and re-renders the inde
 
 An archive is someone else's file: every member is checked before anything is written (one top
 folder with a plain name; only regular files and folders — no links, devices, absolute paths or
-``..``; a run.json of a schema this coresweep reads), then it is unpacked with tarfile's ``data``
-filter into a hidden folder inside reports/ and renamed into place only once it reads back as a
-run. A truncated or corrupt archive leaves nothing behind."""
+``..``; a run.json of a schema this coresweep reads; at most ``MAX_IMPORT_BYTES`` on disk and
+unpacked, and ``MAX_IMPORT_MEMBERS`` entries), then it is unpacked with tarfile's ``data`` filter
+into a hidden folder inside reports/ and renamed into place only once it reads back as a run. A
+truncated or corrupt archive leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from coresweep.errors import CoresweepError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # what `coresweep run` names a folder
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+# A run folder is megabytes (an exported quick run: about 1 MB): 2 GiB leaves ample room for
+# long sweeps and stops a gzip bomb (a small file that unpacks to fill the disk) before anything
+# is written. `coresweep import --max-size` raises it for an archive one trusts.
+MAX_IMPORT_BYTES = 2 << 30
+MAX_IMPORT_MEMBERS = 100_000  # files and folders; the test runs hold tens
 
 
 class ArchiveError(CoresweepError):
@@ -95,13 +101,43 @@ def _check_member(m: tarfile.TarInfo, archive: Path) -> tuple[str, ...]:
     return parts
 
 
-def _members(tar: tarfile.TarFile, archive: Path) -> tuple[str, list[tarfile.TarInfo]]:
-    """(the run folder's name, every member), each member checked."""
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _too_big(archive: Path, what: str, limit: int) -> ArchiveError:
+    exact = f" ({limit} bytes)" if limit >= 1 << 10 else ""
+    return ArchiveError(f"{archive} {what}, over the import limit of {_size_text(limit)}{exact}: "
+                        "nothing imported; for an archive you trust, raise it with --max-size "
+                        "(e.g. --max-size 8G)")
+
+
+def _headers(tar: tarfile.TarFile, archive: Path, max_bytes: int) -> list[tarfile.TarInfo]:
+    """Every member header, read one by one (no data written); stops at the first one past the
+    size or count limit, so a bomb is refused without unpacking it."""
+    members, total = [], 0
     try:
-        members = tar.getmembers()  # reads every header: a truncated archive fails here
+        for m in tar:  # reads every header: a truncated archive fails here
+            members.append(m)
+            total += max(m.size, 0)
+            if total > max_bytes:
+                raise _too_big(archive, f"unpacks to more than {_size_text(total)}", max_bytes)
+            if len(members) > MAX_IMPORT_MEMBERS:
+                raise ArchiveError(f"{archive} holds more than {MAX_IMPORT_MEMBERS} entries, "
+                                   "far more than a run folder: nothing imported")
     except _READ_ERRORS as exc:
         raise ArchiveError(f"{archive} is truncated or not a .tar.gz ({exc}): nothing "
                            "imported") from None
+    return members
+
+
+def _members(tar: tarfile.TarFile, archive: Path,
+             max_bytes: int) -> tuple[str, list[tarfile.TarInfo]]:
+    """(the run folder's name, every member), each member checked."""
+    members = _headers(tar, archive, max_bytes)
     tops = {_check_member(m, archive)[0] for m in members}
     if len(tops) != 1:
         raise ArchiveError(f"{archive} holds {len(tops)} top-level entries "
@@ -139,16 +175,22 @@ def _schema_version(tar: tarfile.TarFile, members: list[tarfile.TarInfo], top: s
     return version
 
 
-def import_run(archive: str | Path, reports: str | Path | None = None) -> Path:
+def import_run(archive: str | Path, reports: str | Path | None = None, *,
+               max_bytes: int = MAX_IMPORT_BYTES) -> Path:
     """Unpack a run archive into ``reports`` (default reports/) and re-render its index; returns
     the run folder. ArchiveError, with nothing written, for a hostile, malformed or too-new
-    archive, or when a run of that name is already there."""
+    archive, one larger than ``max_bytes`` on disk or unpacked, or when a run of that name is
+    already there."""
     from coresweep.report.index import write_index
     from coresweep.report.paths import reports_root
 
     archive = Path(archive).expanduser()
     if not archive.is_file():
         raise ArchiveError(f"{archive}: no such archive file")
+    if max_bytes < 1:
+        raise ArchiveError(f"max_bytes={max_bytes}: the size limit must be at least 1 byte")
+    if archive.stat().st_size > max_bytes:
+        raise _too_big(archive, f"is {_size_text(archive.stat().st_size)}", max_bytes)
     if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4
         raise ArchiveError("this Python has no tarfile data filter (3.10.12+, 3.11.4+): "
                            "upgrade Python to import archives safely")
@@ -159,7 +201,7 @@ def import_run(archive: str | Path, reports: str | Path | None = None) -> Path:
         raise ArchiveError(f"{archive} is not a readable .tar.gz ({exc}): nothing "
                            "imported") from None
     with tar:
-        top, members = _members(tar, archive)
+        top, members = _members(tar, archive, max_bytes)
         _schema_version(tar, members, top, archive)
         dest = root / top
         if dest.exists():

@@ -17,7 +17,14 @@ from coresweep.compare.machines import fingerprint_diff
 from coresweep.compare.runs import ComparedRun, load_run
 from coresweep.compare.work import Work, split_by_work
 from coresweep.errors import CoresweepError
-from coresweep.report.paths import comparison_file, now_iso, reports_root, stamp, write_json
+from coresweep.report.paths import (
+    comparison_file,
+    new_folder,
+    now_iso,
+    reports_root,
+    stamp,
+    write_json,
+)
 
 # (heading, stem of the summary/normalised columns, scale) of the side-by-side tables
 SIDE_BY_SIDE = (
@@ -258,20 +265,24 @@ def _checked_dirs(run_dirs: Sequence[str | Path]) -> list[Path]:
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Write ``out``/compare.html (default reports/compare-<time>/) comparing the runs that did
-    the same work; returns the page. Lists the comparison in the index of ``out``'s parent when
-    that folder is a reports folder (it has an index.html, or is reports/)."""
+    """Write ``out``/compare.html (default reports/compare-<time>/, a new folder each time)
+    comparing the runs that did the same work; returns the page. Lists the comparison in the
+    index of ``out``'s parent when that folder is a reports folder (reports/, or one with
+    coresweep's index.html)."""
     import nbformat
 
     from coresweep.report.html import render_html
-    from coresweep.report.index import write_index
+    from coresweep.report.index import is_reports_folder, write_index
 
     runs = [load_run(d) for d in _checked_dirs(run_dirs)]
     unique_names(runs)
     kept, left, work = split_by_work(runs)
-    out = Path(out).expanduser().resolve() if out else reports_root() / f"compare-{stamp()}"
-    out.mkdir(parents=True, exist_ok=True)
-    listed = (out.parent / "index.html").exists() or out.parent == reports_root().resolve()
+    if out:
+        out = Path(out).expanduser().resolve()
+        out.mkdir(parents=True, exist_ok=True)
+    else:  # two comparisons in the same second get two folders
+        out = new_folder(reports_root(), f"compare-{stamp()}")
+    listed = is_reports_folder(out.parent)
     ipynb = comparison_file(out, "ipynb")
     nbformat.write(comparison_notebook(kept, left, work, out), ipynb)
     banner = (f"coresweep comparison · {len(kept)} runs · {esc(work.model)} "

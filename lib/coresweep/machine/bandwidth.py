@@ -41,6 +41,7 @@ __all__ = [
     "likwid_command",
     "likwid_kernel",
     "measure_bandwidth",
+    "minimum_size_bytes",
     "parse_likwid_output",
     "roofline_method",
 ]
@@ -63,6 +64,12 @@ def _largest_llc_bytes(topo: Topology) -> int:
 def default_size_bytes(topo: Topology | None = None) -> int:
     """max(1 GiB, 8 × the largest last-level cache): far out of cache, so DRAM is what is read."""
     return max(GIB, 8 * _largest_llc_bytes(topo or read_topology()))
+
+
+def minimum_size_bytes(topo: Topology | None = None) -> int:
+    """The smallest buffer that measures memory, not cache: 2 × the largest last-level cache
+    (at least 1 MiB)."""
+    return max(2 * _largest_llc_bytes(topo or read_topology()), 1 << 20)
 
 
 def _check_memory(size_bytes: int) -> None:
@@ -107,7 +114,7 @@ def _check_inputs(cpus: Sequence[int], threads: int, method: str, size_bytes: in
                              f"for cpus {format_cpulist(ids)})")
     if _integer(reps, "reps", CoresweepError) < 1:
         raise CoresweepError(f"reps={reps!r}: need an integer >= 1")
-    minimum = max(2 * _largest_llc_bytes(topo), 1 << 20)
+    minimum = minimum_size_bytes(topo)
     size = default_size_bytes(topo) if size_bytes is None else int(size_bytes)
     if size < minimum:
         raise CoresweepError(
@@ -299,7 +306,7 @@ def _likwid_failure(rc: int | None, out: str, err: str, cpus: list[int], threads
 # --------------------------------------------------------------------------------------------
 def measure_bandwidth(cpus: Sequence[int], threads: int, *, method: str = "auto",
                       size_bytes: int | None = None, reps: int = 5,
-                      timeout_s: float = 120) -> list[dict[str, Any]]:
+                      timeout_s: float = 120, topo: Topology | None = None) -> list[dict[str, Any]]:
     """Memory read bandwidth of ``threads`` threads on exactly ``cpus``: one row per method.
 
     ``method``: "ort" (portable, always possible), "likwid" (likwid-bench) or "auto" (both; a
@@ -309,9 +316,10 @@ def measure_bandwidth(cpus: Sequence[int], threads: int, *, method: str = "auto"
     Rows: method, cpus (kernel cpulist), threads, size_bytes, gb_s (median of reps), gb_s_min,
     gb_s_max, reps, ok, reason, tool_version, kernel, busy_cpus (ort: process CPU time / wall
     while timed, i.e. how many threads really worked; NaN for likwid).
+    ``topo``: the machine the CPUs and the cache sizes are checked against (default: this one).
     Bad inputs raise PlacementError / CoresweepError before any process starts.
     """
-    topo = read_topology()
+    topo = topo or read_topology()
     ids, size = _check_inputs(cpus, threads, method, size_bytes, reps, topo)
     rows = []
     if method in ("auto", "likwid"):

@@ -77,6 +77,9 @@ _ENV_NAMES = ("LD_PRELOAD", "PYTHONHASHSEED")
 _RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)(?:/(\d+))?)?)?$")
 
 
+MAX_CPU_ID = 65535  # x86-64 Linux is built for at most 8192 CPUs (NR_CPUS): larger ids are typos
+
+
 def parse_cpulist(s: str) -> list[int]:
     """Parse a CPU list in the kernel's syntax into ids, keeping first-seen order, no duplicates.
 
@@ -102,6 +105,9 @@ def parse_cpulist(s: str) -> list[int]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise CoresweepError(f"bad CPU list {s!r}: range {part!r} runs backwards")
+        if hi > MAX_CPU_ID:  # a typo, not a machine: refuse before building a huge list
+            raise CoresweepError(f"bad CPU list {s!r}: CPU id {hi} is past the largest accepted "
+                                 f"({MAX_CPU_ID})")
         if m.group(3) is not None and m.group(4) is not None:  # kernel: used/group
             used, group = int(m.group(3)), int(m.group(4))
             if used <= 0 or group <= 0 or used > group:

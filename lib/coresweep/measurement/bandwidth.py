@@ -49,7 +49,7 @@ def measure_placements(run_dir: str | Path, configs: Sequence[Any], topo: Any, *
             if path.exists():
                 continue  # measured earlier in this run folder
             rows = measure_bandwidth(list(cpus), threads, size_bytes=size_bytes, reps=reps,
-                                     method="auto" if method == "both" else method)
+                                     method="auto" if method == "both" else method, topo=topo)
             used = roofline_method(rows)
             df = pd.DataFrame([{**r, "roofline": r["method"] == used} for r in rows])
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,13 @@ from coresweep.errors import CoresweepError, ParamsError
 from coresweep.report.budget import kept_studies, needed_threads, parse_budget, plan_batch
 from coresweep.report.calibrate import calibrate, thread_counts
 from coresweep.report.html import banner, render_html
-from coresweep.report.index import write_index
+from coresweep.report.index import (
+    index_of,
+    is_reports_folder,
+    no_index_note,
+    update_index,
+    write_index,
+)
 from coresweep.report.paths import (
     fmt_s,
     notebook_dir,
@@ -211,7 +217,7 @@ class _Batch:
                 self.say(f"{study.id} FAILED: {error}")
         executed = run_file(self.run_dir, "ipynb", study.id)
         if html_reports and executed.exists():
-            render_html(executed, banner=banner(self.meta))
+            render_html(executed, banner=banner(self.meta, listed=bool(index_of(self.run_dir))))
         wall = self.eta.finish(study.id)
         self.record(study, status, error, wall)
         self.say(f"{label}: {status} in {fmt_s(wall)}")
@@ -295,15 +301,17 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
         for line in batch.eta.report():
             say(line)
     say(f"done in {fmt_s(time.time() - batch.started)}: {run_dir}")
-    say(f"index: {write_index(run_dir.parent)}")
+    index = update_index(run_dir)  # only in a reports folder, never beside an --out elsewhere
+    say(f"index: {index}" if index else no_index_note(run_dir))
     if failed:
         raise CoresweepError(f"notebook(s) failed: {', '.join(failed)}; see the executed "
                              f"notebooks and HTML in {run_dir}")
     return run_dir
 
 
-def rerender(run_dirs: Sequence[str | Path] = ()) -> Path:
-    """Re-render the HTML, summary and index of run folders (all under reports/ when none)."""
+def rerender(run_dirs: Sequence[str | Path] = ()) -> Path | None:
+    """Re-render the HTML, summary and index of run folders (all under reports/ when none);
+    returns the index written last, None when no folder given sits in a reports folder."""
     dirs = [Path(d) for d in run_dirs] or [d for d in sorted(reports_root().glob("*"))
                                            if run_file(d, "batch").exists()]
     roots = set()
@@ -313,10 +321,11 @@ def rerender(run_dirs: Sequence[str | Path] = ()) -> Path:
         meta = read_json(run_file(d, "batch"))
         for s in studies.all_studies():
             if run_file(d, "ipynb", s.id).exists():
-                render_html(run_file(d, "ipynb", s.id), banner=banner(meta))
+                render_html(run_file(d, "ipynb", s.id),
+                            banner=banner(meta, listed=bool(index_of(d))))
         finish_run(d)
         roots.add(d.resolve().parent)
-    out = None
-    for r in roots or {reports_root()}:
-        out = write_index(r)
-    return out
+    if not run_dirs:
+        return write_index(reports_root())
+    written = [write_index(r) for r in sorted(roots) if is_reports_folder(r)]
+    return written[-1] if written else None

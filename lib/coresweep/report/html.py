@@ -27,12 +27,13 @@ def _title(stem: str) -> str:
         return stem
 
 
-def banner(meta: Mapping[str, Any]) -> str:
-    """The line on top of every page of a run: machine, CPU, model, a link to the index."""
+def banner(meta: Mapping[str, Any], *, listed: bool = True) -> str:
+    """The line on top of every page of a run: machine, CPU, model, and a link to the index
+    when one lists the run (``listed``: see report.index.index_of)."""
     return (f"coresweep report · {html.escape(str(meta.get('machine')))} · "
             f"{html.escape(str(meta.get('cpu')))} · model "
-            f"{html.escape(str((meta.get('params') or {}).get('model')))} · "
-            f'<a href="../index.html">all runs</a>')
+            f"{html.escape(str((meta.get('params') or {}).get('model')))}"
+            + (' · <a href="../index.html">all runs</a>' if listed else ""))
 
 
 def _strip_for_html(nb) -> None:

@@ -1,4 +1,9 @@
-"""reports/index.html: every run folder under reports/, newest first, self-contained."""
+"""reports/index.html: every run folder under reports/, newest first, self-contained.
+
+An index is written only into a reports folder: the project's reports/, or a folder that already
+holds an index coresweep wrote (`coresweep import --reports DIR` makes one). A run or comparison
+written with --out anywhere else gets none: coresweep never drops an index.html into whatever
+folder happens to hold it."""
 
 from __future__ import annotations
 
@@ -161,6 +166,42 @@ def _comparisons_html(made: list[dict[str, Any]]) -> str:
             f"<th>left out (other work)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
+_TITLE = "<title>coresweep reports</title>"  # in every index coresweep wrote, old ones too
+
+
+def is_reports_folder(folder: str | Path) -> bool:
+    """reports/ of the project, or a folder whose index.html coresweep wrote."""
+    folder = Path(folder).resolve()
+    if folder == reports_root().resolve():
+        return True
+    index = folder / "index.html"
+    try:
+        with index.open(encoding="utf-8", errors="replace") as f:
+            return _TITLE in f.read(4096)
+    except OSError:
+        return False
+
+
+def index_of(item_dir: str | Path) -> Path | None:
+    """The index that lists a run or comparison folder: its parent's index.html when the parent
+    is a reports folder, else None (no index lists it)."""
+    parent = Path(item_dir).resolve().parent
+    return parent / "index.html" if is_reports_folder(parent) else None
+
+
+def update_index(item_dir: str | Path) -> Path | None:
+    """Re-render the index that lists a run or comparison folder; None when there is none."""
+    index = index_of(item_dir)
+    return write_index(index.parent) if index else None
+
+
+def no_index_note(item_dir: str | Path) -> str:
+    """What to print for a folder no index lists."""
+    parent = Path(item_dir).resolve().parent
+    return (f"no index.html written: {parent} is not a reports folder (reports/ or one with "
+            "coresweep's index.html); open the folder's HTML files directly")
+
+
 def write_index(root: str | Path | None = None) -> Path:
     """reports/index.html: every run folder under ``root`` (newest first), self-contained."""
     root = Path(root) if root else reports_root()
@@ -177,7 +218,7 @@ def write_index(root: str | Path | None = None) -> Path:
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>coresweep reports</title><style>{_INDEX_CSS}</style></head>
+{_TITLE}<style>{_INDEX_CSS}</style></head>
 <body data-root="{e(root.name)}">
 <h1>coresweep reports</h1>
 <p class=muted>How should I spend my CPU cores on LLM inference? One row per run

@@ -47,6 +47,21 @@ def reports_root() -> Path:
     return project_root() / "reports"
 
 
+def new_folder(parent: str | Path, name: str) -> Path:
+    """Create and return ``parent/name``, or ``name-2``, ``name-3``... when taken (two commands
+    in the same second each get their own folder; mkdir is the atomic claim)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise CoresweepError(f"{parent}: {name} and 9998 numbered variants already exist")
+
+
 def run_file(run_dir: str | Path, kind: str, study_id: str | None = None) -> Path:
     """The one place that names a run folder's files: kind is "ipynb", "html" (per study),
     "batch", "summary.md", "summary.csv", "recommendation.md" or "machine"."""

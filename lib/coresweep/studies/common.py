@@ -130,7 +130,7 @@ def check_strategy(name: str, value: str, topo: Any, threads: Iterable[int], *,
 
 
 def describe_configs(configs: Iterable[Any], topo: Any) -> Any:
-    """One row per config: label, threads, strategy, the CPUs its plan pins to, key."""
+    """One row per config: label, threads, strategy, the CPUs its plan pins to."""
     import pandas as pd
 
     from coresweep.measurement.trial import plan_for
@@ -146,6 +146,5 @@ def describe_configs(configs: Iterable[Any], topo: Any) -> Any:
             "oversubscribed": plan.oversubscribed,
             "smt": c.smt or "as is",
             "env": ", ".join(f"{k}={v}" for k, v in sorted(c.env.items())) or "-",
-            "key": c.key(),
         })
     return pd.DataFrame(rows)

@@ -64,7 +64,7 @@ class MachineStudy(Study):
 
 
 def fingerprint_table(fp: Mapping[str, Any]) -> Any:
-    """The fingerprint flattened to key | value rows (nested keys joined with dots)."""
+    """The fingerprint flattened to field | value rows (nested names joined with dots)."""
     import pandas as pd
 
     rows: list[tuple[str, str]] = []
@@ -78,7 +78,7 @@ def fingerprint_table(fp: Mapping[str, Any]) -> Any:
             rows.append((prefix, text if len(text) <= 160 else text[:157] + "..."))
 
     walk("", dict(fp), 0)
-    return pd.DataFrame(rows, columns=["key", "value"])
+    return pd.DataFrame(rows, columns=["field", "value"])
 
 
 STUDY = MachineStudy()
