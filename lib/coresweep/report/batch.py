@@ -30,6 +30,7 @@ from coresweep.report.index import (
 )
 from coresweep.report.paths import (
     fmt_s,
+    new_folder,
     notebook_dir,
     now_iso,
     read_json,
@@ -283,7 +284,8 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
     if prepared["plan"] is not None:
         for line in prepared["plan"].lines():
             say(line)
-    run_dir = Path(out) if out else reports_root() / f"{machine_name(prepared['topo'])}-{stamp()}"
+    run_dir = (Path(out) if out else  # two runs started in the same second: two folders
+               new_folder(reports_root(), f"{machine_name(prepared['topo'])}-{stamp()}"))
     run_dir = run_dir.expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     batch = _Batch(prepared, run_dir, say)
