@@ -52,6 +52,7 @@ class StudyEstimate:
     what: str  # "3 points × 2 processes", "4 plans × 2 levels × 20 requests", ...
     units: dict[str, float]  # work item (config key / serving unit) -> seconds
     fixed_s: float  # notebook, bandwidth, server starts
+    refines: bool = False  # the study may refine its decision (a share of the reserve)
 
     @property
     def seconds(self) -> float:
@@ -75,7 +76,7 @@ class BatchPlan:
 
     @property
     def reserve_s(self) -> float:
-        trial = sum(sum(e.units.values()) for e in self.estimates if e.study[:2] in ("01", "02"))
+        trial = sum(sum(e.units.values()) for e in self.estimates if e.refines)
         return REFINE_SHARE * trial
 
     @property
@@ -131,7 +132,7 @@ def _trial_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
 
         fixed += BANDWIDTH_S * len(placements(study.main_configs(resolved), topo))
     what = f"{len(configs)} points × {v['processes']} processes × {v['reps']} reps"
-    return StudyEstimate(study.id, what, units, fixed)
+    return StudyEstimate(study.id, what, units, fixed, study.refines)
 
 
 def request_s(cal: Any, workers: int, threads: int, cores: int, gen_tokens: int) -> float:
@@ -193,7 +194,7 @@ class Trim:
     param: str
     apply: Callable[[Mapping[str, Any], Any], Any]
     says: str
-    skip_study: str | None = None  # a study left out instead
+    skip_study: str | None = None  # the name of a study left out instead
 
 
 def _knob_values(*knobs: str) -> Callable[[Mapping[str, Any], Any], Any]:
@@ -261,8 +262,8 @@ FALLBACKS: tuple[Trim, ...] = (
     Trim("threads", _ladder("ends"), "01: threads 1, the physical cores, the CPUs"),
     Trim("reps", lambda v, t: 2 if v["reps"] > 2 else None, "2 timed generations per process"),
     Trim("processes", lambda v, t: 2 if v["processes"] > 2 else None, "2 processes per point"),
-    Trim("spinning", lambda v, t: None, "06 left out", skip_study="06_knobs"),
-    Trim("serve_workers", lambda v, t: None, "04 left out", skip_study="04_serving"),
+    Trim("spinning", lambda v, t: None, "06 left out", skip_study="knobs"),
+    Trim("serve_workers", lambda v, t: None, "04 left out", skip_study="serving"),
     Trim("threads", _ladder("minimal"), "01: threads 1 and the physical cores only"),
 )
 
@@ -325,7 +326,7 @@ def _replay(values: Mapping[str, Any], chosen: Sequence[Any], applied: Sequence[
         if not _sizes_any(trim.param, kept):
             changed = None
         elif trim.skip_study:
-            changed = [s for s in kept if s.id != trim.skip_study]
+            changed = [s for s in kept if s.name != trim.skip_study]
             changed = changed if len(changed) < len(kept) else None
         else:
             changed = trim.apply(resolved.values, topo)

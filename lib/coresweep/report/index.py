@@ -223,7 +223,7 @@ def write_index(root: str | Path | None = None) -> Path:
 <h1>coresweep reports</h1>
 <p class=muted>How should I spend my CPU cores on LLM inference? One row per run
 (<code>coresweep run PARAMS.yaml</code>); TTFT and decode: the configuration the run recommends
-(the same decision as its 05_recommend report: among verified, not oversubscribed, not throttled
+(the same decision as its recommendation report: among verified, not oversubscribed, not throttled
 points, CI-aware) with its median, and how sure the run was (decided, tied, undecided).</p>
 <table>
 <thead><tr><th>compare</th><th>machine</th><th>CPU</th><th>date (UTC)</th><th>model</th><th>recommended for TTFT</th>
