@@ -79,7 +79,7 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     lines = _header(run_dir, meta or {}, run)
     if len(df):
         lines += [markdown(df[COLUMNS]), "", "Recommended on this machine (the one decision, "
-                  "as 05_recommend):", "", decisions_sentence(decisions), "",
+                  "as the recommendation report):", "", decisions_sentence(decisions), "",
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")
