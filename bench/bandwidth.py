@@ -20,7 +20,7 @@ import statistics
 import sys
 
 from coresweep.machine.bandwidth import measure_bandwidth
-from coresweep.machine.topology import format_cpulist
+from coresweep.machine.cpulist import format_cpulist
 
 
 def measure(cpus: list[int], threads: int, method: str, args: argparse.Namespace) -> dict:

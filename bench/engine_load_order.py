@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
 
-    from coresweep.machine.placement import parse_cpulist
+    from coresweep.machine.cpulist import parse_cpulist
 
     os.sched_setaffinity(0, parse_cpulist(args.cpus))  # before onnxruntime is imported
     from coresweep.engines import SessionConfig, make_engine, make_prompt

@@ -33,7 +33,7 @@ def in_process(model: str, args: argparse.Namespace) -> tuple[list[float], list[
 
 
 def served(model_dir: str, prompt: list[int], args: argparse.Namespace) -> tuple[list, list]:
-    from coresweep.machine.topology import parse_cpulist
+    from coresweep.machine.cpulist import parse_cpulist
     from coresweep.serving.config import ServeConfig
     from coresweep.serving.load import run_level
     from coresweep.serving.server import ServerProcess

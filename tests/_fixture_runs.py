@@ -14,7 +14,8 @@ SECOND_MACHINE = REPO / "tests" / "fixtures" / "server-epyc-7313p"  # a captured
 
 
 def synthetic_fingerprint(tree: Path = SECOND_MACHINE) -> dict:
-    from coresweep.machine.topology import fingerprint, read_topology
+    from coresweep.machine.fingerprint import fingerprint
+    from coresweep.machine.topology import read_topology
 
     return fingerprint(read_topology(str(tree)))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from coresweep.machine.topology import Topology, format_cpulist, read_topology
+from coresweep.machine.cpulist import format_cpulist
+from coresweep.machine.topology import Topology, read_topology
 
 
 @functools.cache

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from coresweep.cli import main
-from coresweep.machine.topology import format_cpulist, read_topology
+from coresweep.machine.cpulist import format_cpulist
+from coresweep.machine.topology import read_topology
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())

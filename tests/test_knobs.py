@@ -216,7 +216,7 @@ def test_dmidecode_memory_is_parsed():
 
 
 def test_live_fingerprint_has_the_speed_section():
-    from coresweep.machine.topology import fingerprint
+    from coresweep.machine.fingerprint import fingerprint
 
     fp = fingerprint()
     s = fp["speed"]

@@ -192,7 +192,7 @@ def test_threads_notebook_measured_the_bandwidth_at_its_placements(run):
     d: Path = run["run_dir"]
     bw = pd.read_parquet(d / "data" / "bandwidth")
     v = _quick_values(d)
-    from coresweep.machine.topology import format_cpulist
+    from coresweep.machine.cpulist import format_cpulist
     from coresweep.measurement.bandwidth import placements
 
     want = placements(studies.get("threads").configs(v), v.topology)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from coresweep.machine.topology import parse_cpulist
+from coresweep.machine.cpulist import parse_cpulist
 from coresweep.models import inspect_model
 from coresweep.recommend.configs import Deployment, all_formats, python, shell
 

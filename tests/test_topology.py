@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 from coresweep.errors import CoresweepError
-from coresweep.machine.topology import (
-    capture_tree,
-    fingerprint,
-    format_cpulist,
-    machine_name,
-    parse_cpulist,
-    read_topology,
-)
+from coresweep.machine.capture import capture_tree
+from coresweep.machine.cpulist import format_cpulist, parse_cpulist
+from coresweep.machine.fingerprint import fingerprint, machine_name
+from coresweep.machine.topology import read_topology
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())
@@ -366,7 +362,7 @@ def test_capture_round_trip(tmp_path):
 
 def test_fingerprint_does_not_import_onnxruntime():
     code = (
-        "import sys, json; from coresweep.machine.topology import fingerprint; "
+        "import sys, json; from coresweep.machine.fingerprint import fingerprint; "
         "fp = fingerprint(); json.dumps(fp); "
         "assert 'onnxruntime' not in sys.modules, 'imported onnxruntime'; "
         "print(fp['versions'].get('onnxruntime'))"
@@ -374,7 +370,7 @@ def test_fingerprint_does_not_import_onnxruntime():
     env = dict(os.environ, OMP_NUM_THREADS="3", ORT_TEST_VAR="x")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    code2 = "from coresweep.machine.topology import fingerprint; import json; print(json.dumps(fingerprint()['env']))"
+    code2 = "from coresweep.machine.fingerprint import fingerprint; import json; print(json.dumps(fingerprint()['env']))"
     out2 = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, env=env)
     env_seen = json.loads(out2.stdout)
     assert env_seen["OMP_NUM_THREADS"] == "3" and env_seen["ORT_TEST_VAR"] == "x"

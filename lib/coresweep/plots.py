@@ -50,7 +50,7 @@ def caption_for(run: Any = None, params: Mapping[str, Any] | None = None, topo: 
         fp = meta.get("fingerprint") or {}
         cpu = (fp.get("topology") or {}).get("model_name")
     if topo is not None:
-        from coresweep.machine.topology import machine_name
+        from coresweep.machine.fingerprint import machine_name
 
         machine = machine or machine_name(topo)
         cpu = cpu or getattr(topo, "model_name", None)

@@ -175,7 +175,7 @@ def env_item(text: str) -> tuple[str, str]:
 def cpu_list(text: str) -> str:
     """A CPU list in kernel syntax (0-3,8); whether those CPUs are usable is checked against the
     machine later."""
-    from coresweep.machine.topology import parse_cpulist
+    from coresweep.machine.cpulist import parse_cpulist
 
     try:
         cpus = parse_cpulist(text)

@@ -83,7 +83,9 @@ def _plan(topo: Any, args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from coresweep.machine.topology import capture_tree, fingerprint, read_topology
+    from coresweep.machine.capture import capture_tree
+    from coresweep.machine.fingerprint import fingerprint
+    from coresweep.machine.topology import read_topology
 
     _check_combination(args)
     root = Path(args.sysfs)

@@ -17,12 +17,11 @@ from coresweep.compare.machines import fingerprint_diff
 from coresweep.compare.runs import ComparedRun, load_run
 from coresweep.compare.work import Work, split_by_work
 from coresweep.errors import CoresweepError
+from coresweep.provenance import now_iso, utc_stamp
 from coresweep.report.paths import (
     comparison_file,
     new_folder,
-    now_iso,
     reports_root,
-    stamp,
     write_json,
 )
 
@@ -281,7 +280,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         out = Path(out).expanduser().resolve()
         out.mkdir(parents=True, exist_ok=True)
     else:  # two comparisons in the same second get two folders
-        out = new_folder(reports_root(), f"compare-{stamp()}")
+        out = new_folder(reports_root(), f"compare-{utc_stamp()}")
     listed = is_reports_folder(out.parent)
     ipynb = comparison_file(out, "ipynb")
     nbformat.write(comparison_notebook(kept, left, work, out), ipynb)

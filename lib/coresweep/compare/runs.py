@@ -88,7 +88,7 @@ def load_run(path: str | Path) -> ComparedRun:
 def physical_cores(cpulist: str, topology: dict[str, Any]) -> float:
     """How many physical cores (package, core) a CPU list spans on the machine of the
     fingerprint's topology; NaN when the fingerprint does not know one of the CPUs."""
-    from coresweep.machine.topology import parse_cpulist
+    from coresweep.machine.cpulist import parse_cpulist
 
     cpus = (topology.get("cpus") or {})
     try:

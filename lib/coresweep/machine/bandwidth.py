@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from coresweep.errors import CoresweepError, PlacementError
-from coresweep.machine.topology import Topology, format_cpulist, read_topology
+from coresweep.machine.cpulist import format_cpulist
+from coresweep.machine.topology import Topology, read_topology
 
 __all__ = [
     "METHODS",

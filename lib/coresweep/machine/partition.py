@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coresweep.errors import PlacementError
+from coresweep.machine.cpulist import format_cpulist
 from coresweep.machine.placement import _cores_then_siblings, _usable_cores
-from coresweep.machine.topology import Topology, format_cpulist
+from coresweep.machine.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from coresweep.errors import PlacementError
-from coresweep.machine.topology import Core, Topology, format_cpulist, parse_cpulist
+from coresweep.machine.cpulist import format_cpulist, parse_cpulist
+from coresweep.machine.topology import Core, Topology
 
 __all__ = [
     "STRATEGIES",
     "Plan",
-    "format_cpulist",
     "make_plan",
-    "parse_cpulist",
     "plan_for_smt",
     "strategy_order",
 ]

@@ -30,7 +30,7 @@ def placements(configs: Sequence[Any], topo: Any) -> list[tuple[tuple[int, ...],
 
 
 def _part(run_dir: Path, cpus: tuple[int, ...], threads: int) -> Path:
-    from coresweep.machine.topology import format_cpulist
+    from coresweep.machine.cpulist import format_cpulist
 
     name = re.sub(r"[^0-9-]", "_", format_cpulist(cpus))
     return Path(run_dir) / "data" / "bandwidth" / f"{threads}t-{name}.parquet"

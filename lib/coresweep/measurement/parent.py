@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from coresweep.machine.cgroup import Throttling, read_throttling
-from coresweep.machine.topology import format_cpulist
+from coresweep.machine.cpulist import format_cpulist
 
 
 @dataclass

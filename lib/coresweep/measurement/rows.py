@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coresweep.machine.topology import format_cpulist
+from coresweep.machine.cpulist import format_cpulist
 from coresweep.measurement.verify import verify_placement
 
 # The version of what a trial measures: bump it whenever the timed loop, what is discarded or how

@@ -24,7 +24,6 @@ a resume measures a unit of an older version again instead of mixing the two.
 
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
 import json
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError
+from coresweep.provenance import now_iso
 
 SCHEMA_VERSION = 2  # 1: release 0.1 (no version recorded); 2: versioned run.json and parts
 _PART_KEY = b"coresweep_schema_version"
@@ -44,10 +44,6 @@ UNIT_TABLES = ("tokens", "samples", "thread_samples", "threads", "trials")  # tr
 
 class RunLockedError(CoresweepError):
     """Another sweep holds the run folder's lock."""
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

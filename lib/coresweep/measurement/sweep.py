@@ -12,10 +12,8 @@ With ``adaptive=Adaptive(...)`` the rounds go on only for the configs that still
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import itertools
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,8 +27,9 @@ from coresweep.measurement import adaptive as _adaptive
 from coresweep.measurement.config import TrialConfig
 from coresweep.measurement.results import Run
 from coresweep.measurement.rows import MEASUREMENT_VERSION
-from coresweep.measurement.store import Store, now_iso
+from coresweep.measurement.store import Store
 from coresweep.measurement.trial import PreparedTrial, TrialResult, prepare, run_trial
+from coresweep.provenance import collect_versions, now_iso
 
 ORDERS = ("interleave", "shuffle", "sequential")
 
@@ -78,18 +77,6 @@ def unit_order(
     for p in range(processes):
         idx = list(range(n)) if order == "interleave" else [int(i) for i in rng.permutation(n)]
         out.extend((i, p) for i in idx)
-    return out
-
-
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("coresweep", "onnxruntime", "onnxruntime-genai", "numpy", "pandas", "pyarrow", "psutil"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
     return out
 
 
@@ -168,13 +155,13 @@ def _start_session(store: Store, preps: list[PreparedTrial], topo: Any, params: 
     """run.json: the configs, this session's machine, versions and fingerprint (resuming with
     other versions warns: each session's are kept). ``keep_sweep``: a refining pass keeps the
     run's own sweep arguments and parameters."""
-    from coresweep.machine.topology import fingerprint, machine_name
+    from coresweep.machine.fingerprint import fingerprint, machine_name
 
     meta = store.read_meta()
     started = now_iso()
     known = {c["key"]: c for c in meta.get("configs", [])}
     known.update({p.key: _config_entry(p) for p in preps})
-    fp, versions = fingerprint(topo), _versions()
+    fp, versions = fingerprint(topo), collect_versions()
     if meta.get("versions") and meta["versions"] != versions:
         warnings.warn(
             f"resuming {store.path} with other versions than its earlier rows "
@@ -286,7 +273,8 @@ def sweep(configs: Iterable[TrialConfig] | TrialConfig, out: str | Path | None =
     refining: why these configs get more processes than the run's design (a decision that is not
     settled): the run's recorded sweep arguments stay, each config's stop becomes "refined".
     """
-    from coresweep.machine.topology import machine_name, read_topology
+    from coresweep.machine.fingerprint import machine_name
+    from coresweep.machine.topology import read_topology
 
     configs = [configs] if isinstance(configs, TrialConfig) else list(configs)
     _check_args(processes, order, timeout_s, adaptive)
@@ -449,6 +437,3 @@ def _plan_unfit_after_switch(prep: PreparedTrial, smt_root: str | Path) -> str |
                 f"(CPUs {cpus}); plan with SMT on")
     return None
 
-
-def run_stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

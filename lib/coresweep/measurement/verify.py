@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from coresweep.machine.topology import format_cpulist, parse_cpulist
+from coresweep.machine.cpulist import format_cpulist, parse_cpulist
 
 _ZERO = {"user_s": 0.0, "sys_s": 0.0, "cpu_s": 0.0}
 

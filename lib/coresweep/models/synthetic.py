@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,11 @@ import tempfile
 import time
 import zlib
 from collections.abc import Sequence
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ModelError
+from coresweep.provenance import BUILD_PACKAGES, collect_versions
 
 FORMAT_VERSION = 1
 SEED = 1234
@@ -219,21 +218,10 @@ def _fix_special_ids(cfg: dict) -> dict:
     return cfg
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir", "torch", "transformers",
-                 "tokenizers", "safetensors", "numpy"):
-        try:
-            out[dist] = _metadata.version(dist)
-        except _metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
 def build_key(preset: str, precision: str, cfg: dict, *, accuracy_level: int,
               prune_lm_head: bool, seed: int = SEED) -> dict:
     """Everything that determines a model's content (the manifest 'key' section)."""
-    v = _versions()
+    v = collect_versions(BUILD_PACKAGES)
     return {
         "format_version": FORMAT_VERSION,
         "preset": preset,
@@ -628,7 +616,7 @@ def _manifest(out_dir: Path, *, key: dict, name: str, preset: str, overrides: di
         "block_size": key["block_size"],
         "prune_lm_head": prune_lm_head,
         "seed": SEED,
-        "versions": _versions(),
+        "versions": collect_versions(BUILD_PACKAGES),
         "parameter_count": parameter_count(cfg),
         "bytes_per_token": info.bytes_per_token,
         "weight_bytes": info.weight_bytes,

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from coresweep.machine.topology import format_cpulist
+from coresweep.machine.cpulist import format_cpulist
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from coresweep import studies
 from coresweep.errors import CoresweepError, ParamsError
+from coresweep.provenance import now_iso, utc_stamp
 from coresweep.report.budget import kept_studies, needed_threads, parse_budget, plan_batch
 from coresweep.report.calibrate import calibrate, thread_counts
 from coresweep.report.html import banner, render_html
@@ -32,11 +33,9 @@ from coresweep.report.paths import (
     fmt_s,
     new_folder,
     notebook_dir,
-    now_iso,
     read_json,
     reports_root,
     run_file,
-    stamp,
     write_json,
 )
 from coresweep.report.summary import finish_run
@@ -156,7 +155,7 @@ class _Batch:
         self.meta: dict[str, Any] = {}
 
     def write_meta(self, params_file: Any, overrides: Any) -> None:
-        from coresweep.machine.topology import machine_name
+        from coresweep.machine.fingerprint import machine_name
 
         topo = self.prepared["topo"]
         path = run_file(self.run_dir, "batch")
@@ -276,7 +275,7 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
     folder; render HTML, the summary and the index. Returns the run folder. Raises
     CoresweepError on a failed notebook (after rendering what ran). ``started``: the time.time()
     the budget counts from (default: now)."""
-    from coresweep.machine.topology import machine_name
+    from coresweep.machine.fingerprint import machine_name
 
     say = log or _stderr_log
     prepared = prepare_batch(params_file, overrides, notebooks=notebooks, log=say,
@@ -285,7 +284,7 @@ def run_batch(params_file: str | Path | None = None, overrides: Sequence[str] | 
         for line in prepared["plan"].lines():
             say(line)
     run_dir = (Path(out) if out else  # two runs started in the same second: two folders
-               new_folder(reports_root(), f"{machine_name(prepared['topo'])}-{stamp()}"))
+               new_folder(reports_root(), f"{machine_name(prepared['topo'])}-{utc_stamp()}"))
     run_dir = run_dir.expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     batch = _Batch(prepared, run_dir, say)

@@ -14,7 +14,8 @@ from typing import Any
 
 from coresweep import studies
 from coresweep.errors import CoresweepError
-from coresweep.report.paths import comparison_file, now_iso, read_json, reports_root, run_file
+from coresweep.provenance import now_iso
+from coresweep.report.paths import comparison_file, read_json, reports_root, run_file
 
 _INDEX_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;

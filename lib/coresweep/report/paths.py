@@ -3,7 +3,6 @@ of a run folder."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 from pathlib import Path
@@ -14,14 +13,6 @@ from coresweep.studies.common import project_root
 
 NOTEBOOK_DIR_ENV = "CORESWEEP_NOTEBOOKS"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
 def fmt_s(s: float) -> str:

@@ -57,7 +57,7 @@ def project_root(start: str | Path | None = None) -> Path:
 
 def default_run_dir(topo: Any = None) -> Path:
     """Where an interactive notebook run stores its results: reports/<machine>-notebook."""
-    from coresweep.machine.topology import machine_name
+    from coresweep.machine.fingerprint import machine_name
 
     return project_root() / "reports" / f"{machine_name(topo)}-notebook"
 

@@ -54,7 +54,7 @@ class MachineStudy(Study):
 
     def write_fingerprint(self, resolved: Resolved) -> dict:
         """Write <run_dir>/machine.json (the fingerprint) and return it."""
-        from coresweep.machine.topology import fingerprint
+        from coresweep.machine.fingerprint import fingerprint
 
         fp = fingerprint(resolved.topology)
         d = Path(resolved.values["run_dir"])

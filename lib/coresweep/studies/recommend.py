@@ -197,7 +197,7 @@ class RecommendStudy(Study):
 
     def deployment(self, rec: Recommendation, metric: str) -> Any:
         """The Deployment of a recommended point (its CPUs, threads; memory on its node)."""
-        from coresweep.machine.topology import parse_cpulist
+        from coresweep.machine.cpulist import parse_cpulist
         from coresweep.recommend.configs import Deployment
 
         d = rec.picks.get(metric)

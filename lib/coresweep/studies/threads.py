@@ -29,7 +29,8 @@ def auto_threads(logical: int, physical: int | None = None) -> list[int]:
 def sweep_cpus(values: Mapping[str, Any], topo: Any) -> int:
     """How many CPUs the sweep's placement can use on this machine (its strategy's capacity; all
     usable CPUs when the placement is not valid here — validation says why)."""
-    from coresweep.machine.placement import parse_cpulist, strategy_order
+    from coresweep.machine.cpulist import parse_cpulist
+    from coresweep.machine.placement import strategy_order
 
     placement = str(values.get("placement") or "cores-first")
     try:
