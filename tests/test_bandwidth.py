@@ -202,7 +202,7 @@ def test_likwid_failure_reasons():
 
 def test_likwid_command_and_kernel():
     assert bw.likwid_command("load_avx", 2 * 10**9, 2) == [
-        "likwid-bench", "-t", "load_avx", "-w", "N:2000000kB:2"]
+        "likwid-bench", "-t", "load_avx", "-i", str(bw.LIKWID_ITERATIONS), "-w", "N:2000000kB:2"]
     assert bw.likwid_kernel({"avx": True}) == "load_avx"
     assert bw.likwid_kernel({"avx": True}, ["load", "load_sse"]) == "load_sse"
     assert bw.likwid_kernel({"sse4_2": True}) == "load_sse"

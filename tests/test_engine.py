@@ -66,7 +66,7 @@ def test_eos_is_ignored_exactly_n_tokens(tiny_int4, prompt):
 
 
 def test_engine_reuse_and_load_seconds(tiny_int4, prompt):
-    e = make_engine("ort", tiny_int4, SessionConfig(threads=1, spinning=False,
+    e = make_engine("ort", tiny_int4, SessionConfig.of(1, spinning=False,
                                                       dynamic_block_base=4))
     assert e.load() > 0 and e.load_seconds > 0
     first = e.generate(prompt, 8)
@@ -82,7 +82,7 @@ def test_engine_reuse_and_load_seconds(tiny_int4, prompt):
 
 
 def test_session_config_records_everything():
-    d = SessionConfig(threads=2, affinities="2").to_dict()
+    d = SessionConfig.of(2, affinities="2").to_dict()
     assert d["intra_op_num_threads"] == 2 and d["mode"] == "explicit"
     assert d["config_entries"]["session.intra_op_thread_affinities"] == "2"
     assert d["config_entries"]["session.intra_op.allow_spinning"] == "1"
@@ -90,7 +90,9 @@ def test_session_config_records_everything():
     default = SessionConfig(threads=None).to_dict()
     assert default["mode"] == "ort-default" and default["intra_op_num_threads"] == 0
     assert "session.intra_op_thread_affinities" not in default["config_entries"]
-    so = SessionConfig(threads=3, spinning=False).ort_session_options()
+    from coresweep.engines.ort import session_options
+
+    so = session_options(SessionConfig.of(3, spinning=False))
     assert so.intra_op_num_threads == 3 and so.inter_op_num_threads == 1
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
@@ -98,12 +100,13 @@ def test_session_config_records_everything():
 def test_session_config_errors():
     with pytest.raises(ModelError, match="threads=0"):
         SessionConfig(threads=0)
+    assert SessionConfig.of(2, spinning=False).ort.changed() == {"spinning": False}
     with pytest.raises(ModelError, match="exactly threads-1=1"):
-        SessionConfig(threads=2, affinities="1;2")
+        SessionConfig.of(2, affinities="1;2")
     with pytest.raises(ModelError, match="execution_mode='fast'; valid: sequential, parallel"):
-        SessionConfig(threads=1, execution_mode="fast")
+        SessionConfig.of(1, execution_mode="fast")
     with pytest.raises(ModelError, match="graph_optimization"):
-        SessionConfig(threads=1, graph_optimization="max")
+        SessionConfig.of(1, graph_optimization="max")
 
 
 def test_engine_errors(tiny_int4, prompt):
@@ -121,7 +124,7 @@ def test_engine_errors(tiny_int4, prompt):
         e.generate(prompt, 0)
     assert e.session is None  # all raised before any work
     with pytest.raises(ModelError, match="cannot set spinning=False"):
-        make_engine("genai", tiny_int4, SessionConfig(threads=1, spinning=False)).load()
+        make_engine("genai", tiny_int4, SessionConfig.of(1, spinning=False)).load()
 
 
 def test_make_prompt(tiny_int4):

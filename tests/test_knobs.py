@@ -60,7 +60,7 @@ def test_session_defaults_are_onnxruntime_session_config_defaults():
     sc = SessionConfig(threads=1)
     for k in ("spinning", "inter_op_threads", "execution_mode", "dynamic_block_base",
               "graph_optimization"):
-        assert getattr(sc, k) == SESSION[k].default
+        assert getattr(sc.ort, k) == SESSION[k].default
     # a knob left at its default keeps the config's key (it measures the same thing)
     assert TrialConfig.session_knobs({"spinning": True, "dynamic_block_base": 4}) == \
         {"dynamic_block_base": 4}

@@ -13,7 +13,6 @@ import pytest
 from _machine import first_cpu, usable_cpus
 from coresweep.errors import CoresweepError, ModelError, PlacementError
 from coresweep.measurement.trial import (
-    ENGINES,
     TrialConfig,
     check_memory,
     prepare,
@@ -36,10 +35,12 @@ def test_config_key_is_stable_and_ignores_label():
         TrialConfig.from_dict({"thread": 2})
 
 
-def test_engines_mirror_engine_module():
+def test_the_engine_parameter_offers_every_runtime():
+    """One list of runtimes (engines.RUNTIMES): the parameter's choices come from it."""
     from coresweep import engines
+    from coresweep.parameters import WORKLOAD
 
-    assert ENGINES == engines.ENGINES
+    assert WORKLOAD["engine"].choices == engines.ENGINES == tuple(engines.RUNTIMES)
 
 
 def test_importing_the_package_does_not_import_onnxruntime():

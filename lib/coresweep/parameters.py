@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from coresweep.engines import ENGINES
 from coresweep.errors import ParamsError
 
 _TYPE_NAMES = {
@@ -194,7 +195,7 @@ WORKLOAD = table(
     Param("precision", "str", "int4", "weight precision of a synthetic preset",
           choices=("int4", "int8", "fp32")),
     Param("engine", "str", "ort", "generation engine: onnxruntime loop or onnxruntime-genai",
-          choices=("ort", "genai")),
+          choices=ENGINES),
     Param("prompt_tokens", "int", 64, "prompt length in tokens; a list such as [64, 512, 2048] "
           "is an axis of the threads study (per context length), other studies use the first",
           minimum=1, listable=True),

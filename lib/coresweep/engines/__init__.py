@@ -1,21 +1,43 @@
 """Engines: greedy generation of exactly N tokens with per-token timestamps, one module per
-runtime behind one protocol (`Engine.load()`, `Engine.generate(prompt_ids, n) -> Generation`).
+runtime behind one protocol (`Engine.load()`, `Engine.generate(prompt_ids, n) -> Generation`,
+see :mod:`coresweep.engines.base`).
 
-onnxruntime / onnxruntime_genai are imported inside the engines only, so a worker process can set
-its CPU affinity and environment first.
+``RUNTIMES`` is the one list of runtimes: adding one is a module in this package and a line here
+(the ``engine`` parameter's choices come from it). Nothing is imported until it is used:
+onnxruntime and its kin load inside the engines only, after a worker has set its CPU affinity
+and environment, and this module stays importable from the parameters' table.
 """
 
-from coresweep.engines.base import (
-    ENGINES,
-    EXECUTION_MODES,
-    GRAPH_OPTIMIZATIONS,
-    Engine,
-    Generation,
-    SessionConfig,
-    make_engine,
-    make_prompt,
-    token_checksum,
-)
+from __future__ import annotations
 
-__all__ = ["ENGINES", "EXECUTION_MODES", "GRAPH_OPTIMIZATIONS", "Engine", "Generation",
-           "SessionConfig", "make_engine", "make_prompt", "token_checksum"]
+import importlib
+from typing import Any
+
+# name -> "module:class" of the engine that runs it
+RUNTIMES = {"ort": "coresweep.engines.ort:OrtEngine",
+            "genai": "coresweep.engines.genai:GenaiEngine"}
+ENGINES = tuple(RUNTIMES)
+
+# the public names of the package's modules, imported when first used (PEP 562)
+_EXPORTS = {
+    "Engine": "base", "Generation": "base", "token_checksum": "base", "token_sink": "base",
+    "SessionConfig": "session", "OrtOptions": "session", "EXECUTION_MODES": "session",
+    "GRAPH_OPTIMIZATIONS": "session", "make_prompt": "prompts",
+}
+__all__ = ["ENGINES", "RUNTIMES", "make_engine", *_EXPORTS]
+
+
+def make_engine(name: str, model_dir: Any, session: Any, **kwargs: Any) -> Any:
+    """An engine by name (one of ``ENGINES``) on a model dir or .onnx file."""
+    from coresweep.errors import ModelError
+
+    if name not in RUNTIMES:
+        raise ModelError(f"unknown engine {name!r}; valid engines: {', '.join(ENGINES)}")
+    module, cls = RUNTIMES[name].split(":")
+    return getattr(importlib.import_module(module), cls)(model_dir, session, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"coresweep.engines.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'coresweep.engines' has no attribute {name!r}")

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from coresweep.engines.base import _GRAPH_OPT_ORT, Engine, Generation, SessionConfig, token_sink
+from coresweep.engines.base import Engine, Generation, token_sink
+from coresweep.engines.session import ORT_GRAPH_LEVELS, SessionConfig
 from coresweep.errors import ModelError
 
 
@@ -28,10 +29,10 @@ class GenaiEngine(Engine):
         s = self.session_config
         opts: dict[str, Any] = {
             "intra_op_num_threads": s.intra_op_num_threads,
-            "inter_op_num_threads": s.inter_op_threads,
-            "enable_cpu_mem_arena": s.memory_arena,
-            "graph_optimization_level": _GRAPH_OPT_ORT[s.graph_optimization],
-            "execution_mode": "ORT_SEQUENTIAL" if s.execution_mode == "sequential"
+            "inter_op_num_threads": s.ort.inter_op_threads,
+            "enable_cpu_mem_arena": s.ort.memory_arena,
+            "graph_optimization_level": ORT_GRAPH_LEVELS[s.ort.graph_optimization],
+            "execution_mode": "ORT_SEQUENTIAL" if s.ort.execution_mode == "sequential"
             else "ORT_PARALLEL",
         }
         model: dict[str, Any] = {"decoder": {"session_options": opts}}
@@ -42,7 +43,7 @@ class GenaiEngine(Engine):
     def _refuse_config_entries(self) -> None:
         """ModelError for the options that are ORT session config entries: genai's
         session_options cannot carry them, and a silent default would mislabel the result."""
-        s = self.session_config
+        s = self.session_config.ort
         unsupported = []
         if not s.spinning:
             unsupported.append("spinning=False")

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from coresweep.engines.base import Engine, Generation, SessionConfig, _aligned_empty, token_sink
+from coresweep.engines.base import Engine, Generation, token_sink
+from coresweep.engines.session import ORT_GRAPH_LEVELS, SessionConfig
 from coresweep.errors import ModelError
 
 
@@ -33,7 +34,7 @@ class OrtEngine(Engine):
 
         t0 = time.perf_counter()
         self.session = ort.InferenceSession(self.info.onnx_path,
-                                            self.session_config.ort_session_options(),
+                                            session_options(self.session_config),
                                             providers=["CPUExecutionProvider"])
         self.load_seconds = time.perf_counter() - t0
         return self.load_seconds
@@ -73,8 +74,8 @@ class OrtEngine(Engine):
         dt = self._np_dtype(info.logits_dtype)
         vocab = info.vocab_size
         rows = 1 if info.logits_last_only else prompt_len
-        pre = _aligned_empty((1, rows, vocab), dt)
-        dec = _aligned_empty((1, 1, vocab), dt)
+        pre = aligned_empty((1, rows, vocab), dt)
+        dec = aligned_empty((1, 1, vocab), dt)
         for buf in (pre, dec):  # page-fault them here, not inside the timed prefill (39 MB at
             buf.fill(0)         # 64 prompt tokens x 151936 logits)
         return (pre, ort.OrtValue.ortvalue_from_numpy(pre),
@@ -226,3 +227,33 @@ class OrtEngine(Engine):
             keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name, extra={"kv_mode": "concat"})
+
+
+def session_options(s: SessionConfig) -> Any:
+    """The onnxruntime SessionOptions of a SessionConfig (imports onnxruntime)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = s.intra_op_num_threads
+    so.inter_op_num_threads = s.ort.inter_op_threads
+    so.execution_mode = (ort.ExecutionMode.ORT_SEQUENTIAL if s.ort.execution_mode == "sequential"
+                         else ort.ExecutionMode.ORT_PARALLEL)
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                          ORT_GRAPH_LEVELS[s.ort.graph_optimization])
+    so.enable_cpu_mem_arena = s.ort.memory_arena
+    so.log_severity_level = 3
+    for k, v in s.ort.config_entries().items():
+        so.add_session_config_entry(k, v)
+    return so
+
+
+def aligned_empty(shape, dtype, align: int = 64):
+    """An uninitialised numpy array whose data starts on a cache-line boundary (numpy only
+    guarantees 16 bytes; ORT's kernels write logits through wide vector stores)."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape)) * dt.itemsize
+    raw = np.empty(n + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + n].view(dt).reshape(shape)

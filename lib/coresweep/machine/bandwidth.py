@@ -37,6 +37,8 @@ from coresweep.machine.cpulist import format_cpulist
 from coresweep.machine.topology import Topology, read_topology
 
 __all__ = [
+    "DEFAULT_REPS",
+    "LIKWID_ITERATIONS",
     "METHODS",
     "default_size_bytes",
     "likwid_command",
@@ -60,6 +62,9 @@ def _largest_llc_bytes(topo: Topology) -> int:
     lvl = topo.llc_level
     sizes = [c.size_bytes or 0 for c in topo.cache_domains(lvl)] if lvl is not None else []
     return max(sizes, default=0)
+
+
+DEFAULT_REPS = 5  # runs per method and placement (likwid-bench's spread between runs is ~15 %)
 
 
 def default_size_bytes(topo: Topology | None = None) -> int:
@@ -232,10 +237,16 @@ def likwid_kernel(isa: dict[str, bool], kernels: Sequence[str] = ()) -> str:
     return available[0] if available else "load"
 
 
+# passes over the buffer per run: likwid-bench's own choice (64 here, ~2 s of reads at 1 GiB)
+# made a run take 7 s; 20 passes read 20 GiB, plenty for a steady rate, and a run takes ~2.5 s
+LIKWID_ITERATIONS = 20
+
+
 def likwid_command(kernel: str, size_bytes: int, threads: int, exe: str = "likwid-bench") -> list[str]:
     """The workgroup is domain N (every CPU the process may use: the caller sets the mask) with
     ``threads`` threads; the size in likwid's decimal kB (1 kB = 1000 bytes)."""
-    return [exe, "-t", kernel, "-w", f"N:{max(1, size_bytes // 1000)}kB:{threads}"]
+    return [exe, "-t", kernel, "-i", str(LIKWID_ITERATIONS), "-w",
+            f"N:{max(1, size_bytes // 1000)}kB:{threads}"]
 
 
 def parse_likwid_output(text: str) -> dict[str, Any]:
@@ -306,7 +317,7 @@ def _likwid_failure(rc: int | None, out: str, err: str, cpus: list[int], threads
 # public entry points
 # --------------------------------------------------------------------------------------------
 def measure_bandwidth(cpus: Sequence[int], threads: int, *, method: str = "auto",
-                      size_bytes: int | None = None, reps: int = 5,
+                      size_bytes: int | None = None, reps: int = DEFAULT_REPS,
                       timeout_s: float = 120, topo: Topology | None = None) -> list[dict[str, Any]]:
     """Memory read bandwidth of ``threads`` threads on exactly ``cpus``: one row per method.
 

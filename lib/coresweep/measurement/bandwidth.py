@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from coresweep.machine.bandwidth import DEFAULT_REPS
+
 METHODS = ("both", "ort", "likwid", "off")  # "both": likwid-bench where it runs, and ort
 
 
@@ -38,7 +40,7 @@ def _part(run_dir: Path, cpus: tuple[int, ...], threads: int) -> Path:
 
 def measure_placements(run_dir: str | Path, configs: Sequence[Any], topo: Any, *,
                        method: str = "both", size_bytes: int | None = None,
-                       reps: int = 5) -> pd.DataFrame:
+                       reps: int = DEFAULT_REPS) -> pd.DataFrame:
     """Measure (or reuse) the bandwidth of every placement; returns the run's bandwidth table."""
     from coresweep.machine.bandwidth import measure_bandwidth, roofline_method
     from coresweep.measurement.store import _atomic_write_parquet

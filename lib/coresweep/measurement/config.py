@@ -17,8 +17,6 @@ from typing import Any
 from coresweep.errors import CoresweepError
 from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 
-# Mirrors engines.ENGINES (the engines import onnxruntime lazily, but the parent never needs them).
-ENGINES = WORKLOAD["engine"].choices
 SMT_STATES = (None, "on", "off")
 SMT_MODES = SMT_MODE.choices
 # Environment knobs people set for CPU inference. They are set when a config names them and always

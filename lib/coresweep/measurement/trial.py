@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coresweep.engines import ENGINES
 from coresweep.errors import CoresweepError, ModelError, PlacementError
 from coresweep.measurement.config import (
-    ENGINES,
     NUMA_MEMORY,
     SESSION_KEYS,
     SMT_MODES,
@@ -151,7 +151,7 @@ def _check_session(cfg: TrialConfig, plan: Any) -> None:
     aff = None
     if cfg.pin_threads and cfg.threads and cfg.threads > 1:
         aff = plan.ort_affinity_string() or None
-    SessionConfig(threads=cfg.threads, affinities=aff, **cfg.session)  # raises ModelError
+    SessionConfig.of(cfg.threads, affinities=aff, **cfg.session)  # raises ModelError
 
 
 def _model(cfg: TrialConfig, build: bool, check_mem: bool) -> tuple[str, int, Any]:

@@ -88,7 +88,7 @@ def load_engine(payload: dict[str, Any], cfg: Any, proto: _Proto) -> Any:
     from coresweep.engines import SessionConfig, make_engine
     from coresweep.measurement.procfs import read_threads
 
-    sess = SessionConfig(threads=cfg.threads, affinities=payload.get("affinities"), **cfg.session)
+    sess = SessionConfig.of(cfg.threads, affinities=payload.get("affinities"), **cfg.session)
     engine = make_engine(cfg.engine, payload["model_dir"], sess)
     load_s = float(engine.load())
     proto.emit("loaded", load_s=load_s, onnxruntime_version=onnxruntime.__version__,

@@ -20,7 +20,9 @@ from typing import Any
 from coresweep.errors import ParamsError
 
 NOTEBOOK_S = 10.0  # papermill kernel start, the notebook's own work and its HTML
-BANDWIDTH_S = 8.0  # one placement's read bandwidth, both methods
+# one placement's read bandwidth: a likwid-bench run takes ~2.5 s per GiB (start, first touch of
+# the buffer, 20 passes; 2-vCPU EPYC), the portable ORT method ~5 s for its runs
+BANDWIDTH_S_PER_GIB_RUN, BANDWIDTH_ORT_S = 3.0, 5.0
 SERVER_START_S = 4.0  # gunicorn master and workers up, beyond the model load
 REFINE_SHARE = 0.15  # of the trial studies' estimate kept for refining unsettled decisions
 OFF = ("off", "none", "0")
@@ -76,12 +78,12 @@ class BatchPlan:
 
     @property
     def reserve_s(self) -> float:
-        trial = sum(sum(e.units.values()) for e in self.estimates if e.refines)
-        return REFINE_SHARE * trial
+        """The refinement reserve (inside the refining studies' fixed parts)."""
+        return REFINE_SHARE * sum(sum(e.units.values()) for e in self.estimates if e.refines)
 
     @property
     def total_s(self) -> float:
-        return self.spent_s + self.studies_s + self.reserve_s
+        return self.spent_s + self.studies_s
 
     @property
     def fits(self) -> bool:
@@ -95,7 +97,7 @@ class BatchPlan:
                 else f"budget {fmt_s(self.budget_s)}")
         out = [f"plan ({head}; spent so far {fmt_s(self.spent_s)}: venv, model, calibration):"]
         out += [f"  {e.study:14} {e.what:48} ≈ {fmt_s(e.seconds)}" for e in self.estimates]
-        out.append(f"  {'refinement':14} {'reserve for unsettled decisions':48} ≈ "
+        out.append(f"  {'(included)':14} {'reserve for refining unsettled decisions':48} ≈ "
                    f"{fmt_s(self.reserve_s)}")
         out.append(f"  {'total':14} {'':48} ≈ {fmt_s(self.total_s)}")
         out += [f"  trimmed to fit: {t}" for t in self.trims]
@@ -126,13 +128,25 @@ def _trial_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
                          gen_tokens=c.gen_tokens, prompt_tokens=c.prompt_tokens)
         for p in range(v["processes"]):
             units[f"{c.key()}__p{p}"] = one
-    fixed = NOTEBOOK_S
+    fixed = NOTEBOOK_S + (REFINE_SHARE * sum(units.values()) if study.refines else 0.0)
     if study.name == "threads" and v.get("bandwidth", "off") != "off":
-        from coresweep.measurement.bandwidth import placements
-
-        fixed += BANDWIDTH_S * len(placements(study.main_configs(resolved), topo))
+        fixed += bandwidth_s(study.main_configs(resolved), topo, v["bandwidth"])
     what = f"{len(configs)} points × {v['processes']} processes × {v['reps']} reps"
     return StudyEstimate(study.id, what, units, fixed, study.refines)
+
+
+def bandwidth_s(configs: Sequence[Any], topo: Any, method: str) -> float:
+    """The read-bandwidth measurements of the thread sweep's placements (the roofline)."""
+    import shutil
+
+    from coresweep.machine.bandwidth import DEFAULT_REPS, default_size_bytes
+    from coresweep.measurement.bandwidth import placements
+
+    gib = default_size_bytes(topo) / 2**30
+    likwid = method in ("both", "likwid") and shutil.which("likwid-bench") is not None
+    one = (DEFAULT_REPS * gib * BANDWIDTH_S_PER_GIB_RUN if likwid else 0.0) + \
+        (BANDWIDTH_ORT_S if method in ("both", "ort") else 0.0)
+    return one * len(placements(configs, topo))
 
 
 def request_s(cal: Any, workers: int, threads: int, cores: int, gen_tokens: int) -> float:
@@ -255,6 +269,9 @@ TRIMS: tuple[Trim, ...] = (
     Trim("threads", _ladder("powers"), "01: threads 1, 2, 4, … the physical cores, the CPUs"),
     Trim("strategies", _first_of("strategies", lambda s: s not in ("compact", "scatter")),
          "02: compact and scatter left out (they differ only across LLC/NUMA domains)"),
+    Trim("bandwidth", lambda v, t: "ort" if v.get("bandwidth") in ("both", "likwid") else None,
+         "01: the roofline's ceiling from the portable onnxruntime measurement only "
+         "(likwid-bench's runs take seconds per GiB at every placement)"),
 )
 # Then, in this order, trims that cost answers: fewer thread counts, fewer repetitions, whole
 # studies left out — the thread question last.

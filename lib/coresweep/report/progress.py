@@ -1,11 +1,10 @@
 """A batch's progress and its ETA.
 
 The plan estimates every work item (a trial process, a serving level) and every study's fixed part
-(notebook, bandwidth, server starts). While the run goes, the ETA is the estimate of what is left
-scaled by how the run has done so far against its own estimate (actual elapsed ÷ estimate of the
-work done), once a tenth of the estimated work is done; before that, the plan's estimate as it
-stands. A study's fixed part counts as done when the study ends. Without a plan (no budget) each
-trial process counts as one item of unknown length and the same rule gives a rate-based ETA.
+(notebook, bandwidth, server starts, the refinement reserve). While the run goes, the items left
+are scaled by the run's pace on the items done (see :class:`Eta`), once a tenth of them are done;
+before that the plan's estimate stands. Without a plan (no budget) each trial process counts as
+one item of unknown length and the same rule gives a rate-based ETA.
 """
 
 from __future__ import annotations
@@ -22,7 +21,14 @@ SETTLE = 0.10  # share of the estimated work done before the measured ratio is t
 
 @dataclass
 class Eta:
-    """Estimated and actual seconds of the studies of one batch."""
+    """Estimated and actual seconds of the studies of one batch, and the ETA.
+
+    Each work item's actual time is the time since the previous item of its study finished (the
+    watcher notices items within seconds); the run's *pace* is the actual time of the items done
+    over their estimate. What is left: the current study's items × pace, plus what its fixed part
+    (notebook, bandwidth, server starts, refinement reserve) has not used yet, plus every later
+    study's items × pace and fixed part as estimated. A study's fixed part is not scaled: a slow
+    bandwidth measurement says nothing about the next study's trials."""
 
     estimates: dict[str, Any]  # study id -> budget.StudyEstimate
     planned: bool = True  # False: items of unknown length (no budget): no ETA until settled
@@ -30,6 +36,8 @@ class Eta:
     actual: dict[str, float] = field(default_factory=dict)  # finished study -> seconds
     current: str | None = None
     current_t0: float = 0.0
+    item_s: dict[str, float] = field(default_factory=dict)  # item -> its actual seconds
+    last_mark: float = 0.0  # when the current study's previous item finished (or it began)
 
     @property
     def total_s(self) -> float:
@@ -37,12 +45,51 @@ class Eta:
 
     def start(self, study: str) -> None:
         self.current, self.current_t0 = study, time.monotonic()
+        self.last_mark = self.current_t0
 
     def finish(self, study: str) -> float:
         wall = time.monotonic() - self.current_t0
         self.actual[study] = wall
         self.current = None
         return wall
+
+    def observe(self, done_items: set[str]) -> None:
+        """Give the items of the current study that finished since the last look their share of
+        the time since the previous one finished."""
+        e = self.estimates.get(self.current) if self.current else None
+        new = [k for k in (e.units if e else {}) if k in done_items and k not in self.item_s]
+        if new:
+            now = time.monotonic()
+            for k in new:
+                self.item_s[k] = (now - self.last_mark) / len(new)
+            self.last_mark = now
+
+    def pace(self) -> float | None:
+        """Actual over estimated time of the items done; None until a tenth of all are."""
+        est = {k: v for e in self.estimates.values() for k, v in e.units.items()}
+        done = sum(est[k] for k in self.item_s if k in est)
+        if done <= 0 or done < SETTLE * sum(est.values()):
+            return None
+        return sum(self.item_s[k] for k in self.item_s if k in est) / done
+
+    def remaining_s(self, done_items: set[str]) -> float | None:
+        """Seconds left (None while an unplanned batch has no pace yet)."""
+        self.observe(done_items)
+        pace = self.pace()
+        if pace is None and not self.planned:
+            return None
+        pace = pace or 1.0
+        left = 0.0
+        for sid, e in self.estimates.items():
+            if sid in self.actual:
+                continue
+            left += pace * sum(v for k, v in e.units.items() if k not in self.item_s)
+            used = 0.0
+            if sid == self.current:  # time in the study not spent on its items: its fixed part
+                used = time.monotonic() - self.current_t0 - sum(
+                    self.item_s[k] for k in e.units if k in self.item_s)
+            left += max(0.0, e.fixed_s - used)
+        return left
 
     def done_s(self, done_items: set[str]) -> float:
         """Estimated seconds of the work done: finished studies whole, the current one's items."""
@@ -51,16 +98,6 @@ class Eta:
         if e is not None:
             done += sum(v for k, v in e.units.items() if k in done_items)
         return done
-
-    def remaining_s(self, done_items: set[str]) -> float | None:
-        """Seconds left: the estimate of what is left, scaled by the run's measured pace (None
-        while an unplanned batch has not done enough to have a pace)."""
-        done, total = self.done_s(done_items), self.total_s
-        settled = done > 0 and done >= SETTLE * total
-        if not settled and not self.planned:
-            return None
-        ratio = (time.monotonic() - self.t0) / done if settled else 1.0
-        return max(0.0, ratio * (total - done))
 
     def report(self) -> list[str]:
         """Estimated against actual, per study and in all (printed when the run ends)."""
