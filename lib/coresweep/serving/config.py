@@ -9,7 +9,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from coresweep.errors import CoresweepError
 
@@ -40,7 +39,7 @@ class ServeConfig:
     port: int = 8000
     dispatch: str = "haproxy"
     worker_ports: list[int] = field(default_factory=list)  # haproxy: one per worker; [] = port+1+i
-    max_queue: int = 16  # haproxy: requests waiting for a worker beyond this get 503 at once
+    max_queue: int = 16  # haproxy: at most this many wait for a worker; more get 503 at once
     request_timeout_s: float = 600.0  # longest wait in the queue, and longest generation
     drain_timeout_s: float = 60.0  # SIGTERM: in-flight and queued requests get this long
     state_dir: str = ""  # where workers report themselves for /health ("" = a new temp folder)
@@ -91,11 +90,14 @@ class ServeConfig:
         if len(set(ports)) != len(ports):
             raise CoresweepError(f"ports {ports} repeat: the front port and each worker's port "
                                  "must differ")
-        if self.max_queue < 0:
-            raise CoresweepError(f"max_queue must be 0 or more, got {self.max_queue}")
-        for name in ("request_timeout_s", "drain_timeout_s"):
+        if self.max_queue < 1:
+            raise CoresweepError(f"max_queue (--max-queue) must be at least 1, got "
+                                 f"{self.max_queue}")
+        for name, flag in (("request_timeout_s", "--request-timeout"),
+                           ("drain_timeout_s", "--drain-timeout")):
             if not getattr(self, name) > 0:
-                raise CoresweepError(f"{name} must be positive, got {getattr(self, name)}")
+                raise CoresweepError(f"{name} ({flag}) must be a positive number of seconds, "
+                                     f"got {getattr(self, name)}")
 
 
 def is_loopback(host: str) -> bool:

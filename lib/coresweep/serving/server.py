@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,6 @@ from typing import Any
 
 from coresweep.errors import CoresweepError
 from coresweep.serving.config import STATE_ENV, ServeConfig
-
 
 HAPROXY_MISSING = ("HAProxy is not installed, and dispatch 'haproxy' (the default: load-aware) "
                    "needs it: install Debian's haproxy (as root: apt-get install haproxy, or "
@@ -37,6 +37,19 @@ def check_can_serve(cfg: ServeConfig) -> None:
     cfg.model_dir = os.path.abspath(cfg.model_dir)  # run.sh runs in the state folder
     if cfg.dispatch == "haproxy" and haproxy_path() is None:
         raise CoresweepError(HAPROXY_MISSING)
+
+
+def check_ports_free(cfg: ServeConfig) -> None:
+    """CoresweepError when the server's port (or a worker's, behind HAProxy) cannot be bound."""
+    ports = [(cfg.host, cfg.port)] + ([("127.0.0.1", cfg.port_of(i)) for i in range(cfg.workers)]
+                                      if cfg.dispatch == "haproxy" else [])
+    for host, port in ports:
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise CoresweepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                                 "choose another --port (or --host)") from None
 
 
 def write_deployment(cfg: ServeConfig, folder: str | Path) -> Path:
