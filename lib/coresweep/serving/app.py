@@ -140,12 +140,14 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coresweep-gen")
         self.waiting = self.served = 0
         self.busy = False
+        self.started = time.time()  # model loaded: from now on it serves
         self.report()
 
     def report(self) -> None:
         health.report_worker(self.cfg, self.slot, {
-            "load_s": self.model.load_s, "state": "busy" if self.busy else "idle",
-            "waiting": self.waiting, "served": self.served})
+            "load_s": self.model.load_s, "started": self.started,
+            "state": "busy" if self.busy else "idle", "waiting": self.waiting,
+            "served": self.served})
 
     async def start(self, ids: list[int], n: int, emit: Callable[[int], None],
                     stop: threading.Event, timing: dict[str, float]) -> asyncio.Future:

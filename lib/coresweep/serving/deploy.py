@@ -8,6 +8,7 @@ the state folder comes from ``CORESWEEP_STATE_DIR`` (default /tmp/coresweep-serv
 from __future__ import annotations
 
 import json
+import math
 import pprint
 from dataclasses import asdict
 
@@ -129,6 +130,11 @@ _BUSY = ('{\\"error\\": {\\"message\\": \\"all workers are busy and the queue is
          'later\\", \\"type\\": \\"overloaded\\", \\"code\\": 503}}')
 
 
+def _whole_s(seconds: float) -> int:
+    """Whole seconds, at least 1 (0 would mean "no limit" to HAProxy)."""
+    return max(1, math.ceil(seconds))
+
+
 def _plan(cfg: ServeConfig) -> dict:
     """The plan as the workers read it, without the writer's state folder."""
     return {k: v for k, v in asdict(cfg).items() if k != "state_dir"}
@@ -149,7 +155,7 @@ def gunicorn_conf(cfg: ServeConfig) -> str:
         else "coresweep.serving.app:create_app()",
         bind=bind, worker_class="sync" if prefork else WORKER_CLASS,
         # a sync worker sends no heartbeat while it generates: allow the longest request
-        timeout=int(cfg.request_timeout_s) + 30, graceful=int(cfg.drain_timeout_s),
+        timeout=_whole_s(cfg.request_timeout_s) + 30, graceful=_whole_s(cfg.drain_timeout_s),
         keepalive=0 if prefork else 5, max_requests=cfg.max_requests,
         max_requests_jitter=cfg.max_requests_jitter)
 
@@ -157,8 +163,9 @@ def gunicorn_conf(cfg: ServeConfig) -> str:
 def haproxy_cfg(cfg: ServeConfig) -> str:
     servers = "\n".join(f"    server w{i} 127.0.0.1:{cfg.port_of(i)}" for i in range(cfg.workers))
     return _HAPROXY.format(workers=cfg.workers, max_queue=cfg.max_queue,
-                           timeout=int(cfg.request_timeout_s), state_env=STATE_ENV,
-                           sock=HAPROXY_SOCKET, drain=int(cfg.drain_timeout_s), host=cfg.host,
+                           timeout=_whole_s(cfg.request_timeout_s), state_env=STATE_ENV,
+                           sock=HAPROXY_SOCKET, drain=_whole_s(cfg.drain_timeout_s),
+                           host=cfg.host,
                            port=cfg.port, backend=BACKEND, busy=_BUSY, servers=servers)
 
 

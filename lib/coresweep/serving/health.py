@@ -53,7 +53,8 @@ def _worker_view(cfg: ServeConfig, report: dict[str, Any]) -> dict[str, Any]:
     plan = cfg.cpus_of(slot)
     view = {"slot": slot, "pid": pid, "alive": threads is not None, "model": cfg.model_name,
             "threads": cfg.threads, "plan_cpus": format_cpulist(plan) if plan else "unpinned",
-            "load_s": report.get("load_s"), "state": report.get("state", "starting"),
+            "load_s": report.get("load_s"), "started": report.get("started"),
+            "state": report.get("state", "starting"),
             "waiting": report.get("waiting", 0), "served": report.get("served", 0)}
     if threads is None:
         return {**view, "state": "dead", "allowed_cpus": "", "os_threads": 0,

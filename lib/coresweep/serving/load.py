@@ -58,13 +58,14 @@ async def one_request(client: Any, url: str, payload: dict[str, Any], t0: float,
     arrivals: list[float] = []
     row: dict[str, Any] = {"request_id": request_id, "user": user, "t_send_s": sent - t0,
                            "t_send_unix": time.time(), "status": "ok", "error": "",
-                           "http_status": 0, "worker": -1, "pid": -1,
+                           "http_status": 0, "retry_after": "", "worker": -1, "pid": -1,
                            **{f"server_{k}": float("nan") for k in SERVER_TIMES}}
     try:
         async with aconnect_sse(client, "POST", f"{url}/v1/completions", json=payload) as es:
             row["http_status"] = es.response.status_code
             if es.response.status_code != 200:
                 body = (await es.response.aread()).decode(errors="replace")
+                row["retry_after"] = es.response.headers.get("retry-after", "")
                 status = "rejected" if es.response.status_code == 503 else "error"
                 return _finish(row, sent, arrivals, status, f"HTTP {es.response.status_code}: "
                                f"{body[:200]}")

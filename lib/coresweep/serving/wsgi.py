@@ -30,11 +30,13 @@ _END = object()
 class PreforkWorker:
     def __init__(self, cfg: ServeConfig, slot: int):
         self.cfg, self.slot, self.model, self.served = cfg, slot, Model(cfg), 0
+        self.started = time.time()
         self.report("idle")
 
     def report(self, state: str) -> None:
-        health.report_worker(self.cfg, self.slot, {"load_s": self.model.load_s, "state": state,
-                                                   "waiting": 0, "served": self.served})
+        health.report_worker(self.cfg, self.slot, {
+            "load_s": self.model.load_s, "started": self.started, "state": state, "waiting": 0,
+            "served": self.served})
 
     def tokens(self, ids: list[int], n: int, timing: dict[str, float]) -> Iterator[Any]:
         """Generate in a helper thread; yield each token, then _END or the exception. Closing
