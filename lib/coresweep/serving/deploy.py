@@ -57,6 +57,7 @@ global
 defaults
     mode http
     option http-server-close  # one request per worker connection: maxconn 1 counts requests
+    option http-no-delay  # forward each token at once (without it MSG_MORE holds SSE ~200 ms)
     option abortonclose  # a queued request whose client left is dropped, not sent to a worker
     option redispatch 1
     retries 2
