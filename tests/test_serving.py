@@ -204,6 +204,7 @@ def test_guidellm_runs_a_concurrent_profile_against_the_server(server, tmp_path)
     exe = shutil.which("guidellm", path=os.path.dirname(sys.executable))
     if exe is None:
         pytest.skip("guidellm is not installed (pip install -e '.[guidellm]')")
+    served = server.health()["served"]
     tok = inspect_model(server.cfg.model_dir).tokenizer_dir
     out = tmp_path / "guidellm.json"
     cmd = [exe, "run", "--backend", f"kind=openai_http,target={server.url},"
@@ -216,9 +217,9 @@ def test_guidellm_runs_a_concurrent_profile_against_the_server(server, tmp_path)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
                          cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    report = json.loads(out.read_text())
-    text = json.dumps(report)
-    assert '"successful"' in text or '"completed"' in text
+    totals = json.loads(out.read_text())["benchmarks"][0]["metrics"]["request_totals"]
+    assert totals["successful"] == 6 and totals["errored"] == 0 and totals["incomplete"] == 0
+    assert server.health()["served"] >= served + 6  # through HAProxy to the workers
 
 
 def test_sigterm_leaves_no_process_behind(tiny_int4, tmp_path):

@@ -62,8 +62,8 @@ defaults
     option redispatch 1
     retries 2
     timeout connect 2s
-    timeout client {timeout}s
-    timeout server {timeout}s
+    timeout client {slack}s
+    timeout server {slack}s  # past the worker's own limit, which answers first and says why
     timeout queue {timeout}s
     timeout http-request 10s
     timeout http-keep-alive 10s
@@ -164,7 +164,8 @@ def gunicorn_conf(cfg: ServeConfig) -> str:
 def haproxy_cfg(cfg: ServeConfig) -> str:
     servers = "\n".join(f"    server w{i} 127.0.0.1:{cfg.port_of(i)}" for i in range(cfg.workers))
     return _HAPROXY.format(workers=cfg.workers, max_queue=cfg.max_queue,
-                           timeout=_whole_s(cfg.request_timeout_s), state_env=STATE_ENV,
+                           timeout=_whole_s(cfg.request_timeout_s),
+                           slack=_whole_s(cfg.request_timeout_s) + 30, state_env=STATE_ENV,
                            sock=HAPROXY_SOCKET, drain=_whole_s(cfg.drain_timeout_s),
                            host=cfg.host,
                            port=cfg.port, backend=BACKEND, busy=_BUSY, servers=servers)
