@@ -45,7 +45,7 @@ concurrency = 'auto'  # int list: closed-loop concurrent users per level; auto m
 poisson_load = [0.5, 0.9]  # float list: open-loop Poisson arrival rates as fractions of each plan's peak closed-loop request rate
 requests_per_level = 20  # int: fewest requests per load level (a p99 of fewer than 20 is the maximum of a handful)
 rounds_per_user = 3  # int: fewest requests per user in a closed-loop level
-max_requests_per_level = 0  # int: most requests per level: above requests_per_level, a level goes on until its p50 and p99 TTFT intervals are within ttft_ci_target (0 = exactly the fewest)
+max_requests_per_level = 0  # int: most requests per level: above requests_per_level, a level goes on until its p50 and p99 TTFT intervals are within ttft_ci_target (0 means exactly the fewest)
 ttft_ci_target = 0.1  # float: relative half-width of the p50/p99 TTFT intervals at which a level stops adding requests
 level_timeout_s = 300.0  # float: time bound of one load level (and of one request in the queue or generating), seconds
 latency_budgets_ms = [1000, 2000, 5000, 10000]  # int list: p99 TTFT budgets of the best-plan table, milliseconds

@@ -5,6 +5,7 @@ process behind. Partitions are tested on captured topologies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -306,6 +307,67 @@ def test_serve_refuses_a_port_in_use(tiny_int4):
         port = busy.getsockname()[1]
         assert main(["serve", "--model", str(tiny_int4), "--dispatch", "shared-socket",
                      "--port", str(port)]) == 2
+
+
+def _consecutive_free_ports(n: int) -> int:
+    """A port p with p .. p+n-1 free now (the CLI's workers take the ports after its own)."""
+    import random
+
+    for _ in range(50):
+        p = random.randint(20000, 60000)
+        try:
+            with contextlib.ExitStack() as stack:
+                for q in range(p, p + n):
+                    stack.enter_context(socket.create_server(("127.0.0.1", q)))
+            return p
+        except OSError:
+            continue
+    raise AssertionError("no run of free ports")
+
+
+def test_coresweep_serve_runs_in_the_foreground_and_drains_on_sigterm(tiny_int4, tmp_path):
+    import subprocess
+    import sys
+
+    import httpx
+
+    needs_haproxy()
+    port = _consecutive_free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "coresweep", "serve", "--model",
+                             str(tiny_int4), "--workers", "2", "--threads", "1", "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=tmp_path)
+    try:
+        deadline, h = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                h = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                if h["status"] == "ok":
+                    break
+            time.sleep(0.2)
+        assert h and h["status"] == "ok" and h["dispatch"] == "haproxy", h
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                       json={"prompt": PROMPT, "max_tokens": 3}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["choices"][0]["token_ids"]) == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = proc.stdout.read().decode()
+    assert f"port {port + 1}" in out and "dispatch: haproxy" in out
+
+
+def test_write_config_writes_the_deployment_it_would_run(tiny_int4, tmp_path, capsys):
+    from coresweep.cli import main
+
+    assert main(["serve", "--model", str(tiny_int4), "--workers", "2", "--threads", "1",
+                 "--write-config", str(tmp_path / "deploy")]) == 0
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == \
+        ["gunicorn.conf.py", "haproxy.cfg", "run.sh"]
+    assert os.access(tmp_path / "deploy" / "run.sh", os.X_OK)
+    assert main(["serve", "--model", str(tiny_int4), "--print-config"]) == 0
+    assert "# ==> haproxy.cfg <==" in capsys.readouterr().out
 
 
 def _load(**kw):

@@ -124,8 +124,8 @@ def _one_level(g: pd.DataFrame, itl: pd.DataFrame | None) -> dict[str, Any]:
     ok = g[g["status"] == "ok"]
     wall = max(float(g["t_end_s"].max() - g["t_send_s"].min()), 1e-9)
     if g["mode"].iloc[0] == "rounds" and "round" in g:  # the time between rounds is no load
-        wall = float(g.groupby("round").apply(
-            lambda r: r["t_end_s"].max() - r["t_send_s"].min(), include_groups=False).sum())
+        per = g.groupby("round").agg(start=("t_send_s", "min"), end=("t_end_s", "max"))
+        wall = float((per["end"] - per["start"]).sum())
     gaps = itl["itl_s"] if itl is not None and len(itl) else pd.Series(dtype=float)
     tok_s = float(ok["n_tokens"].sum()) / wall
     tok_lo, tok_hi = _tok_s_ci(ok, tok_s) if len(ok) else (float("nan"),) * 2

@@ -99,7 +99,7 @@ class ServingStudy(Study):
               minimum=1),
         Param("max_requests_per_level", "int", 0, "most requests per level: above "
               "requests_per_level, a level goes on until its p50 and p99 TTFT intervals are "
-              "within ttft_ci_target (0 = exactly the fewest)", minimum=0),
+              "within ttft_ci_target (0 means exactly the fewest)", minimum=0),
         Param("ttft_ci_target", "float", 0.10, "relative half-width of the p50/p99 TTFT "
               "intervals at which a level stops adding requests", minimum=0.001),
         Param("level_timeout_s", "float", 300.0, "time bound of one load level (and of one "
