@@ -107,7 +107,7 @@ display(Markdown(study.recommendation(res, P)))
 # %% [markdown]
 # ## Which worker served each request
 #
-# Requests per worker slot, the imbalance ((most − fewest) / mean) and the time requests waited while some worker sat idle, as a share of request time (`idle_wait_flag` above 2 %). Behind HAProxy a request waits only while every worker is busy; on the study's shared socket a connection goes to whichever worker accepts first, and a worker generating in its thread keeps accepting.
+# Requests per worker slot, the imbalance ((most − fewest) / mean) and the time requests waited while a worker sat idle and another was busy, as a share of request time (`idle_wait_flag` above 2 %). Behind HAProxy a request waits only while every worker is busy; on the study's shared socket a connection goes to whichever worker accepts first, and a worker generating in its thread keeps accepting.
 
 # %%
 display(study.worker_share(res).round(3))

@@ -521,3 +521,9 @@ def test_a_request_queued_behind_a_busy_worker_while_another_idles_is_counted():
     good = level_summary(_two_workers([0, 0, 0], [0, 0, 1], [1, 1, 2], [0, 1, 0])).iloc[0]
     assert good["idle_wait_s"] == pytest.approx(0.0) and not good["idle_wait_flag"]
     assert good["workers_used"] == 2 and good["worker_max_requests"] == 2
+    # transit: sent at 0, started at 0.2 while both workers idled -> not queueing
+    transit = level_summary(_two_workers([0, 0], [0.2, 0.2], [1, 1], [0, 1])).iloc[0]
+    assert transit["idle_wait_s"] == pytest.approx(0.0)
+    # sent at 0.5 to worker 0, busy until 1, while worker 1 idled from 0.6: 0.4 s owed to nobody
+    late = level_summary(_two_workers([0, 0, 0.5], [0, 0, 1], [1, 0.6, 2], [0, 1, 0])).iloc[0]
+    assert late["idle_wait_s"] == pytest.approx(0.4)

@@ -88,7 +88,9 @@ def busy_intervals(g: pd.DataFrame) -> dict[int, np.ndarray]:
 
 def idle_wait_s(g: pd.DataFrame, workers: int) -> pd.Series:
     """Per request, the seconds between its send and its generation's start during which some
-    worker was idle (0 when every worker was busy the whole time: a wait that is owed)."""
+    worker was idle while another was busy: the request could have run but was sent to, or left
+    waiting behind, a busy one. Waiting while every worker is busy is owed; while every worker is
+    idle it is transit (HTTP, the dispatcher), not queueing."""
     busy = busy_intervals(g)
     if "server_t_start" not in g:
         return pd.Series(np.nan, index=g.index)
@@ -101,7 +103,8 @@ def idle_wait_s(g: pd.DataFrame, workers: int) -> pd.Series:
         cuts = np.unique(np.clip(np.concatenate([[send, start], points]), send, start))
         mids = (cuts[:-1] + cuts[1:]) / 2
         n_busy = sum(((iv[:, :1] <= mids) & (mids < iv[:, 1:])).any(0) for iv in busy.values())
-        out.append(float(np.sum(np.diff(cuts)[np.asarray(n_busy) < workers])))
+        n_busy = np.asarray(n_busy)
+        out.append(float(np.sum(np.diff(cuts)[(n_busy > 0) & (n_busy < workers)])))
     return pd.Series(out, index=g.index)
 
 

@@ -206,7 +206,8 @@ class ServingStudy(Study):
 
     def worker_share(self, res: ServingResults) -> Any:
         """Per plan and level: the requests each worker slot served, the imbalance and the time
-        requests waited while a worker was idle (flagged above 2 % of request time)."""
+        requests waited while a worker was idle and another busy (flagged above 2 % of request
+        time)."""
         from coresweep.analysis.serving import worker_requests
 
         r = res.requests
