@@ -527,3 +527,38 @@ def test_a_request_queued_behind_a_busy_worker_while_another_idles_is_counted():
     # sent at 0.5 to worker 0, busy until 1, while worker 1 idled from 0.6: 0.4 s owed to nobody
     late = level_summary(_two_workers([0, 0, 0.5], [0, 0, 1], [1, 0.6, 2], [0, 1, 0])).iloc[0]
     assert late["idle_wait_s"] == pytest.approx(0.4)
+
+
+def test_the_study_control_is_the_motivating_studys_setup():
+    from coresweep.studies.serving import make_plans
+
+    topo = read_topology(FIX / "laptop-i7-11800h")  # 8 cores, 16 CPUs
+    values = {"serve_workers": [1, 2], "control_workers": 2,
+              "serve_controls": ["study", "shared-socket", "unpinned"]}
+    plans = {p.role.get("control", p.role.get("split")): p for p in make_plans(values, topo)}
+    assert plans["1x8"].dispatch == plans["2x4"].dispatch == "haproxy" and plans["2x4"].pinned
+    study = plans["study"]
+    assert (study.workers, study.threads, study.pinned, study.dispatch) == \
+        (2, None, False, "shared-socket")
+    assert study.env == {"OMP_NUM_THREADS": "4"} and study.max_requests == 100
+    cfg = study.config("/m", topo)
+    assert cfg.max_requests_jitter == 10 and cfg.slices is None
+    assert (plans["shared-socket"].threads, plans["shared-socket"].pinned) == (4, True)
+    assert not plans["unpinned"].pinned and plans["unpinned"].dispatch == "haproxy"
+    assert len({p.key() for p in plans.values()}) == 5
+
+
+def test_the_study_hands_out_the_deployment_it_measured(tiny_int4):
+    from coresweep import studies
+    from coresweep.studies.base import Resolved
+
+    st = studies.get("serving")
+    topo = read_topology()
+    values = {"model": str(tiny_int4), "precision": "int4", "engine": "ort",
+              "serve_workers": [1], "control_workers": 1, "serve_controls": ["study"]}
+    res = Resolved(values, topo)
+    plans = st.plans(res)
+    files = st.deployment_files(plans[0], res)
+    assert set(files) == {"gunicorn.conf.py", "haproxy.cfg", "run.sh"}
+    assert str(tiny_int4) in files["gunicorn.conf.py"]
+    assert set(st.deployment_files(plans[-1], res)) == {"gunicorn.conf.py", "run.sh"}
