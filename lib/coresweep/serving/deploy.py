@@ -79,13 +79,15 @@ frontend coresweep
 backend {backend}
     balance leastconn
     option httpchk GET /ping
-    default-server maxconn 1 check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down
+    # a worker that breaks a connection leaves at once; checks (every 2 s, 250 ms while it is
+    # down) find a dead idle worker and bring its replacement back
+    default-server maxconn 1 check inter 2s downinter 250ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down
 {servers}
 
 backend status  # /health and /ping are answered by any live worker, even a busy one
     balance roundrobin
     option httpchk GET /ping
-    default-server check inter 500ms fall 1 rise 1
+    default-server check inter 2s downinter 250ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down
 {servers}
 '''
 
