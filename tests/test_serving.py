@@ -562,3 +562,19 @@ def test_the_study_hands_out_the_deployment_it_measured(tiny_int4):
     assert set(files) == {"gunicorn.conf.py", "haproxy.cfg", "run.sh"}
     assert str(tiny_int4) in files["gunicorn.conf.py"]
     assert set(st.deployment_files(plans[-1], res)) == {"gunicorn.conf.py", "run.sh"}
+
+
+def test_the_load_shape_the_budget_reads_is_what_the_levels_run():
+    from coresweep import studies
+    from coresweep.studies.base import Resolved
+
+    st = studies.get("serving")
+    values = {**st.defaults(), "gen_tokens": 8, "warmup": 1, "sample_interval_s": 0.1,
+              "prompt_text": "", "prompt_tokens": 16, "concurrency": [1, 2, 16],
+              "poisson_load": [0.5], "requests_per_level": 20, "rounds_per_user": 3}
+    shape = st.load_shape(Resolved(values, read_topology()))
+    assert shape == [("closed", 1.0, 20), ("closed", 2.0, 20), ("closed", 16.0, 48),
+                     ("open", 0.5, 20)]
+    capped = st.load_shape(Resolved({**values, "max_requests_per_level": 100},
+                                    read_topology()))
+    assert [n for *_, n in capped] == [100, 100, 100, 20]

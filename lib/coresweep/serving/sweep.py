@@ -55,7 +55,9 @@ class Load:
         return self.requests_per_level
 
     def cap(self, mode: str, level: float) -> int:
-        """The most requests the level runs."""
+        """The most requests the level runs (an open-loop level runs exactly its fewest)."""
+        if mode != "closed":
+            return self.n_requests(mode, level)
         return max(self.n_requests(mode, level), self.max_requests_per_level)
 
     def enough(self, mode: str, level: float) -> Any:

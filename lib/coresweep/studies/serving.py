@@ -164,18 +164,21 @@ class ServingStudy(Study):
 
     def load(self, resolved: Resolved, model_dir: str) -> Any:
         from coresweep.engines import make_prompt
-        from coresweep.serving.sweep import Load
 
         v = resolved.values
         prompt = (v["prompt_text"] if not common.uses_synthetic_prompt(v)
                   else make_prompt(model_dir, first(v["prompt_tokens"])))
-        return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
-                    poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
-                    rounds_per_user=v["rounds_per_user"],
-                    max_requests_per_level=v["max_requests_per_level"],
-                    ttft_ci_target=v["ttft_ci_target"], level_timeout_s=v["level_timeout_s"],
-                    max_queue=max(64, 4 * max(v["concurrency"])), warmup=v["warmup"],
-                    sample_interval_s=v["sample_interval_s"])
+        return _load(v, prompt)
+
+    def load_shape(self, resolved: Resolved) -> list[tuple[str, float, int]]:
+        """(mode, level, requests) of every load level a plan runs: closed-loop users, then
+        open-loop fractions of the plan's peak request rate (the budget planner sizes them);
+        requests is the most the level may run (Load.cap). `serving.sweep.estimate_plan_s`
+        turns a Load and the time of one request into a plan's wall time."""
+        load = _load(resolved.values, prompt=[])
+        return [(m, lv, load.cap(m, lv)) for m, lv in
+                [("closed", float(c)) for c in load.concurrency]
+                + [("open", float(f)) for f in load.poisson_load]]
 
     def results(self, store: Any, plans: list) -> ServingResults:
         from coresweep.analysis.serving import level_summary
@@ -263,6 +266,19 @@ class ServingStudy(Study):
                 f"--workers {int(best['workers'])} --threads {int(best['threads'])}\n```\n"
                 "(`--write-config DIR` writes the same deployment: gunicorn.conf.py, haproxy.cfg "
                 "and run.sh.)")
+
+
+def _load(v: Mapping[str, Any], prompt: list[int] | str) -> Any:
+    """The Load of the study's values (what every level sends, and how many requests)."""
+    from coresweep.serving.sweep import Load
+
+    return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
+                poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
+                rounds_per_user=v["rounds_per_user"],
+                max_requests_per_level=v["max_requests_per_level"],
+                ttft_ci_target=v["ttft_ci_target"], level_timeout_s=v["level_timeout_s"],
+                max_queue=max(64, 4 * max(v["concurrency"])), warmup=v["warmup"],
+                sample_interval_s=v["sample_interval_s"])
 
 
 STUDY = ServingStudy()
