@@ -64,6 +64,22 @@ tools:
 	else \
 	  echo "note: dmidecode not found: the fingerprint records memory modules as absent, with the reason"; \
 	fi
+	@# haproxy: the load-aware dispatcher of `coresweep serve` and 04_serving (coresweep.serving)
+	@if command -v haproxy >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's haproxy, the dispatcher of coresweep serve"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	else \
+	  echo "note: haproxy not found and not root with apt-get: coresweep serve needs --dispatch shared-socket (not load-aware) and 04_serving records its HAProxy plans as failed (as root: apt-get install haproxy)"; \
+	fi
+
+# GuideLLM drives `coresweep serve` in a test: the tests' extra, not the report's.
+GUIDELLM_STAMP := $(VENV)/.installed-guidellm
+$(GUIDELLM_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e ".[guidellm]"
+	touch $(GUIDELLM_STAMP)
+
+test: $(GUIDELLM_STAMP)
 
 test: $(STAMP) tools browser
 	$(VENV)/bin/ruff check lib tests bench

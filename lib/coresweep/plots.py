@@ -351,7 +351,7 @@ def topology_picture(topo: Any, *, cap: str | None = None) -> Any:
 
 def serving_throughput(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
     """Aggregate decode throughput (all workers) against closed-loop concurrency, one line per
-    plan; controls dashed."""
+    plan with its 95 % band; unpinned plans dashed."""
     _style()
     title = "Aggregate throughput against concurrent users"
     s = summary[summary["mode"] == "closed"] if summary is not None and len(summary) else None
@@ -362,6 +362,9 @@ def serving_throughput(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
         g = g.sort_values("level")
         ax.plot(g["level"], g["tok_s"], "o-" if bool(g["pinned"].iloc[0]) else "s--",
                 color=f"C{i}", label=plan)
+        if "tok_s_ci_lo" in g:  # the level's 95 % interval (bootstrap over its requests)
+            ax.fill_between(g["level"], g["tok_s_ci_lo"], g["tok_s_ci_hi"], color=f"C{i}",
+                            alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(s["level"].unique()), [f"{x:g}" for x in sorted(s["level"].unique())])
     ax.set_xlabel("concurrent users (closed loop)")

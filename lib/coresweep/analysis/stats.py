@@ -186,25 +186,33 @@ def summarize(
             for f in ("noisy", "disagree")
         ]
         row["noisy"] = bool(any(flags))
-        if "placement_ok" in g:
-            row["placement_ok"] = bool(g["placement_ok"].astype(bool).all())
-            row["oversubscribed"] = bool(g["oversubscribed"].astype(bool).any())
-            row["busy_threads"] = float(np.median(g["busy_threads"].to_numpy(float)))
-            reasons = sorted({r for r in g.get("placement_reasons", []) if r})
-            row["placement_reasons"] = " | ".join(reasons)
-        if "throttled" in g:  # CFS quota: a throttled trial measured the quota
-            row["throttled"] = bool(g["throttled"].astype(bool).any())
-            row["throttled_s"] = float(g.drop_duplicates("process")["throttled_s"].sum())
-        if "numa_policy_ok" in g:
-            ok_vals = [v for v in g["numa_policy_ok"] if v is not None and v == v]
-            row["numa_policy_ok"] = bool(all(ok_vals)) if ok_vals else None
-        if "checksum" in g:
-            row["checksums_agree"] = bool(g["checksum"].nunique() == 1)
+        row.update(_unit_flags(g))
         rows.append(row)
     out = pd.DataFrame(rows)
     lat = token_latency_stats(tokens)
     if len(lat):
         out = out.merge(lat, on="config_key", how="left")
+    return out
+
+
+def _unit_flags(g: Any) -> dict[str, Any]:
+    """Per config: placement (verified in every process, oversubscribed in any), CFS throttling,
+    the NUMA policy's verdict and whether every repetition generated the same tokens."""
+    out: dict[str, Any] = {}
+    if "placement_ok" in g:
+        out["placement_ok"] = bool(g["placement_ok"].astype(bool).all())
+        out["oversubscribed"] = bool(g["oversubscribed"].astype(bool).any())
+        out["busy_threads"] = float(np.median(g["busy_threads"].to_numpy(float)))
+        reasons = sorted({r for r in g.get("placement_reasons", []) if r})
+        out["placement_reasons"] = " | ".join(reasons)
+    if "throttled" in g:  # CFS quota: a throttled trial measured the quota
+        out["throttled"] = bool(g["throttled"].astype(bool).any())
+        out["throttled_s"] = float(g.drop_duplicates("process")["throttled_s"].sum())
+    if "numa_policy_ok" in g:
+        ok_vals = [v for v in g["numa_policy_ok"] if v is not None and v == v]
+        out["numa_policy_ok"] = bool(all(ok_vals)) if ok_vals else None
+    if "checksum" in g:
+        out["checksums_agree"] = bool(g["checksum"].nunique() == 1)
     return out
 
 

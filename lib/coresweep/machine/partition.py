@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from coresweep.errors import PlacementError
 from coresweep.machine.cpulist import format_cpulist
-from coresweep.machine.placement import _cores_then_siblings, _usable_cores
+from coresweep.machine.placement import cores_then_siblings, usable_cores
 from coresweep.machine.topology import Topology
 
 
@@ -46,12 +46,12 @@ def _where(topo: Topology, cpus: tuple[int, ...]) -> tuple[tuple[int, ...], tupl
 
 def _groups_by_core(topo: Topology, workers: int) -> list[list[tuple[int, ...]]]:
     """Each worker's list of per-core CPU tuples."""
-    cores = [mine for _, mine in _usable_cores(topo)]
+    cores = [mine for _, mine in usable_cores(topo)]
     if workers <= len(cores):
         per = len(cores) // workers
         return [cores[i * per:(i + 1) * per] for i in range(workers)]
     # more workers than cores: hand out single CPUs, first sibling of every core first
-    cpus = _cores_then_siblings(list(_usable_cores(topo)))
+    cpus = cores_then_siblings(list(usable_cores(topo)))
     if workers > len(cpus):
         raise PlacementError(f"{workers} workers need at least {workers} usable CPUs; this "
                              f"machine has {len(cpus)} ({format_cpulist(cpus)}); valid worker "
@@ -66,7 +66,7 @@ def partition(topo: Topology, workers: int, threads: int | None = None, *,
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise PlacementError(f"workers must be a positive integer, got {workers!r}")
     groups = _groups_by_core(topo, workers)
-    n_cores = len(_usable_cores(topo))
+    n_cores = len(usable_cores(topo))
     shared = workers > n_cores
     slices = []
     for i, group in enumerate(groups):

@@ -100,7 +100,7 @@ class Plan:
 _KIND_RANK = {"P": 0, None: 1, "E": 2}
 
 
-def _usable_cores(topo: Topology, cpus: set[int] | None = None) -> list[tuple[Core, tuple[int, ...]]]:
+def usable_cores(topo: Topology, cpus: set[int] | None = None) -> list[tuple[Core, tuple[int, ...]]]:
     """Cores with at least one usable CPU, in physical order, each with its usable CPUs."""
     allowed = set(topo.allowed) if cpus is None else set(cpus) & set(topo.allowed)
     out = []
@@ -120,7 +120,7 @@ def _usable_cores(topo: Topology, cpus: set[int] | None = None) -> list[tuple[Co
     return out
 
 
-def _cores_then_siblings(cores: list[tuple[Core, tuple[int, ...]]]) -> list[int]:
+def cores_then_siblings(cores: list[tuple[Core, tuple[int, ...]]]) -> list[int]:
     """First sibling of every core, then the second of every core, and so on."""
     out: list[int] = []
     depth = max((len(m) for _, m in cores), default=0)
@@ -130,23 +130,23 @@ def _cores_then_siblings(cores: list[tuple[Core, tuple[int, ...]]]) -> list[int]
 
 
 def _physical(topo: Topology) -> list[int]:
-    return [m[0] for _, m in _usable_cores(topo)]
+    return [m[0] for _, m in usable_cores(topo)]
 
 
 def _smt(topo: Topology) -> list[int]:
-    return [c for _, m in _usable_cores(topo) for c in m]
+    return [c for _, m in usable_cores(topo) for c in m]
 
 
 def _llc_groups(topo: Topology) -> list[list[tuple[Core, tuple[int, ...]]]]:
     """Usable cores grouped by LLC domain, groups in physical order."""
     groups: dict[int, list] = {}
-    for core, mine in _usable_cores(topo):
+    for core, mine in usable_cores(topo):
         groups.setdefault(topo.llc_of(mine[0]) or 0, []).append((core, mine))
     return list(groups.values())
 
 
 def _compact(topo: Topology) -> list[int]:
-    return [c for grp in _llc_groups(topo) for c in _cores_then_siblings(grp)]
+    return [c for grp in _llc_groups(topo) for c in cores_then_siblings(grp)]
 
 
 def _scatter(topo: Topology) -> list[int]:
@@ -169,11 +169,11 @@ def _scatter(topo: Topology) -> list[int]:
 
 
 def _subset(topo: Topology, cpus: set[int]) -> list[int]:
-    return _cores_then_siblings(_usable_cores(topo, cpus))
+    return cores_then_siblings(usable_cores(topo, cpus))
 
 
 def _cores_first(topo: Topology) -> list[int]:
-    return _cores_then_siblings(_usable_cores(topo))
+    return cores_then_siblings(usable_cores(topo))
 
 
 def _all_allowed(topo: Topology) -> list[int]:
@@ -391,7 +391,7 @@ def plan_for_smt(topo: Topology, cores: int, smt: bool) -> Plan:
     """
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise PlacementError(f"cores must be a positive integer, got {cores!r}")
-    pairs = [(core, mine) for core, mine in _usable_cores(topo) if len(mine) > 1]
+    pairs = [(core, mine) for core, mine in usable_cores(topo) if len(mine) > 1]
     if not pairs:
         raise PlacementError(f"an SMT comparison needs a core with 2+ usable siblings: {topo.smt_note()}")
     if cores > len(pairs):

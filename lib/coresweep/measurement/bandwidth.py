@@ -43,7 +43,7 @@ def measure_placements(run_dir: str | Path, configs: Sequence[Any], topo: Any, *
                        reps: int = DEFAULT_REPS) -> pd.DataFrame:
     """Measure (or reuse) the bandwidth of every placement; returns the run's bandwidth table."""
     from coresweep.machine.bandwidth import measure_bandwidth, roofline_method
-    from coresweep.measurement.store import _atomic_write_parquet
+    from coresweep.measurement.store import Store
 
     if method != "off":
         for cpus, threads in placements(configs, topo):
@@ -54,8 +54,7 @@ def measure_placements(run_dir: str | Path, configs: Sequence[Any], topo: Any, *
                                      method="auto" if method == "both" else method, topo=topo)
             used = roofline_method(rows)
             df = pd.DataFrame([{**r, "roofline": r["method"] == used} for r in rows])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_parquet(path, df)
+            Store(run_dir).write_part("bandwidth", path.stem, df)
     return load(run_dir)
 
 

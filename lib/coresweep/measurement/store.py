@@ -192,6 +192,15 @@ class Store:
             d.mkdir(parents=True, exist_ok=True)
             _atomic_write_parquet(d / f"{name}.parquet", df, version)
 
+    def write_part(self, table: str, name: str, df: Any) -> Path:
+        """One part ``data/<table>/<name>.parquet``, atomically and with the schema version (for
+        tables other than the trial units', e.g. the serving study's)."""
+        d = self.data / table
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{_safe(name)}.parquet"
+        _atomic_write_parquet(path, df)
+        return path
+
     def write_failure(self, key: str, process: int, df: Any) -> Path:
         d = self.data / "failures"
         d.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ docs/protocol.md ("The time budget") explains them.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,26 +158,30 @@ def request_s(cal: Any, workers: int, threads: int, cores: int, gen_tokens: int)
 
 
 def _serving_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
+    """Each plan's server start (its workers load the model, warm up) and every level at its
+    request cap (serving.sweep.estimate_level_s), a request taking what the calibration says
+    while as many workers generate as the level keeps busy."""
+    from coresweep.serving.sweep import estimate_level_s
+
     v, topo = resolved.values, resolved.topology
     cores = topo.physical_core_count()
     units: dict[str, float] = {}
     fixed = NOTEBOOK_S
-    plans = study.plans(resolved)
-    load = study.load_shape(resolved)
+    plans, load = study.plans(resolved), study.sizing(resolved)
+    shape = study.load_shape(resolved)
     for plan in plans:
         t = plan.threads if plan.threads is not None else max(1, cores // plan.workers)
         fixed += SERVER_START_S + cal.at(t, cores).load_s + v["warmup"] * request_s(
             cal, plan.workers, t, cores, 8)
         opened = 0
-        for mode, level, n in load:
+        for mode, level, _ in shape:
             active = min(int(level), plan.workers) if mode == "closed" else plan.workers
             one = request_s(cal, active, t, cores, v["gen_tokens"])
-            if mode == "closed":
-                units[f"{plan.key()}__closed{level:g}"] = math.ceil(n / active) * one
-            else:  # arrivals at a fraction of the plan's peak rate; named as progress finds it
-                opened += 1
-                units[f"{plan.key()}__open#{opened}"] = n / (level * plan.workers / one) + one
-    what = f"{len(plans)} plans × {len(load)} levels × ≥{min((n for *_, n in load), default=0)} req"
+            opened += mode == "open"  # named as progress finds it: by its order, not its rate
+            name = f"{plan.key()}__closed{level:g}" if mode == "closed" \
+                else f"{plan.key()}__open#{opened}"
+            units[name] = estimate_level_s(load, plan, mode, level, one)
+    what = f"{len(plans)} plans × {len(shape)} levels × ≥{min((n for *_, n in shape), default=0)} req"
     return StudyEstimate(study.id, what, units, fixed)
 
 

@@ -15,23 +15,37 @@ from coresweep.serving.config import ServeConfig
 @dataclass(frozen=True)
 class ServePlan:
     """One way to deploy: ``workers`` processes × ``threads`` intra-op threads (None = ORT's
-    default count), each pinned to its own slice or not. ``role`` says what the plan is for in
-    the study (e.g. ``{"control": "unpinned"}``); it is not part of the key."""
+    default count), each pinned to its own slice or not, reached through ``dispatch`` (see
+    config.DISPATCHES), with extra environment (``env``, e.g. the study's OMP_NUM_THREADS) and
+    gunicorn's recycling (``max_requests``, jitter a tenth of it). ``role`` says what the plan is
+    for in the study (e.g. ``{"control": "study"}``); it is not part of the key."""
 
     workers: int
     threads: int | None
     pinned: bool = True
     role: dict[str, Any] = field(default_factory=dict)
+    dispatch: str = "haproxy"
+    env: dict[str, str] = field(default_factory=dict)
+    max_requests: int = 0
 
     @property
     def label(self) -> str:
         t = "ORT-default" if self.threads is None else str(self.threads)
-        return f"{self.workers}x{t}" + ("" if self.pinned else " unpinned")
+        return (f"{self.workers}x{t}" + ("" if self.pinned else " unpinned")
+                + ("" if self.dispatch == "haproxy" else f" {self.dispatch}"))
 
     def key(self) -> str:
         blob = json.dumps({"workers": self.workers, "threads": self.threads,
-                           "pinned": self.pinned}, sort_keys=True)
+                           "pinned": self.pinned, "dispatch": self.dispatch, "env": self.env,
+                           "max_requests": self.max_requests}, sort_keys=True)
         return "s" + hashlib.sha256(blob.encode()).hexdigest()[:11]
+
+    def config(self, model_dir: str, topo: Any, **kw: Any) -> ServeConfig:
+        """The ServeConfig that serves this plan (``kw``: port, state_dir, model_name, ...)."""
+        return ServeConfig(model_dir=str(model_dir), workers=self.workers, threads=self.threads,
+                           slices=self.slices(topo), dispatch=self.dispatch, env=dict(self.env),
+                           max_requests=self.max_requests,
+                           max_requests_jitter=self.max_requests // 10, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label, "key": self.key()}
@@ -57,19 +71,21 @@ def auto_threads(topo: Any, workers: int) -> int:
 
 def serve_config(model: str, precision: str = "int4", *, workers: int = 1,
                  threads: int | str | None = "auto", pinned: bool = True, engine: str = "ort",
-                 host: str = "127.0.0.1", port: int = 8000, topo: Any = None,
-                 state_dir: str = "") -> ServeConfig:
-    """The ServeConfig of a plan on this machine: model resolved (a preset is built if missing),
-    slices made, everything checked before any server starts."""
+                 topo: Any = None, **kw: Any) -> ServeConfig:
+    """The ServeConfig of a plan on this machine: slices made and every value checked before
+    the model is resolved (a preset is built if missing) and before any server starts. ``kw``:
+    the other ServeConfig fields (host, port, dispatch, max_queue, ...)."""
     from coresweep.machine.topology import read_topology
     from coresweep.models import resolve_model
 
     topo = topo if topo is not None else read_topology()
+    if workers < 1:
+        raise PlacementError(f"workers must be at least 1, got {workers}")
     if threads == "auto":
         threads = auto_threads(topo, workers) if pinned else max(1, len(topo.allowed) // workers)
-    plan = ServePlan(workers, threads, pinned)
-    slices = plan.slices(topo)
-    model_dir = resolve_model(model, precision, build=True)
-    return ServeConfig(model_dir=str(model_dir), workers=workers, threads=threads, slices=slices,
-                       engine=engine, host=host, port=port, state_dir=state_dir,
-                       model_name=str(model))
+    slices = ServePlan(workers, threads, pinned).slices(topo)
+    cfg = ServeConfig(model_dir="", workers=workers, threads=threads, slices=slices,
+                      engine=engine, model_name=str(model), **kw)
+    cfg.check()
+    cfg.model_dir = str(resolve_model(model, precision, build=True))
+    return cfg

@@ -1,13 +1,15 @@
-"""Running the server: gunicorn in the foreground (``coresweep serve``), a printable
-``gunicorn.conf.py`` for any plan, and `ServerProcess`, the handle the serving study and the tests
-use to start a server in its own process group, wait until every worker is up, and stop it with
-nothing left behind."""
+"""Running the server: ``coresweep serve`` writes the plan's deployment (deploy.py: gunicorn.conf.py,
+haproxy.cfg, run.sh) and runs its run.sh in the foreground; `ServerProcess` is the handle the
+serving study, the benches and the tests use to start one in its own process group, wait until
+every worker is up (and in the dispatcher's rotation), and stop it with nothing left behind."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,68 +18,73 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError
-from coresweep.serving.config import ENV, ServeConfig
+from coresweep.serving.config import STATE_ENV, ServeConfig
+
+HAPROXY_MISSING = ("HAProxy is not installed, and dispatch 'haproxy' (the default: load-aware) "
+                   "needs it: install Debian's haproxy (as root: apt-get install haproxy, or "
+                   "`make tools`), or choose --dispatch shared-socket (the study's setup, not "
+                   "load-aware)")
+
+
+def haproxy_path() -> str | None:
+    """The haproxy binary to run (CORESWEEP_HAPROXY overrides PATH), None when there is none."""
+    return shutil.which(os.environ.get("CORESWEEP_HAPROXY", "haproxy"))
+
+
+def check_can_serve(cfg: ServeConfig) -> None:
+    """Every check that needs no server: the config's values, and HAProxy where it is needed."""
+    cfg.check()
+    cfg.model_dir = os.path.abspath(cfg.model_dir)  # run.sh runs in the state folder
+    if cfg.dispatch == "haproxy" and haproxy_path() is None:
+        raise CoresweepError(HAPROXY_MISSING)
+
+
+def check_ports_free(cfg: ServeConfig) -> None:
+    """CoresweepError when the server's port (or a worker's, behind HAProxy) cannot be bound."""
+    ports = [(cfg.host, cfg.port)] + ([("127.0.0.1", cfg.port_of(i)) for i in range(cfg.workers)]
+                                      if cfg.dispatch == "haproxy" else [])
+    for host, port in ports:
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise CoresweepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                                 "choose another --port (or --host)") from None
+
+
+def write_deployment(cfg: ServeConfig, folder: str | Path) -> Path:
+    """The plan's deployment files in ``folder`` (run.sh executable); returns run.sh's path."""
+    from coresweep.serving.deploy import deployment_files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in deployment_files(cfg).items():
+        (folder / name).write_text(text)
+    run = folder / "run.sh"
+    run.chmod(0o755)
+    return run
 
 
 def serve(cfg: ServeConfig) -> None:
-    """Run gunicorn with the plan's workers in this process (returns when it stops)."""
-    from gunicorn.app.base import BaseApplication
-
-    from coresweep.serving.hooks import settings
-
-    class _App(BaseApplication):
-        def load_config(self) -> None:
-            for k, v in settings(cfg).items():
-                self.cfg.set(k, v)
-
-        def load(self) -> Any:  # in the worker, after post_fork pinned it
-            from coresweep.serving.app import create_app
-
-            return create_app(cfg)
-
+    """Write the plan's deployment into its state folder and become its run.sh (exec): what
+    runs is exactly the files a report hands out. Does not return."""
+    check_can_serve(cfg)
     if not cfg.state_dir:
         cfg.state_dir = tempfile.mkdtemp(prefix="coresweep-serve-")
-    path = cfg.write(Path(cfg.state_dir) / "serve.json")
-    os.environ[ENV] = str(path)
-    _App().run()
-
-
-_CONF = '''"""gunicorn.conf.py written by `coresweep serve --print-config`: {workers} worker(s) x {threads}
-intra-op thread(s), each pinned to its own CPUs before it imports onnxruntime.
-
-Run: gunicorn -c gunicorn.conf.py   (coresweep must be installed: the app and hooks are its own)
-"""
-import json
-import os
-
-from coresweep.serving.hooks import post_fork, pre_fork  # noqa: F401  (gunicorn reads them)
-
-PLAN = {plan}
-os.environ["{env}"] = json.dumps(PLAN)  # the workers read their slice and model from it
-
-wsgi_app = "coresweep.serving.app:create_app()"
-bind = "{host}:{port}"
-workers = {workers}
-worker_class = "uvicorn_worker.UvicornWorker"
-timeout = {timeout}
-graceful_timeout = 10
-preload_app = False  # load the model after fork, in each pinned worker
-max_requests = {max_requests}
-max_requests_jitter = {max_requests_jitter}
-'''
+    run = write_deployment(cfg, cfg.state_dir)
+    os.environ.update({STATE_ENV: cfg.state_dir, "PYTHON": sys.executable})
+    if cfg.dispatch == "haproxy":
+        os.environ["HAPROXY"] = haproxy_path() or "haproxy"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp("bash", ["bash", str(run)])
 
 
 def print_config(cfg: ServeConfig) -> str:
-    """A ready-to-use gunicorn.conf.py for the plan (slices and model inlined)."""
-    import pprint
-    from dataclasses import asdict
+    """The plan's gunicorn.conf.py (`deploy.deployment_files` gives every file of it)."""
+    from coresweep.serving.deploy import deployment_files
 
-    plan = pprint.pformat({**asdict(cfg), "state_dir": cfg.state_dir or "/tmp/coresweep-serve"},
-                          sort_dicts=False)
-    return _CONF.format(workers=cfg.workers, threads=cfg.threads or "ORT-default", plan=plan,
-                        env=ENV, host=cfg.host, port=cfg.port, timeout=int(cfg.timeout_s),
-                        max_requests=cfg.max_requests,
-                        max_requests_jitter=cfg.max_requests_jitter)
+    return deployment_files(cfg)["gunicorn.conf.py"]
 
 
 class ServerProcess:
@@ -97,6 +104,7 @@ class ServerProcess:
         return self.cfg.url
 
     def __enter__(self) -> ServerProcess:
+        check_can_serve(self.cfg)
         path = self.cfg.write(Path(self.cfg.state_dir) / "serve.json")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -138,7 +146,8 @@ class ServerProcess:
         return ""
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM to the master (gunicorn stops its workers), then SIGKILL to the whole group."""
+        """SIGTERM to run.sh (it drains: the dispatcher first, then gunicorn), then SIGKILL to
+        whatever of the process group is left."""
         if self.proc is None:
             return None
         with contextlib.suppress(ProcessLookupError):

@@ -3,12 +3,16 @@ the load levels (closed-loop concurrency, then open-loop Poisson rates at fracti
 peak request rate), sample per-CPU utilisation, and store one unit per (plan, level).
 
 Units are written atomically and resumed like trials: a unit is complete when its
-``serve_requests`` part exists. A plan whose server fails to start, or a level that fails, is
-recorded in ``serve_failures`` and the sweep goes on.
+``serve_requests`` part exists; the sweep holds the run folder's lock and refuses a folder of a
+newer result schema, as a trial sweep does. A plan whose server fails to start (HAProxy missing,
+a model that does not load), or a level that fails, is recorded in ``serve_failures`` and the
+sweep goes on. `estimate_level_s` says how long a level will take, for the time budget
+(coresweep.report.budget).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -25,20 +29,63 @@ TABLES = ("serve_itl", "serve_samples", "serve_workers", "serve_requests")  # re
 
 @dataclass
 class Load:
-    """What every level sends, and its bounds."""
+    """What every level sends, how many requests a level runs, and its bounds.
+
+    A closed-loop level runs at least ``requests_per_level`` requests and ``rounds_per_user``
+    per user; with ``max_requests_per_level`` above that it goes on until the p50 and p99 TTFT
+    intervals are within ± ``ttft_ci_target`` (or the cap, or ``level_timeout_s``)."""
 
     prompt: list[int] | str
     max_tokens: int
     concurrency: list[int]
     poisson_load: list[float]  # fractions of the plan's peak closed-loop request rate
-    requests_per_level: int
-    level_timeout_s: float
+    requests_per_level: int = 20
+    level_timeout_s: float = 300.0
+    rounds_per_user: int = 3
+    max_requests_per_level: int = 0  # 0: exactly the minimum
+    ttft_ci_target: float = 0.10
+    connection: str = "new"  # load.CONNECTIONS
+    max_queue: int = 64  # the dispatcher's bounded queue (a 503 beyond it is recorded)
     warmup: int = 1  # warm-up requests per worker, untimed
     sample_interval_s: float = 0.1
 
     def n_requests(self, mode: str, level: float) -> int:
-        return max(self.requests_per_level, int(level)) if mode == "closed" \
-            else self.requests_per_level
+        """The fewest requests the level runs."""
+        if mode == "closed":
+            return max(self.requests_per_level, self.rounds_per_user * int(level))
+        return self.requests_per_level
+
+    def cap(self, mode: str, level: float) -> int:
+        """The most requests the level runs (an open-loop level runs exactly its fewest)."""
+        if mode != "closed":
+            return self.n_requests(mode, level)
+        return max(self.n_requests(mode, level), self.max_requests_per_level)
+
+    def enough(self, mode: str, level: float) -> Any:
+        """rows → True once the level has what it reports (see the class)."""
+        from coresweep.analysis.serving import ttft_intervals_within
+
+        least = self.n_requests(mode, level)
+
+        def done(rows: list[dict]) -> bool:
+            if len(rows) < least:
+                return False
+            ok = [r["ttft_s"] for r in rows if r["status"] == "ok"]
+            return ttft_intervals_within(ok, self.ttft_ci_target)
+
+        return done
+
+
+def estimate_level_s(load: Load, plan: ServePlan, mode: str, level: float,
+                     per_request_s: float) -> float:
+    """Expected wall time of one level at its request cap, given ``per_request_s``: the time
+    one request takes on one worker of this plan (TTFT + the other tokens at its decode rate).
+    Closed loop: requests / min(workers, users) in parallel; open loop at ``level`` as a fraction
+    of the plan's peak rate (workers / per_request_s)."""
+    n = load.cap(mode, level)
+    if mode == "open":
+        return n * per_request_s / (level * plan.workers)
+    return n * per_request_s / max(1, min(plan.workers, int(level)))
 
 
 def unit_name(plan: ServePlan, mode: str, level: float) -> str:
@@ -46,15 +93,19 @@ def unit_name(plan: ServePlan, mode: str, level: float) -> str:
     return f"{plan.key()}__{mode}{level:g}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 now (held together while chosen)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def _plan_columns(plan: ServePlan) -> dict[str, Any]:
-    return {"plan_key": plan.key(), "plan": plan.label, "workers": plan.workers,
-            "threads": -1 if plan.threads is None else plan.threads, "pinned": plan.pinned,
+    return {"plan_key": plan.key(), "plan": plan.label, "dispatch": plan.dispatch,
+            "workers": plan.workers, "threads": -1 if plan.threads is None else plan.threads,
+            "pinned": plan.pinned,
             **{f"role_{k}": v for k, v in plan.role.items()}}
 
 
@@ -73,43 +124,57 @@ def _frames(plan: ServePlan, mode: str, level: float, rows: list[dict], samples:
 
 
 class ServeStore:
-    """The serving tables of a run folder: ``data/<table>/<unit>.parquet``, requests part last."""
+    """The serving tables of a run folder: ``data/<table>/<unit>.parquet``, requests part last.
+    Writing holds the run folder's lock (``with ServeStore(run) as store``), as a trial sweep
+    does, and refuses a folder of a newer result schema; reading checks the schema too."""
 
     def __init__(self, run_dir: str | Path):
-        self.data = Path(run_dir) / "data"
+        from coresweep.measurement.store import Store
+
+        self.store = Store(run_dir)
+        self.data = self.store.data
+
+    def __enter__(self) -> ServeStore:
+        self.store.lock()
+        try:
+            self.store.check_readable()
+        except BaseException:
+            self.store.unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.store.unlock()
 
     def done(self) -> set[str]:
         d = self.data / "serve_requests"
         return {f.stem for f in d.glob("*.parquet")} if d.is_dir() else set()
 
     def write(self, unit: str, frames: dict[str, Any]) -> None:
-        from coresweep.measurement.store import _atomic_write_parquet
-
         for table in TABLES:
             df = frames.get(table)
-            path = self.data / table / f"{unit}.parquet"
-            if df is None or not len(df):
-                path.unlink(missing_ok=True)  # never a leftover of an interrupted attempt
+            if df is None or not len(df):  # never a leftover of an interrupted attempt
+                (self.data / table / f"{unit}.parquet").unlink(missing_ok=True)
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_parquet(path, df)
+            self.store.write_part(table, unit, df)
 
     def fail(self, plan: ServePlan, mode: str, level: float, reason: str) -> None:
         import pandas as pd
 
-        from coresweep.measurement.store import _atomic_write_parquet, now_iso
+        from coresweep.measurement.store import now_iso
 
         d = self.data / "serve_failures"
-        d.mkdir(parents=True, exist_ok=True)
-        name = f"{unit_name(plan, mode, level)}__{len(list(d.glob('*.parquet')))}"
+        n = len(list(d.glob("*.parquet"))) if d.is_dir() else 0
         row = {**_plan_columns(plan), "mode": mode, "level": float(level), "reason": reason,
                "time": now_iso()}
-        _atomic_write_parquet(d / f"{name}.parquet", pd.DataFrame([row]))
+        self.store.write_part("serve_failures", f"{unit_name(plan, mode, level)}__{n}",
+                              pd.DataFrame([row]))
 
     def load(self, table: str) -> Any:
         """One table; only complete units (those with a requests part) for the others."""
         import pandas as pd
 
+        self.store.check_readable()
         d = self.data / table
         parts = sorted(d.glob("*.parquet")) if d.is_dir() else []
         if table not in ("serve_requests", "serve_failures"):
@@ -146,9 +211,10 @@ def _run_level(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
     from coresweep.serving.load import run_level
 
     with Sampler(None, load.sample_interval_s, time.monotonic(), ["timed"]) as sampler:
-        rows = run_level(srv.url, mode=mode, level=level, n_requests=load.n_requests(mode, level),
+        rows = run_level(srv.url, mode=mode, level=level, n_requests=load.cap(mode, level),
                          prompt=load.prompt, max_tokens=load.max_tokens,
-                         time_limit_s=load.level_timeout_s, seed=int(level * 1000))
+                         time_limit_s=load.level_timeout_s, seed=int(level * 1000),
+                         connection=load.connection, enough=load.enough(mode, level))
     store.write(unit_name(plan, mode, level),
                 _frames(plan, mode, level, rows, sampler.samples, srv.health() or {}))
     return rows
@@ -167,15 +233,15 @@ def _peak_req_s(store: ServeStore, plan: ServePlan) -> float | None:
 def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, engine: str,
              topo: Any, state_dir: Path, progress: Any = None) -> None:
     """Every level of one plan not stored yet, on one server."""
-    from coresweep.serving.config import ServeConfig
     from coresweep.serving.server import ServerProcess
 
     wanted = _levels(load, _peak_req_s(store, plan))
     if len(wanted) == len(load.concurrency) + len(load.poisson_load) and all(
             unit_name(plan, m, lv) in store.done() for m, lv in wanted):
         return  # resumed: nothing left for this plan
-    cfg = ServeConfig(model_dir=model_dir, workers=plan.workers, threads=plan.threads,
-                      slices=plan.slices(topo), engine=engine, port=_free_port(),
+    port, *worker_ports = free_ports(plan.workers + 1)
+    cfg = plan.config(model_dir, topo, engine=engine, port=port, worker_ports=worker_ports,
+                      max_queue=load.max_queue, request_timeout_s=load.level_timeout_s,
                       state_dir=str(state_dir / plan.key()), model_name=Path(model_dir).name)
     try:
         with ServerProcess(cfg) as srv:
@@ -211,14 +277,14 @@ def serve_sweep(plans: Sequence[ServePlan], load: Load, run_dir: str | Path, *, 
     topo = topo if topo is not None else read_topology()
     for plan in plans:
         plan.slices(topo)  # a plan that does not fit is refused before any server starts
-    store = ServeStore(run_dir)
     n_levels = len(load.concurrency) + len(load.poisson_load)
     bar = tqdm(total=len(plans) * n_levels, unit="level", desc="serving", disable=not progress,
                mininterval=1.0, file=sys.stderr)
-    try:
-        for plan in plans:
-            run_plan(plan, load, store, model_dir=model_dir, engine=engine, topo=topo,
-                     state_dir=Path(run_dir) / "serve", progress=bar)
-    finally:
-        bar.close()
+    with ServeStore(run_dir) as store:
+        try:
+            for plan in plans:
+                run_plan(plan, load, store, model_dir=model_dir, engine=engine, topo=topo,
+                         state_dir=Path(run_dir) / "serve", progress=bar)
+        finally:
+            bar.close()
     return store

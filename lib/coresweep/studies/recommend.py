@@ -146,14 +146,14 @@ class RecommendStudy(Study):
         points = run_points(run, full.values) if run is not None else \
             RunPoints(pd.DataFrame(), pd.DataFrame(), full.values)
         smt = _selected(run, studies.get("smt"), full)
-        serving = _serving_summary(run_dir, full)
+        served = _serving_results(run_dir, full)
         links = {s.name: f"{s.id}.html" for s in studies.all_studies()}
         picks = points.decisions()
         ev = Evidence(threads=points.threads, affinity=points.affinity, smt=smt,
-                      serving=serving, topo=topo, links=links, decode=picks["decode_tok_s"])
+                      serving=served.summary, topo=topo, links=links, decode=picks["decode_tok_s"])
         bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
         refinements = (run.meta.get("refinements") or []) if run is not None else []
-        return Recommendation(ev, picks, _serving_pick(serving, resolved), check_claims(ev),
+        return Recommendation(ev, picks, _serving_pick(served, resolved), check_claims(ev),
                               bpt, full.values, refinements)
 
     def picks_table(self, rec: Recommendation) -> pd.DataFrame:
@@ -176,10 +176,12 @@ class RecommendStudy(Study):
                          "tied with the best": tied or "–"})
         s = rec.serving
         if s:
-            rows.append({"goal": f"most tok/s with p99 TTFT ≤ {s['p99 TTFT budget ms']} ms",
-                         "recommended": s["plan"], "value [95 % CI]": f"{s['tok/s']} tok/s at "
-                         f"{s['concurrency']} users", "best measured": f"p99 TTFT "
-                         f"{s['p99 TTFT ms']} ms"})
+            rows.append({"goal": f"most tok/s with p99 TTFT ≤ {s['budget_ms']:g} ms",
+                         "status": s["status"], "recommended": f"{s['plan']} at "
+                         f"{s['concurrency']} users ({s['dispatch']})",
+                         "value [95 % CI]": f"{s['tok_s']:.1f} tok/s [{s['tok_s_ci_lo']:.1f}–"
+                         f"{s['tok_s_ci_hi']:.1f}]", "best measured":
+                         f"p99 TTFT {s['ttft_p99_ms']:.0f} ms"})
         return pd.DataFrame(rows).fillna("")
 
     def decision_markdown(self, rec: Recommendation) -> str:
@@ -221,21 +223,19 @@ class RecommendStudy(Study):
                             for name, text in all_formats(d).items())
 
     def serving_config(self, rec: Recommendation) -> str:
-        """gunicorn.conf.py of the recommended serving plan."""
+        """The recommended serving plan's deployment, exactly as `coresweep serve` runs it and
+        as it was measured (gunicorn.conf.py, haproxy.cfg, run.sh), found by its key."""
         from coresweep import studies
-        from coresweep.models import resolve_model
-        from coresweep.serving.config import ServeConfig
-        from coresweep.serving.server import print_config
 
         if not rec.serving:
             return "No serving plan fits the latency budget (or 04_serving did not run)."
+        serving = studies.get("serving")
         full = Resolved(rec.params, rec.evidence.topo)
-        plan = next(p for p in studies.get("serving").plans(full)
-                    if p.label == rec.serving["plan"])
-        model_dir = str(resolve_model(rec.params["model"], rec.params["precision"], build=False))
-        cfg = ServeConfig(model_dir=model_dir, workers=plan.workers, threads=plan.threads,
-                          slices=plan.slices(rec.evidence.topo), model_name=rec.params["model"])
-        return f"```python\n{print_config(cfg)}```"
+        plan = next(p for p in serving.plans(full) if p.key() == rec.serving["plan_key"])
+        lang = {"gunicorn.conf.py": "python", "haproxy.cfg": "haproxy", "run.sh": "bash"}
+        files = serving.deployment_files(plan, full)
+        return "\n\n".join(f"**{name}**\n\n```{lang.get(name, '')}\n{text}```"
+                            for name, text in files.items())
 
     def summary_lines(self, rec: Recommendation) -> list[str]:
         """The recommendation in a few lines (summary.md)."""
@@ -248,8 +248,10 @@ class RecommendStudy(Study):
             line = f"- {goal} ({d.status}): {d.sentence()}"
             out.append(line + (f" → `{shell(dep)}`" if dep is not None else ""))
         if rec.serving:
-            out.append(f"- serving (p99 TTFT ≤ {rec.serving['p99 TTFT budget ms']} ms): "
-                       f"{rec.serving['plan']}, {rec.serving['tok/s']} tok/s")
+            s = rec.serving
+            out.append(f"- serving (p99 TTFT ≤ {s['budget_ms']:g} ms, {s['status']}): "
+                       f"{s['plan']} at {s['concurrency']} users behind {s['dispatch']}, "
+                       f"{s['tok_s']:.1f} tok/s [{s['tok_s_ci_lo']:.1f}–{s['tok_s_ci_hi']:.1f}]")
         note = prefill_decode_note(rec.picks.get("ttft_s"), rec.picks.get("decode_tok_s"))
         return out + ([f"- {note}"] if note else [])
 
@@ -272,21 +274,24 @@ def _load_run(run_dir: Path) -> Any:
     return Run.load(run_dir) if (run_dir / "run.json").exists() else None
 
 
-def _serving_summary(run_dir: Path, full: Resolved) -> pd.DataFrame:
+def _serving_results(run_dir: Path, full: Resolved) -> Any:
     from coresweep import studies
     from coresweep.serving.sweep import ServeStore
 
     serving = studies.get("serving")
-    return serving.results(ServeStore(run_dir), serving.plans(full)).summary
+    return serving.results(ServeStore(run_dir), serving.plans(full))
 
 
-def _serving_pick(summary: pd.DataFrame, resolved: Resolved) -> dict | None:
+def _serving_pick(results: Any, resolved: Resolved) -> dict | None:
+    """The one decision over the levels that fit the latency budget, among verified plans."""
+    from coresweep import studies
     from coresweep.analysis.serving import best_for_budgets
 
-    if summary is None or not len(summary):
+    if results is None or not len(results.summary):
         return None
-    row = best_for_budgets(summary, [resolved.values["latency_budget_ms"]]).iloc[0]
-    return None if row["plan"] == "none fits" else row.to_dict()
+    ok = studies.get("serving").verified_plans(results)
+    row = best_for_budgets(results.summary, [resolved.values["latency_budget_ms"]], ok).iloc[0]
+    return row.to_dict() if row["fits"] else None
 
 
 STUDY = RecommendStudy()

@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from coresweep.errors import CoresweepError, ParamsError
-from coresweep.machine.topology import format_cpulist
+from coresweep.machine.cpulist import format_cpulist
 from coresweep.parameters import Param, first, table
 from coresweep.studies import common
 from coresweep.studies.base import Resolved, Study
 
-CONTROLS = ("unpinned", "ort-default")
+# Control plans: "study" is exactly the motivating study's deployment (gunicorn + UvicornWorker on
+# one shared socket, workers = control_workers, OMP_NUM_THREADS = cores / workers, which leaves
+# ORT at its default thread count, no pinning, max_requests 100 with jitter 10); "shared-socket"
+# is the pinned W x T candidate on that shared socket (what the dispatch alone costs);
+# "unpinned" the candidate behind HAProxy without pinning (what pinning alone gives).
+CONTROLS = ("study", "shared-socket", "unpinned")
 
 
 def divisors(n: int) -> list[int]:
@@ -30,18 +35,22 @@ def auto_concurrency(cores: int) -> list[int]:
 
 
 def make_plans(values: Mapping[str, Any], topo: Any) -> list:
-    """Every W × T with W·T = the physical cores, then the controls users deploy."""
+    """Every W × T with W·T = the physical cores, pinned, behind HAProxy (the candidates), then
+    the controls (CONTROLS)."""
     from coresweep.serving.plan import ServePlan
 
     cores = common.physical_count(topo)
     plans = [ServePlan(w, cores // w, True, {"split": f"{w}x{cores // w}"})
              for w in values["serve_workers"]]
     w = values["control_workers"]
-    if "unpinned" in values["serve_controls"]:
-        plans.append(ServePlan(w, max(1, cores // w), False, {"control": "unpinned"}))
-    if "ort-default" in values["serve_controls"]:
-        plans.append(ServePlan(w, None, False, {"control": "ort-default"}))
-    return plans
+    t = max(1, cores // w)
+    controls = {
+        "study": ServePlan(w, None, False, {"control": "study"}, "shared-socket",
+                           {"OMP_NUM_THREADS": str(t)}, max_requests=100),
+        "shared-socket": ServePlan(w, t, True, {"control": "shared-socket"}, "shared-socket"),
+        "unpinned": ServePlan(w, t, False, {"control": "unpinned"}),
+    }
+    return plans + [controls[c] for c in CONTROLS if c in values["serve_controls"]]
 
 
 @dataclass
@@ -73,19 +82,28 @@ class ServingStudy(Study):
         Param("serve_workers", "int_list", "auto", "worker counts W of the W x T plans (T is "
               "the physical cores divided by W); auto means every divisor of the core count",
               auto=True, minimum=1),
-        Param("serve_controls", "str_list", list(CONTROLS), "control plans users deploy: "
-              "unpinned (W workers, T threads, no pinning) and ort-default (W unpinned workers "
-              "at ORT's default thread count)", allow_empty=True),
+        Param("serve_controls", "str_list", ["study"], "control plans: study (the motivating "
+              "study's deployment: gunicorn + uvicorn workers on one shared socket, "
+              "OMP_NUM_THREADS per worker, ORT's default threads, unpinned), shared-socket (the "
+              "pinned W x T on that shared socket: what dispatch costs), unpinned (W x T behind "
+              "HAProxy without pinning)", allow_empty=True),
         Param("control_workers", "int", 2, "workers W of the control plans (capped at the "
               "usable CPUs)", minimum=1),
         Param("concurrency", "int_list", "auto", "closed-loop concurrent users per level; auto "
               "means 1, 2, 4 ... up to twice the physical cores", auto=True, minimum=1),
         Param("poisson_load", "float_list", [0.5, 0.9], "open-loop Poisson arrival rates as "
               "fractions of each plan's peak closed-loop request rate", allow_empty=True),
-        Param("requests_per_level", "int", 8, "requests per load level (at least one per "
-              "concurrent user)", minimum=1),
-        Param("level_timeout_s", "float", 180.0, "time bound of one load level, seconds",
+        Param("requests_per_level", "int", 20, "fewest requests per load level (a p99 of fewer "
+              "than 20 is the maximum of a handful)", minimum=1),
+        Param("rounds_per_user", "int", 3, "fewest requests per user in a closed-loop level",
               minimum=1),
+        Param("max_requests_per_level", "int", 0, "most requests per level: above "
+              "requests_per_level, a level goes on until its p50 and p99 TTFT intervals are "
+              "within ttft_ci_target (0 means exactly the fewest)", minimum=0),
+        Param("ttft_ci_target", "float", 0.10, "relative half-width of the p50/p99 TTFT "
+              "intervals at which a level stops adding requests", minimum=0.001),
+        Param("level_timeout_s", "float", 300.0, "time bound of one load level (and of one "
+              "request in the queue or generating), seconds", minimum=1),
         Param("latency_budgets_ms", "int_list", [1000, 2000, 5000, 10000], "p99 TTFT budgets of "
               "the best-plan table, milliseconds", minimum=1),
     )
@@ -115,7 +133,7 @@ class ServingStudy(Study):
     def capability_row(self, topo: Any) -> tuple[str, str]:
         cores = common.physical_count(topo)
         splits = ", ".join(f"{w}x{cores // w}" for w in divisors(cores))
-        return "yes", f"{cores} physical cores: plans {splits}, plus unpinned controls"
+        return "yes", f"{cores} physical cores: plans {splits} behind HAProxy, plus controls"
 
     def plans(self, resolved: Resolved) -> list:
         return make_plans(resolved.values, resolved.topology)
@@ -127,7 +145,7 @@ class ServingStudy(Study):
         rows = []
         for p in plans:
             slices = p.slices(resolved.topology)
-            rows.append({"plan": p.label, "workers": p.workers,
+            rows.append({"plan": p.label, "dispatch": p.dispatch, "workers": p.workers,
                          "threads each": "ORT default" if p.threads is None else p.threads,
                          "CPUs per worker": " | ".join(format_cpulist(s) for s in slices)
                          if slices else "unpinned", "key": p.key()})
@@ -146,26 +164,27 @@ class ServingStudy(Study):
 
     def load(self, resolved: Resolved, model_dir: str) -> Any:
         from coresweep.engines import make_prompt
-        from coresweep.serving.sweep import Load
 
         v = resolved.values
         prompt = (v["prompt_text"] if not common.uses_synthetic_prompt(v)
                   else make_prompt(model_dir, first(v["prompt_tokens"])))
-        return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
-                    poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
-                    level_timeout_s=v["level_timeout_s"], warmup=v["warmup"],
-                    sample_interval_s=v["sample_interval_s"])
+        return _load(v, prompt)
+
+    def sizing(self, resolved: Resolved) -> Any:
+        """The Load every plan runs, without its prompt: what the budget planner estimates."""
+        return _load(resolved.values, prompt=[])
 
     def load_shape(self, resolved: Resolved) -> list[tuple[str, float, int]]:
         """(mode, level, requests) of every load level a plan runs: closed-loop users, then
-        open-loop fractions of the plan's peak request rate (the budget planner sizes them)."""
-        v = resolved.values
-        closed = [("closed", float(c), max(v["requests_per_level"], int(c)))
-                  for c in v["concurrency"]]
-        return closed + [("open", float(f), v["requests_per_level"]) for f in v["poisson_load"]]
+        open-loop fractions of the plan's peak request rate (the budget planner sizes them);
+        requests is the most the level may run (Load.cap)."""
+        load = self.sizing(resolved)
+        return [(m, lv, load.cap(m, lv)) for m, lv in
+                [("closed", float(c)) for c in load.concurrency]
+                + [("open", float(f)) for f in load.poisson_load]]
 
     def results(self, store: Any, plans: list) -> ServingResults:
-        from coresweep.analysis.serving import level_summary
+        from coresweep.analysis.serving import level_summary, with_roles
 
         keys = {p.key() for p in plans}
 
@@ -176,7 +195,8 @@ class ServingStudy(Study):
         req, itl, samples = part("serve_requests"), part("serve_itl"), part("serve_samples")
         return ServingResults(requests=req, itl=itl, samples=samples,
                               workers=part("serve_workers"), failures=part("serve_failures"),
-                              summary=level_summary(req, itl, samples), plans=list(plans))
+                              summary=with_roles(level_summary(req, itl, samples), req),
+                              plans=list(plans))
 
     def placement_table(self, res: ServingResults) -> Any:
         """Per plan and worker slot: the CPUs planned and read back from /proc, and the verdict
@@ -192,13 +212,20 @@ class ServingStudy(Study):
         return last[[c for c in cols if c in last]].reset_index(drop=True)
 
     def worker_share(self, res: ServingResults) -> Any:
-        """Requests each worker slot served, per plan and level: gunicorn hands a connection to
-        whichever worker accepts first, and a worker generating in its thread still accepts."""
+        """Per plan and level: the requests each worker slot served, the imbalance and the time
+        requests waited while a worker was idle and another busy (flagged above 2 % of request
+        time)."""
+        from coresweep.analysis.serving import worker_requests
+
         r = res.requests
         if r is None or not len(r):
             return r
-        share = r.groupby(["plan", "mode", "level", "worker"]).size().unstack(fill_value=0)
-        return share.rename(columns=lambda w: f"worker {w}")
+        counts = worker_requests(r).pivot_table(index=["plan", "mode", "level"],
+                                                columns="worker", values="requests")
+        counts = counts.rename(columns=lambda w: f"worker {w}").reset_index()
+        spread = res.summary[["plan", "mode", "level", "imbalance", "idle_wait_pct",
+                              "idle_wait_flag"]]
+        return counts.merge(spread, on=["plan", "mode", "level"], how="left")
 
     def verified_plans(self, res: ServingResults) -> list[str]:
         """Keys of the plans whose every worker's placement was verified at every reading."""
@@ -208,27 +235,54 @@ class ServingStudy(Study):
         ok = w.groupby("plan_key")["placement_ok"].all()
         return [k for k, v in ok.items() if v]
 
+    def deployment_files(self, plan: Any, resolved: Resolved) -> dict[str, str]:
+        """File name → text of the deployment of ``plan`` (gunicorn.conf.py, haproxy.cfg when
+        it dispatches with HAProxy, run.sh), exactly as `coresweep serve` runs it; the only path
+        of this machine in it is the model's."""
+        from coresweep.models import resolve_model
+        from coresweep.serving.deploy import deployment_files
+
+        v = resolved.values
+        model_dir = str(resolve_model(v["model"], v["precision"], build=False))
+        return deployment_files(plan.config(model_dir, resolved.topology, engine=v["engine"],
+                                            model_name=str(v["model"])))
+
     def recommendation(self, res: ServingResults, resolved: Resolved) -> str:
-        """Markdown: the pinned plan with the highest throughput without errors, and the
-        command that serves it."""
-        from coresweep.analysis.serving import knees
+        """Markdown: the one decision (analysis.decision) over every closed-loop level without
+        errors of the verified plans — the most tok/s, tied levels by the lower p99 TTFT, the
+        controls beside it — and the command that serves it."""
+        from coresweep.analysis.decision import decide
+        from coresweep.analysis.serving import budget_points, knees
 
         s = res.summary
-        pinned = s[(s["mode"] == "closed") & s["pinned"].astype(bool) & (s["errors"] == 0)] \
-            if len(s) else s
-        if not len(pinned):
-            return "No pinned plan finished a load level without errors: no recommendation."
-        best = pinned.loc[pinned["tok_s"].idxmax()]
-        knee = knees(s)
-        k = knee[knee["plan_key"] == best["plan_key"]].iloc[0]
-        v = resolved.values
-        return (f"Highest aggregate throughput here: **{best['plan']}** — {best['tok_s']:.1f} "
-                f"tok/s at {int(best['level'])} concurrent users (p99 TTFT "
-                f"{best['ttft_p99_s'] * 1000:.0f} ms); its knee is at "
-                f"{int(k['knee_concurrency'])} users. Serve it with:\n\n"
+        if not len(s):
+            return "No serving level finished: no recommendation."
+        d = decide(budget_points(s, float("inf"), self.verified_plans(res)), "tok_s",
+                   cost=("ttft_p99_s",))
+        controls = "".join(f"\n- {c}" for c in d.controls)
+        if d.pick is None:
+            return "No verified plan finished a load level without errors: no recommendation."
+        best, v = d.pick, resolved.values
+        k = knees(s).set_index("plan_key").loc[best["plan_key"]]
+        return (f"Most aggregate throughput ({d.status}): {d.sentence()} Its knee is at "
+                f"{int(k['knee_concurrency'])} users.{controls}\n\nServe it with:\n\n"
                 f"```\ncoresweep serve --model {v['model']} --precision {v['precision']} "
                 f"--workers {int(best['workers'])} --threads {int(best['threads'])}\n```\n"
-                "(`--print-config` writes the equivalent gunicorn.conf.py.)")
+                "(`--write-config DIR` writes the same deployment: gunicorn.conf.py, haproxy.cfg "
+                "and run.sh.)")
+
+
+def _load(v: Mapping[str, Any], prompt: list[int] | str) -> Any:
+    """The Load of the study's values (what every level sends, and how many requests)."""
+    from coresweep.serving.sweep import Load
+
+    return Load(prompt=prompt, max_tokens=v["gen_tokens"], concurrency=v["concurrency"],
+                poisson_load=v["poisson_load"], requests_per_level=v["requests_per_level"],
+                rounds_per_user=v["rounds_per_user"],
+                max_requests_per_level=v["max_requests_per_level"],
+                ttft_ci_target=v["ttft_ci_target"], level_timeout_s=v["level_timeout_s"],
+                max_queue=max(64, 4 * max(v["concurrency"])), warmup=v["warmup"],
+                sample_interval_s=v["sample_interval_s"])
 
 
 STUDY = ServingStudy()
