@@ -157,7 +157,7 @@ def test_two_comparisons_in_the_same_second_get_two_folders(reports, monkeypatch
     from coresweep.compare import page
 
     monkeypatch.setattr(page, "reports_root", lambda: reports)
-    monkeypatch.setattr(page, "stamp", lambda: "20261201-120000")  # the same second, twice
+    monkeypatch.setattr(page, "utc_stamp", lambda: "20261201-120000")  # the same second, twice
     write_index(reports)  # a reports folder, as reports/ is
     runs = [str(reports / "quick-t12"), str(reports / "quick-t124")]
     assert main(["compare", *runs]) == 0
