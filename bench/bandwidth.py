@@ -19,8 +19,8 @@ import os
 import statistics
 import sys
 
-from coresweep.machine.bandwidth import measure_bandwidth
 from coresweep.machine.cpulist import format_cpulist
+from coresweep.measurement.bandwidth_probe import measure_bandwidth
 
 
 def measure(cpus: list[int], threads: int, method: str, args: argparse.Namespace) -> dict:

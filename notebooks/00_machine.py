@@ -24,6 +24,7 @@ from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
 from coresweep.analysis import verdicts
+from coresweep.machine.describe import describe
 
 study = studies.get("machine")
 pd.set_option("display.max_colwidth", 200)
@@ -41,7 +42,7 @@ display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))
 # ## Topology
 
 # %%
-print(P.topology.summary())
+print(describe(P.topology))
 
 # %%
 plots.topology_picture(P.topology, cap=plots.caption_for(topo=P.topology));

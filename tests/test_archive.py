@@ -14,7 +14,7 @@ from _fixture_runs import copy_run
 from coresweep.cli import main
 from coresweep.compare import export_run, import_run
 from coresweep.compare.archive import ArchiveError
-from coresweep.measurement.results import Run
+from coresweep.measurement.run import Run
 
 
 def _tree(d: Path) -> dict[str, bytes]:

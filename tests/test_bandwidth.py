@@ -1,4 +1,4 @@
-"""Memory read bandwidth (coresweep.machine.bandwidth): live measurements kept short (the
+"""Memory read bandwidth (coresweep.measurement.bandwidth_probe): live measurements kept short (the
 smallest buffer the library accepts on this machine, one or two reps), input errors, the sizing
 rules on captured topologies (a 260 MiB L3 among them), the likwid-bench parser on a captured
 output, the roofline choice. Speed targets (ort against likwid, scaling with threads) live in
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from _machine import first_cpu, topology
 from coresweep.errors import CoresweepError, PlacementError
-from coresweep.machine import bandwidth as bw
 from coresweep.machine.topology import read_topology
+from coresweep.measurement import bandwidth_probe as bw
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 MIB = 1 << 20
@@ -111,7 +111,7 @@ def test_bad_inputs_raise_before_any_process(monkeypatch, kwargs, error, words):
     def no_process(*a, **k):
         raise AssertionError("a process was started")
 
-    monkeypatch.setattr(bw, "_run", no_process)
+    monkeypatch.setattr(bw, "run_group", no_process)
     args = {"cpus": [FIRST_CPU], "threads": 1, **kwargs}
     with pytest.raises(error) as exc:
         bw.measure_bandwidth(args.pop("cpus"), args.pop("threads"), **args)
@@ -153,7 +153,7 @@ def test_large_llc_machine_sizes_and_checks(monkeypatch):
     256 MiB (what these tests once hard-coded) is refused naming the minimum."""
     topo = read_topology(FIX / "vm-xeon-2vcpu-llc260m")
     seen: list = []
-    monkeypatch.setattr(bw, "_run", _fake_ort_worker(seen))
+    monkeypatch.setattr(bw, "run_group", _fake_ort_worker(seen))
     monkeypatch.setattr(bw, "_check_memory", lambda size: None)  # this machine's RAM is not its
     for size in (None, bw.minimum_size_bytes(topo)):
         (row,) = bw.measure_bandwidth([1], 1, method="ort", size_bytes=size, reps=1, topo=topo)
@@ -169,12 +169,12 @@ def test_large_llc_machine_sizes_and_checks(monkeypatch):
 def test_run_bandwidth_rows_on_a_large_llc_machine(monkeypatch, tmp_path):
     """A run's bandwidth table at each placement of the threads sweep, sized for the captured
     machine's cache rather than this one's."""
-    from coresweep.measurement.bandwidth import measure_placements
+    from coresweep.measurement.bandwidth_table import measure_placements
     from coresweep.measurement.config import TrialConfig
 
     topo = read_topology(FIX / "vm-xeon-2vcpu-llc260m")
     seen: list = []
-    monkeypatch.setattr(bw, "_run", _fake_ort_worker(seen))
+    monkeypatch.setattr(bw, "run_group", _fake_ort_worker(seen))
     monkeypatch.setattr(bw, "_check_memory", lambda size: None)
     configs = [TrialConfig(threads=t, placement="physical") for t in (1, 2)]
     df = measure_placements(tmp_path, configs, topo, method="ort", reps=1)

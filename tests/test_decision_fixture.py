@@ -31,8 +31,8 @@ def _recommendation(run_dir: Path):
 
 
 def test_every_point_is_noisy_and_two_threads_are_clearly_faster(noisy):
-    from coresweep.measurement.results import Run
-    from coresweep.studies.recommend import run_points
+    from coresweep.measurement.run import Run
+    from coresweep.recommend.points import run_points
 
     points = run_points(Run.load(noisy)).all()
     assert points["noisy"].all()

@@ -16,8 +16,8 @@ from coresweep.errors import CoresweepError
 from coresweep.machine.placement import Plan
 from coresweep.measurement.config import TrialConfig
 from coresweep.measurement.process import WorkerProcess, failure_reason
-from coresweep.measurement.results import Run
 from coresweep.measurement.rows import rows_from_events
+from coresweep.measurement.run import Run
 from coresweep.measurement.store import SCHEMA_VERSION, Store
 from coresweep.measurement.trial import PreparedTrial
 

@@ -193,7 +193,7 @@ def test_threads_notebook_measured_the_bandwidth_at_its_placements(run):
     bw = pd.read_parquet(d / "data" / "bandwidth")
     v = _quick_values(d)
     from coresweep.machine.cpulist import format_cpulist
-    from coresweep.measurement.bandwidth import placements
+    from coresweep.measurement.bandwidth_table import placements
 
     want = placements(studies.get("threads").configs(v), v.topology)
     assert want and {(r.cpus, int(r.threads)) for r in bw.itertuples()} >= {

@@ -47,7 +47,7 @@ def test_no_bandwidth_or_no_bytes_say_so():
 def _ev(threads=None, affinity=None, serving=None):
     from coresweep.analysis.decision import decide
     from coresweep.machine.topology import read_topology
-    from coresweep.studies.claims import Evidence
+    from coresweep.recommend.claims import Evidence
 
     topo = read_topology(Path(__file__).resolve().parent / "fixtures" / "vm-2vcpu")
     empty = pd.DataFrame()
@@ -60,7 +60,7 @@ def _ev(threads=None, affinity=None, serving=None):
 
 
 def test_claims_verdicts_on_constructed_results():
-    from coresweep.studies.claims import check_claims
+    from coresweep.recommend.claims import check_claims
 
     threads = pd.DataFrame([{**_point(1, 10.0), "oversubscribed": False},
                             {**_point(2, 17.0), "oversubscribed": False},
@@ -95,7 +95,7 @@ def test_bytes_per_token_of_a_model_and_of_nothing(tiny_int4):
 def test_claims_are_inconclusive_within_noise():
     """Intervals that overlap but are too wide to say two points are within 5 %: neither holds
     nor fails (issue 17: claims judged on intervals)."""
-    from coresweep.studies.claims import WITHIN_NOISE, check_claims
+    from coresweep.recommend.claims import WITHIN_NOISE, check_claims
 
     wide = {"decode_tok_s_ci_lo": 9.0, "decode_tok_s_ci_hi": 19.0}
     threads = pd.DataFrame([{**_point(1, 16.0), **wide, "oversubscribed": False},
@@ -114,7 +114,7 @@ def test_claims_are_inconclusive_within_noise():
 
 
 def test_claim_1_compares_the_physical_core_point_with_the_decided_best():
-    from coresweep.studies.claims import check_claims
+    from coresweep.recommend.claims import check_claims
 
     def ev(one, two):
         return _ev(pd.DataFrame([{**_point(1, *one), "oversubscribed": False},

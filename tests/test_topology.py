@@ -12,6 +12,7 @@ import pytest
 from coresweep.errors import CoresweepError
 from coresweep.machine.capture import capture_tree
 from coresweep.machine.cpulist import format_cpulist, parse_cpulist
+from coresweep.machine.describe import describe
 from coresweep.machine.fingerprint import fingerprint, machine_name
 from coresweep.machine.topology import read_topology
 
@@ -248,7 +249,7 @@ def test_arm_without_smt_dir_l3_or_model_name(topos):
     assert t.llc_level == 2 and len(t.llc_domains()) == 64  # no shared cache reported
     assert t.isa["asimddp"] and t.isa["i8mm"] and t.isa["sve"] and not t.isa["avx2"]
     assert t.arch == "aarch64" and t.freq["max_mhz"] is None and t.governor is None
-    assert "no SMT here (one logical CPU per core)" in t.summary()
+    assert "no SMT here (one logical CPU per core)" in describe(t)
 
 
 def test_vm_matches_design_facts(topos):
@@ -276,7 +277,7 @@ def test_to_dict_and_fingerprint_are_json(topos, name):
 
 def test_summary_has_a_row_per_cpu(topos):
     for name, t in topos.items():
-        text = t.summary()
+        text = describe(t)
         rows = [ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]
         assert len(rows) == len(t.online) + len(t.offline), name
         assert "SIBLINGS" in text and "budget" in text
@@ -342,7 +343,7 @@ def test_live_machine_is_sane():
     assert t.physical_core_count() <= t.logical_count()
     assert 0 < t.cgroup.budget <= len(t.allowed)
     assert t.model_name and t.kernel and t.mem_total_bytes > 0
-    assert t.llc_domains() and t.summary()
+    assert t.llc_domains() and describe(t)
     assert read_topology("/", pid=os.getpid()).allowed == t.allowed
     json.dumps(fingerprint(t))
 

@@ -16,7 +16,7 @@ __version__ = "0.2.0"
 _LAZY = {
     "sweep": "measurement.sweep",
     "grid": "measurement.sweep",
-    "Run": "measurement.results",
+    "Run": "measurement.run",
     "TrialConfig": "measurement.config",
     "summarize": "analysis.stats",
 }

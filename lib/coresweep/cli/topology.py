@@ -105,7 +105,9 @@ def _run(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
         return 0
-    print(topo.summary())
+    from coresweep.machine.describe import describe
+
+    print(describe(topo))
     if plan is not None:
         print()
         print(f"Plan:       {plan.description}")

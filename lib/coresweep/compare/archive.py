@@ -225,7 +225,7 @@ def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path,
 
 
 def _read_back(run_dir: Path, archive: Path) -> None:
-    from coresweep.measurement.results import Run
+    from coresweep.measurement.run import Run
 
     try:
         Run.load(run_dir)

@@ -55,11 +55,10 @@ def _sweep(run: Any, values: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame
 def load_run(path: str | Path) -> ComparedRun:
     """Read a run folder for comparison; CoresweepError naming the folder when it is not one or
     was written by a newer coresweep."""
-    from coresweep.measurement.bandwidth import load as load_bandwidth
-    from coresweep.measurement.results import Run
+    from coresweep.measurement.bandwidth_table import load as load_bandwidth
+    from coresweep.measurement.run import Run
     from coresweep.measurement.store import Store
-    from coresweep.studies.recommend import run_points
-    from coresweep.studies.results import run_values
+    from coresweep.recommend.points import run_points, run_values
 
     path = Path(path)
     if not path.is_dir():

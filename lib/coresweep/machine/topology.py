@@ -304,11 +304,7 @@ class Topology:
             "notes": list(self.notes),
         }
 
-    def summary(self) -> str:
-        """A readable summary: header lines, then one row per CPU like ``lscpu -e``."""
-        from coresweep.machine.describe import describe
 
-        return describe(self)
 
 
 # --------------------------------------------------------------------------------------------

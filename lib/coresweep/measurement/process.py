@@ -1,7 +1,11 @@
-"""One worker process, handled from the parent: spawn it in its own session (process group) with
-its JSON payload on stdin, stream its protocol events with a deadline, and on the way out —
-finished, timed out, interrupted or crashed — kill the whole group and keep the exit status and
-the end of its stderr. Like pyperf's worker handling: one small class, one cleanup path."""
+"""Child processes, the one way coresweep starts them: in their own session (process group), so
+that on the way out — finished, timed out, interrupted or crashed — the whole group is killed
+and nothing outlives the parent (pyperf's ``popen_killer``). ``launch`` starts one, ``killing``
+is the cleanup context, ``run_group`` runs a command to its end or its deadline; the trial
+worker (``WorkerProcess``), the bandwidth probe and the server all use them.
+
+``WorkerProcess`` handles one trial worker: its JSON payload on stdin, its protocol events
+streamed with a deadline, the exit status and the end of its stderr kept."""
 
 from __future__ import annotations
 
@@ -18,6 +22,43 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def launch(cmd: list[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+           env: dict[str, str] | None = None, text: bool = False) -> subprocess.Popen:
+    """Start ``cmd`` in its own session: its process group is its own to kill."""
+    return subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=stderr, env=env, text=text,
+                            start_new_session=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to ``proc``'s whole process group (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def killing(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``with killing(launch(cmd)) as p: ...``: however the block ends, the group is killed and
+    ``p`` reaped (pyperf's popen_killer)."""
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+        proc.wait()
+
+
+def run_group(cmd: list[str], timeout_s: float) -> tuple[int | None, str, str]:
+    """Run ``cmd`` to its end: (returncode, stdout, stderr); at the deadline the whole group is
+    killed and the returncode is None."""
+    with killing(launch(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as p:
+        try:
+            out, err = p.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(p)
+            out, err = p.communicate()
+            return None, out, err
+        return p.returncode, out, err
 
 
 def worker_command() -> list[str]:
@@ -65,8 +106,8 @@ class WorkerProcess:
 
     def __enter__(self) -> WorkerProcess:
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, start_new_session=True, env=self.env)
+        self.proc = launch(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=self._stderr, env=self.env)
         with contextlib.suppress(BrokenPipeError):
             self.proc.stdin.write(json.dumps(self.payload).encode())
             self.proc.stdin.close()
@@ -97,19 +138,15 @@ class WorkerProcess:
             if isinstance(msg, dict) and "event" in msg:
                 yield msg
 
-    def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is not None or self.timed_out:
-            self._kill_group()  # an interrupt, a callback error or a time-out: nothing survives
+            kill_group(self.proc)  # an interrupt, a callback error or a time-out: nothing survives
         try:
             self.returncode = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self._kill_group()
+            kill_group(self.proc)
             self.returncode = self.proc.wait()
-        self._kill_group()  # stragglers of the worker's group (e.g. helper processes) go too
+        kill_group(self.proc)  # stragglers of the worker's group (e.g. helper processes) go too
         self.wall_s = time.monotonic() - self.t0
         self._stderr.seek(0)
         self.stderr_tail = self._stderr.read()[-4000:].decode("utf-8", "replace")

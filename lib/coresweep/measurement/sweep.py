@@ -25,8 +25,8 @@ from typing import Any
 from coresweep.errors import CoresweepError
 from coresweep.measurement import adaptive as _adaptive
 from coresweep.measurement.config import TrialConfig
-from coresweep.measurement.results import Run
 from coresweep.measurement.rows import MEASUREMENT_VERSION
+from coresweep.measurement.run import Run
 from coresweep.measurement.store import Store
 from coresweep.measurement.trial import PreparedTrial, TrialResult, prepare, run_trial
 from coresweep.provenance import collect_versions, now_iso

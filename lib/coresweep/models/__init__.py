@@ -1,7 +1,7 @@
 """Models: synthetic presets with the real shapes (built offline and cached) and any decoder ONNX
 export read from its graph. Nothing here imports onnxruntime."""
 
-from coresweep.models.inspect import ModelInfo, bytes_per_token, find_onnx, inspect_model
+from coresweep.models.inspect import ModelInfo, find_onnx, inspect_model
 from coresweep.models.synthetic import (
     ALIASES,
     ENV_CACHE,
@@ -9,6 +9,7 @@ from coresweep.models.synthetic import (
     PRESETS,
     build_model,
     build_tokenizer,
+    bytes_per_token,
     list_models,
     model_cache_dir,
     parameter_count,

@@ -105,21 +105,6 @@ def _load_json(p: Path) -> dict | None:
         return None
 
 
-def bytes_per_token(spec: str | os.PathLike | None, precision: str = "int4") -> float | None:
-    """Bytes read per decoded token (the roofline's numerator) of a preset or model path, without
-    building anything; None when the model is not there or does not say."""
-    from coresweep.errors import CoresweepError
-    from coresweep.models.synthetic import resolve_model
-
-    if not spec:
-        return None
-    try:
-        info = inspect_model(resolve_model(spec, precision, build=False))
-    except (CoresweepError, OSError):
-        return None
-    return float(info.bytes_per_token) if info.bytes_per_token else None
-
-
 def inspect_model(path: str | os.PathLike) -> ModelInfo:
     """Read a decoder model's IO contract, KV layout, quantisation ops and bytes per token."""
     onnx_path = find_onnx(path)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ModelError
+from coresweep.models.inspect import inspect_model
 from coresweep.provenance import BUILD_PACKAGES, collect_versions
 
 FORMAT_VERSION = 1
@@ -601,8 +602,6 @@ def _manifest(out_dir: Path, *, key: dict, name: str, preset: str, overrides: di
               t0: float) -> dict:
     """manifest.json of a freshly built model: its key, what went in, the sizes the graph implies
     and the files written (build_seconds counts from `t0`)."""
-    from coresweep.models.inspect import inspect_model
-
     info = inspect_model(out_dir)
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     return {
@@ -689,3 +688,17 @@ def resolve_model(spec: str | os.PathLike, precision: str = "int4", *, build: bo
         return path.resolve()
     raise ModelError(f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing "
                      "directory or .onnx file")
+
+
+def bytes_per_token(spec: str | os.PathLike | None, precision: str = "int4") -> float | None:
+    """Bytes read per decoded token (the roofline's numerator) of a preset or model path, without
+    building anything; None when the model is not there or does not say."""
+    from coresweep.errors import CoresweepError
+
+    if not spec:
+        return None
+    try:
+        info = inspect_model(resolve_model(spec, precision, build=False))
+    except (CoresweepError, OSError):
+        return None
+    return float(info.bytes_per_token) if info.bytes_per_token else None

@@ -138,8 +138,8 @@ def bandwidth_s(configs: Sequence[Any], topo: Any, method: str) -> float:
     """The read-bandwidth measurements of the thread sweep's placements (the roofline)."""
     import shutil
 
-    from coresweep.machine.bandwidth import DEFAULT_REPS, default_size_bytes
-    from coresweep.measurement.bandwidth import placements
+    from coresweep.measurement.bandwidth_probe import DEFAULT_REPS, default_size_bytes
+    from coresweep.measurement.bandwidth_table import placements
 
     gib = default_size_bytes(topo) / 2**30
     likwid = method in ("both", "likwid") and shutil.which("likwid-bench") is not None

@@ -23,14 +23,14 @@ def with_roofline(run_dir: Path, run: Any) -> Any:
 
     params = run.meta.get("params") or {}
     bpt = bytes_per_token(params.get("model"), params.get("precision", "int4"))
-    from coresweep.measurement.bandwidth import load
+    from coresweep.measurement.bandwidth_table import load
 
     return add(run.summary, bpt, load(run_dir))
 
 
 def load_run(run_dir: str | Path) -> Any:
     """The run folder's data, or None when it has none (a batch that ran no trial)."""
-    from coresweep.measurement.results import Run
+    from coresweep.measurement.run import Run
 
     if not (Path(run_dir) / "run.json").exists():
         return None
@@ -68,7 +68,7 @@ def best_record(decisions: dict[str, Any], points: Any) -> dict[str, Any]:
 
 def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write <run>/summary.md and <run>/summary.csv; return the decisions' record."""
-    from coresweep.studies.recommend import run_points
+    from coresweep.recommend.points import run_points
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import CoresweepError
+from coresweep.measurement.process import kill_group, launch
 from coresweep.serving.config import STATE_ENV, ServeConfig
 
 HAPROXY_MISSING = ("HAProxy is not installed, and dispatch 'haproxy' (the default: load-aware) "
@@ -107,9 +108,8 @@ class ServerProcess:
         check_can_serve(self.cfg)
         path = self.cfg.write(Path(self.cfg.state_dir) / "serve.json")
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "coresweep.serving", str(path)], stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = launch([sys.executable, "-m", "coresweep.serving", str(path)],
+                               stdout=log, stderr=subprocess.STDOUT)
         try:
             self.wait_ready()
         except BaseException:
@@ -156,8 +156,7 @@ class ServerProcess:
             rc = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             rc = None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group go too
+        kill_group(self.proc)  # stragglers of the group go too
         if rc is None:
             rc = self.proc.wait()
         return rc

@@ -30,8 +30,8 @@ def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None
     study's workload; None when the folder has no such decision yet."""
     from pathlib import Path
 
-    from coresweep.measurement.results import Run
-    from coresweep.studies.recommend import run_points
+    from coresweep.measurement.run import Run
+    from coresweep.recommend.points import run_points
 
     if not (Path(run_dir) / "run.json").exists():
         return None

@@ -25,79 +25,6 @@ class Recommendation:
     refinements: list[dict[str, Any]]  # run.json "refinements": extra processes and why
 
 
-@dataclass
-class RunPoints:
-    """The points every answer of a run folder chooses among: 01's main curves (its first prompt
-    length, with the roofline) and 02's strategies and controls."""
-
-    threads: pd.DataFrame
-    affinity: pd.DataFrame
-    values: dict[str, Any]
-
-    def all(self) -> pd.DataFrame:
-        parts = [d for d in (self.threads, self.affinity) if d is not None and len(d)]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-    def decisions(self) -> dict[str, Any]:
-        """The one decision per goal (analysis.decision.decide) over every point."""
-        from coresweep.analysis.decision import GOALS, decide
-
-        points = self.all()
-        return {metric: decide(points, metric) for metric in GOALS}
-
-
-def run_points(run: Any, values: dict[str, Any] | None = None) -> RunPoints:
-    """A run's decision points: 01's main curves and 02's strategies and controls, selected by
-    key (see :func:`main_thread_configs`), 01's with the roofline."""
-    from coresweep.analysis.roofline import with_roofline
-    from coresweep.measurement.bandwidth import load as load_bandwidth
-    from coresweep.models import bytes_per_token
-    from coresweep.report.paths import read_json, run_file
-    from coresweep.studies.results import run_values, select
-
-    values = values or run_values(run.meta, read_json(run_file(run.path, "batch")))
-    stored = stored_configs(run)
-    threads = select(run, main_thread_configs(stored, values)).summary
-    if len(threads):
-        bpt = bytes_per_token(values.get("model"), values.get("precision", "int4"))
-        threads = with_roofline(threads, bpt, load_bandwidth(run.path))
-    placed = [c for c in stored if c.role.get("strategy") or c.role.get("control")]
-    affinity = select(run, placed).summary if placed else pd.DataFrame()
-    return RunPoints(threads, affinity, values)
-
-
-def stored_configs(run: Any) -> list[Any]:
-    """Every TrialConfig the run folder recorded (run.json), roles included."""
-    from coresweep.measurement.config import TrialConfig
-
-    return [TrialConfig.from_dict(c["config"]) for c in run.meta.get("configs", [])]
-
-
-def main_thread_configs(stored: list[Any], values: dict[str, Any]) -> list[Any]:
-    """01's main curves: re-made from the values the run resolved when they hold its thread
-    list (keys never change; plus the counts its budget added), else the stored configs whose
-    role names a thread count, at the first prompt length recorded (a folder written by
-    notebooks one at a time)."""
-    from coresweep import studies
-
-    swept = [c for c in stored if "threads" in c.role]
-    if isinstance(values.get("threads"), list):
-        made = studies.get("threads").main_configs(Resolved(values, None))
-        keys = {c.key() for c in made}
-        first = made[0].prompt_tokens if made else None
-        added = [c for c in swept if c.prompt_tokens == first and c.key() not in keys]
-        return made + added  # points the budget added to the ladder (fill_ladder)
-    first = swept[0].prompt_tokens if swept else None
-    return [c for c in swept if c.prompt_tokens == first]
-
-
-def run_decisions(run_dir: str | Path) -> dict[str, Any]:
-    """The decisions of a run folder ({} when it holds no trials): summary.md, the index and
-    compare show these."""
-    run = _load_run(Path(run_dir))
-    return run_points(run).decisions() if run is not None else {}
-
-
 def _study_params(run_dir: Path) -> dict[str, Any]:
     """The parameters the run's studies used: batch.json (coresweep run), else run.json."""
     import json
@@ -136,7 +63,8 @@ class RecommendStudy(Study):
         the claims judged on them, and the refinements the run made."""
         from coresweep import studies
         from coresweep.models import bytes_per_token
-        from coresweep.studies.claims import Evidence, check_claims
+        from coresweep.recommend.claims import Evidence, check_claims
+        from coresweep.recommend.points import RunPoints, run_points
 
         run_dir = Path(resolved.values["run_dir"])
         topo = resolved.topology
@@ -269,7 +197,7 @@ def write_recommendation(rec: Recommendation, run_dir: str | Path) -> Path:
 
 
 def _load_run(run_dir: Path) -> Any:
-    from coresweep.measurement.results import Run
+    from coresweep.measurement.run import Run
 
     return Run.load(run_dir) if (run_dir / "run.json").exists() else None
 

@@ -40,7 +40,7 @@ def role_columns(configs: Sequence[Any]) -> Any:
 
 
 def select(run: Any, configs: Sequence[Any]) -> Results:
-    """Restrict a :class:`coresweep.measurement.results.Run` to ``configs`` (TrialConfigs)."""
+    """Restrict a :class:`coresweep.measurement.run.Run` to ``configs`` (TrialConfigs)."""
     import pandas as pd
 
     labels = {c.key(): c.display for c in configs}
@@ -62,12 +62,3 @@ def select(run: Any, configs: Sequence[Any]) -> Results:
     return Results(summary=summary, trials=part(run.trials), tokens=part(run.tokens),
                    samples=part(run.samples), threads=part(run.threads),
                    failures=part(run.failures), labels=labels, run=run)
-
-
-def run_values(run_meta: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a run's studies used, "auto" resolved on the machine that ran them:
-    batch.json's resolved values (coresweep run), else run.json's, over the defaults."""
-    from coresweep import studies
-
-    values = batch.get("resolved") or batch.get("params") or run_meta.get("params") or {}
-    return {**studies.defaults(), **values}

@@ -123,7 +123,7 @@ class ThreadsStudy(Study):
         """The main curves (the first prompt length; every length in ``contexts``), then the
         read bandwidth at each of their placements (the roofline)."""
         from coresweep.analysis.roofline import with_roofline
-        from coresweep.measurement.bandwidth import measure_placements
+        from coresweep.measurement.bandwidth_table import measure_placements
         from coresweep.models import bytes_per_token
         from coresweep.studies.results import select
 

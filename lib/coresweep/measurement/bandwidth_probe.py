@@ -21,12 +21,9 @@ from __future__ import annotations
 import json
 import math
 import operator
-import os
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +32,7 @@ from typing import Any
 from coresweep.errors import CoresweepError, PlacementError
 from coresweep.machine.cpulist import format_cpulist
 from coresweep.machine.topology import Topology, read_topology
+from coresweep.measurement.process import run_group
 
 __all__ = [
     "DEFAULT_REPS",
@@ -52,7 +50,7 @@ __all__ = [
 METHODS = ("auto", "ort", "likwid")
 GIB = 1 << 30
 LIKWID_HINT = "install it with: apt-get install likwid (Debian/Ubuntu, as root)"
-_WORKER = [sys.executable, "-m", "coresweep.machine._bandwidth_worker"]
+_WORKER = [sys.executable, "-m", "coresweep.measurement.bandwidth_worker"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,30 +148,6 @@ def _row(method: str, cpus: list[int], threads: int, size: int, values: list[flo
     }
 
 
-def _run(cmd: list[str], timeout_s: float) -> tuple[int | None, str, str]:
-    """Run ``cmd`` in its own process group; on time-out kill the whole group (returncode None)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        return None, out, err
-    except BaseException:  # an interrupt: nothing of the group survives it
-        _kill_group(proc)
-        raise
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -194,9 +168,9 @@ def _ort_version() -> str:
 # --------------------------------------------------------------------------------------------
 def _measure_ort(cpus: list[int], threads: int, size: int, reps: int,
                  timeout_s: float) -> dict[str, Any]:
-    """One fresh worker, pinned before it imports onnxruntime (see _bandwidth_worker)."""
+    """One fresh worker, pinned before it imports onnxruntime (see bandwidth_worker)."""
     payload = json.dumps({"cpus": cpus, "threads": threads, "size_bytes": size, "reps": reps})
-    rc, out, err = _run([*_WORKER, "ort", payload], timeout_s)
+    rc, out, err = run_group([*_WORKER, "ort", payload], timeout_s)
     version = _ort_version()
     if rc is None:
         return _row("ort", cpus, threads, size, [], reps, version=version,
@@ -263,9 +237,9 @@ def parse_likwid_output(text: str) -> dict[str, Any]:
 
 def _likwid_info(exe: str, timeout_s: float) -> tuple[str, list[str]]:
     """likwid-bench's version (from -h) and the kernels it lists (-a) on this CPU."""
-    _, help_text, _ = _run([exe, "-h"], timeout_s)
+    _, help_text, _ = run_group([exe, "-h"], timeout_s)
     m = _LIKWID_VERSION.search(help_text or "")
-    _, listing, _ = _run([exe, "-a"], timeout_s)
+    _, listing, _ = run_group([exe, "-a"], timeout_s)
     kernels = [ln.split(" - ")[0].strip() for ln in (listing or "").splitlines() if " - " in ln]
     return ("likwid-bench " + m.group(1) if m else "likwid-bench"), kernels
 
@@ -284,7 +258,7 @@ def _measure_likwid(cpus: list[int], threads: int, size: int, reps: int, timeout
     cmd = [*_WORKER, "pin", ",".join(map(str, cpus)), *likwid_command(kernel, size, threads, exe)]
     values: list[float] = []
     for _ in range(reps):
-        rc, out, err = _run(cmd, max(1.0, deadline - time.monotonic()))
+        rc, out, err = run_group(cmd, max(1.0, deadline - time.monotonic()))
         why = _likwid_failure(rc, out, err, cpus, threads, timeout_s)
         if why:
             return _row("likwid", cpus, threads, size, [], reps, reason=why, version=version,

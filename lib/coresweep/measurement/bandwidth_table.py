@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from coresweep.machine.bandwidth import DEFAULT_REPS
+from coresweep.measurement.bandwidth_probe import DEFAULT_REPS
 
 METHODS = ("both", "ort", "likwid", "off")  # "both": likwid-bench where it runs, and ort
 
@@ -42,7 +42,7 @@ def measure_placements(run_dir: str | Path, configs: Sequence[Any], topo: Any, *
                        method: str = "both", size_bytes: int | None = None,
                        reps: int = DEFAULT_REPS) -> pd.DataFrame:
     """Measure (or reuse) the bandwidth of every placement; returns the run's bandwidth table."""
-    from coresweep.machine.bandwidth import measure_bandwidth, roofline_method
+    from coresweep.measurement.bandwidth_probe import measure_bandwidth, roofline_method
     from coresweep.measurement.store import Store
 
     if method != "off":

@@ -1,5 +1,5 @@
-"""Bandwidth worker: `python -m coresweep.machine._bandwidth_worker ort PAYLOAD_JSON`
-or `python -m coresweep.machine._bandwidth_worker pin CPULIST PROGRAM [ARGS...]`.
+"""Bandwidth worker: `python -m coresweep.measurement.bandwidth_worker ort PAYLOAD_JSON`
+or `python -m coresweep.measurement.bandwidth_worker pin CPULIST PROGRAM [ARGS...]`.
 
 Both modes set the CPU mask FIRST (os.sched_setaffinity), like the trial worker:
 - ``ort``: only then imports onnxruntime, streams a float32 tensor far larger than the LLC through
@@ -8,7 +8,7 @@ Both modes set the CPU mask FIRST (os.sched_setaffinity), like the trial worker:
 - ``pin``: execs PROGRAM (likwid-bench) with the mask already set, so that its "N" domain is
   exactly the given CPUs (likwid-bench builds its domains from the process's affinity).
 
-Started by coresweep.machine.bandwidth in its own process group; the parent enforces the time-out.
+Started by coresweep.measurement.bandwidth_probe in its own process group; the parent enforces the time-out.
 """
 
 from __future__ import annotations
