@@ -31,9 +31,6 @@ from coresweep.errors import CoresweepError
 METRIC = "decode_tok_s"
 MIN_PROCESSES = 2  # the CI of one process shows its repetitions' spread, not the processes'
 ONE_PROCESS_ALLOWANCE = 0.30  # the largest spread between processes seen here (protocol.md)
-# a workload: configs are raced only against configs that generate the same thing
-WORKLOAD_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text",
-                   "seed")
 STOPS = ("target", "cap", "dropped", "failed", "skipped", "fixed", "refined")
 
 
@@ -141,7 +138,9 @@ def _states(configs: Sequence[Any], trials: Any, upto: int) -> dict[str, _State]
 
 
 def _workload(cfg: Any) -> tuple:
-    return tuple(getattr(cfg, f) for f in WORKLOAD_FIELDS)
+    from coresweep.measurement.config import WORK_FIELDS  # raced only within the same work
+
+    return tuple(getattr(cfg, f) for f in WORK_FIELDS)
 
 
 def _leaders(states: Mapping[str, _State]) -> dict[tuple, _State]:

@@ -17,6 +17,10 @@ from typing import Any
 from coresweep.errors import CoresweepError
 from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 
+# The fields that say what a trial generates — the work: configs that differ only elsewhere
+# (threads, placement, knobs) must generate the same tokens, and are raced and compared within
+# the same work. A new axis that changes what is generated is added here.
+WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed")
 SMT_STATES = (None, "on", "off")
 SMT_MODES = SMT_MODE.choices
 # Environment knobs people set for CPU inference. They are set when a config names them and always

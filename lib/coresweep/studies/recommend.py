@@ -38,6 +38,24 @@ def _study_params(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
+def _run_parameters(run_dir: Path, run: Any, topo: Any, me: Study) -> Resolved:
+    """The other studies' parameters as the run used them, checked again here; a folder written
+    by an older coresweep whose values this one no longer accepts (a control since renamed) is
+    read with the values it resolved then, unchecked: they were checked when it ran."""
+    from coresweep import studies
+    from coresweep.errors import ParamsError
+    from coresweep.recommend.points import run_values
+    from coresweep.report.paths import read_json, run_file
+
+    try:
+        return studies.validate(_study_params(run_dir), topo=topo, model=False,
+                                names=[s.id for s in studies.all_studies() if s is not me])
+    except ParamsError as exc:
+        values = run_values(run.meta if run is not None else {},
+                            read_json(run_file(run_dir, "batch")))
+        return Resolved(values, topo, [f"read as the run resolved them ({exc})"])
+
+
 def _selected(run: Any, study: Any, resolved: Resolved) -> pd.DataFrame:
     from coresweep.studies.results import select
 
@@ -68,9 +86,8 @@ class RecommendStudy(Study):
 
         run_dir = Path(resolved.values["run_dir"])
         topo = resolved.topology
-        full = studies.validate(_study_params(run_dir), topo=topo, model=False,
-                                names=[s.id for s in studies.all_studies() if s is not self])
         run = _load_run(run_dir)
+        full = _run_parameters(run_dir, run, topo, self)
         points = run_points(run, full.values) if run is not None else \
             RunPoints(pd.DataFrame(), pd.DataFrame(), full.values)
         smt = _selected(run, studies.get("smt"), full)
@@ -78,7 +95,8 @@ class RecommendStudy(Study):
         links = {s.name: f"{s.id}.html" for s in studies.all_studies()}
         picks = points.decisions()
         ev = Evidence(threads=points.threads, affinity=points.affinity, smt=smt,
-                      serving=served.summary, topo=topo, links=links, decode=picks["decode_tok_s"])
+                      serving=served.summary if served is not None else pd.DataFrame(),
+                      topo=topo, links=links, decode=picks["decode_tok_s"])
         bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
         refinements = (run.meta.get("refinements") or []) if run is not None else []
         return Recommendation(ev, picks, _serving_pick(served, resolved), check_claims(ev),
@@ -206,8 +224,10 @@ def _serving_results(run_dir: Path, full: Resolved) -> Any:
     from coresweep import studies
     from coresweep.serving.sweep import ServeStore
 
-    serving = studies.get("serving")
-    return serving.results(ServeStore(run_dir), serving.plans(full))
+    serving, store = studies.get("serving"), ServeStore(run_dir)
+    if not store.done():  # 04 did not run in this folder
+        return None
+    return serving.results(store, serving.plans(full))
 
 
 def _serving_pick(results: Any, resolved: Resolved) -> dict | None:

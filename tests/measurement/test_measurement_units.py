@@ -21,7 +21,7 @@ from coresweep.measurement.run import Run
 from coresweep.measurement.store import SCHEMA_VERSION, Store
 from coresweep.measurement.trial import PreparedTrial
 
-OLD_RUN = Path(__file__).resolve().parent / "fixtures" / "runs" / "v0-quick"
+OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "v0-quick"
 
 
 def _thread(tid, cpu_s, allowed="0-1", last_cpu=0):

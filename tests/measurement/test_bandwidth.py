@@ -17,7 +17,7 @@ from coresweep.errors import CoresweepError, PlacementError
 from coresweep.machine.topology import read_topology
 from coresweep.measurement import bandwidth_probe as bw
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MIB = 1 << 20
 SIZE = bw.minimum_size_bytes(topology())  # 2 x this machine's LLC: memory, not cache
 FIRST_CPU = first_cpu()

@@ -9,7 +9,7 @@ from coresweep.errors import CoresweepError, PlacementError
 from coresweep.machine.placement import STRATEGIES, Plan, make_plan, plan_for_smt, strategy_order
 from coresweep.machine.topology import read_topology
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())
 
 

@@ -17,7 +17,7 @@ from coresweep.errors import CoresweepError, PlacementError
 from coresweep.machine.partition import partition, unused_cpus
 from coresweep.machine.topology import read_topology
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPT = list(range(10, 42))
 
 

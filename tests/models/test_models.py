@@ -209,3 +209,10 @@ def test_interrupted_build_leaves_no_model(tmp_path, monkeypatch):
     stale.mkdir()
     with pytest.raises(ModelError, match="not built"):
         models.resolve_model("tiny", "fp32", build=False, cache_dir=tmp_path)
+
+
+def test_bytes_per_token_of_a_model_and_of_nothing(tiny_int4):
+    from coresweep.models import bytes_per_token, inspect_model
+
+    assert bytes_per_token(str(tiny_int4)) == inspect_model(tiny_int4).bytes_per_token > 0
+    assert bytes_per_token(None) is None and bytes_per_token("/no/such/model") is None

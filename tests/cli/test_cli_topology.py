@@ -13,7 +13,7 @@ from coresweep.cli import main
 from coresweep.machine.cpulist import format_cpulist
 from coresweep.machine.topology import read_topology
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())
 
 

@@ -191,7 +191,7 @@ def test_sysfs_smt_plan_made_before_the_switch_is_checked_after_it():
     from coresweep.measurement.sweep import _plan_unfit_after_switch
     from coresweep.measurement.trial import PreparedTrial
 
-    fix = Path(__file__).resolve().parent / "fixtures"
+    fix = Path(__file__).resolve().parents[1] / "fixtures"
     off = fix / "laptop-i7-11800h-smt-off"  # SMT off: CPUs 8-15 offline
     cfg = TrialConfig(model="tiny", threads=4, smt="on", smt_mode="sysfs")
     stale = make_plan(read_topology(off), 4, "smt")  # planned while SMT was off: 4 cores

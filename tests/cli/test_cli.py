@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _machine import topology
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "tests" / "fixtures" / "runs"
 
 # (arguments, what the one error line must name: the flag, or the value of a positional)

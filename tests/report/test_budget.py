@@ -17,7 +17,7 @@ from coresweep.report.budget import BatchPlan, StudyEstimate, parse_budget, plan
 from coresweep.report.calibrate import Calibration, thread_counts
 from coresweep.report.progress import Eta, serving_item_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 CAL = FIXTURES / "calibration" / "epyc-2vcpu-1.5b.json"
 

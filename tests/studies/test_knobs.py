@@ -24,7 +24,7 @@ from coresweep.measurement.config import TrialConfig
 from coresweep.measurement.parent import parent_outside, throttle_columns
 from coresweep.parameters import SESSION
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures"
 
 

@@ -16,7 +16,7 @@ from coresweep.machine.describe import describe
 from coresweep.machine.fingerprint import fingerprint, machine_name
 from coresweep.machine.topology import read_topology
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 MACHINES = sorted(p.name for p in FIX.iterdir() if (p / "sys").is_dir())
 
 # name -> what the summary must say: packages, cores, online, offline, allowed, threads/core,

@@ -11,7 +11,7 @@ from coresweep.errors import ParamsError
 from coresweep.machine.topology import read_topology
 from coresweep.studies import affinity, threads
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures"
 
 
