@@ -110,8 +110,11 @@ def test_run_folder_has_the_expected_tables(run):
         assert any((d / "data" / t).glob("*.parquet")), t
     trials = pd.read_parquet(d / "data" / "trials")
     v = _quick_values(d)
-    n = len({c.key() for s in studies.all_studies() for c in s.configs(v)})
-    assert trials["config_key"].nunique() == n
+    planned = {c.key(): c.display for s in studies.all_studies() for c in s.configs(v)}
+    extra = trials[~trials["config_key"].isin(planned)][["label", "threads"]].drop_duplicates()
+    missing = [planned[k] for k in set(planned) - set(trials["config_key"])]
+    assert extra.empty and not missing, f"measured, not planned: {extra.to_dict('records')}; " \
+        f"planned, not measured: {missing}; knob_threads {v['knob_threads']}"
     counts = trials.groupby("config_key")["process"].nunique()
     assert (counts >= v["processes"]).all() and (counts <= v["refine_processes"]).all()
     stops = json.loads((d / "run.json").read_text())["stops"]

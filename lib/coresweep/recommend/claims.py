@@ -134,7 +134,7 @@ def smt_off_helps(ev: Evidence) -> dict[str, Any]:
 def numa_local_helps(ev: Evidence) -> dict[str, Any]:
     nodes = [n for n, v in ev.topo.numa_nodes.items() if set(v.cpus) & set(ev.topo.allowed)]
     why = (f"{len(nodes)} NUMA node(s) with usable CPUs: nothing to compare"
-           if len(nodes) < 2 else "run 02_affinity with strategies numa:0 and scatter")
+           if len(nodes) < 2 else "run the affinity study with strategies numa:0 and scatter")
     return _claim(6, "NUMA-local placement helps", UNTESTABLE, why, ev.links.get("affinity"))
 
 
