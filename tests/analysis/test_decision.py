@@ -145,6 +145,7 @@ def test_the_json_record_keeps_the_answer():
 def test_the_ladder_is_filled_where_neighbours_differ_most():
     from coresweep.studies.refine import widest_gap
 
-    s = pd.DataFrame([_p(1, 10.0), _p(2, 18.0), _p(4, 30.0), _p(8, 31.0), _p(16, 20.0, over=True)])
+    over = {**_p(16, 20.0, over=True), "n_cpus": 8}  # 16 threads on the plan's 8 CPUs
+    s = pd.DataFrame([_p(1, 10.0), _p(2, 18.0), _p(4, 30.0), _p(8, 31.0), over])
     assert widest_gap(s)[:2] == (2, 4)  # 18 → 30: 67 %; 4 → 8 only 3 %; 16 is oversubscribed
     assert widest_gap(pd.DataFrame([_p(1, 10.0), _p(2, 18.0)])) is None  # no count between

@@ -85,9 +85,11 @@ def refine(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
 
 
 def widest_gap(summary: Any) -> tuple[int, int, float] | None:
-    """The two neighbouring explicit thread counts (not oversubscribed, at least one count
+    """The two neighbouring explicit thread counts (within the plan's CPUs, at least one count
     apart) whose decode or TTFT medians differ the most (relative), with that difference."""
-    s = summary[(summary["threads"].astype(int) > 0) & ~summary["oversubscribed"].astype(bool)]
+    # more threads than the plan's CPUs is oversubscribed by design, whatever the run measured
+    s = summary[(summary["threads"].astype(int) > 0)
+                & (summary["threads"].astype(int) <= summary["n_cpus"].astype(int))]
     s = s.sort_values("threads")
     best = None
     for (_, a), (_, b) in zip(s.iloc[:-1].iterrows(), s.iloc[1:].iterrows(), strict=True):
