@@ -99,6 +99,9 @@ class BatchPlan:
         out.append(f"  {'(included)':14} {'reserve for refining unsettled decisions':48} ≈ "
                    f"{fmt_s(self.reserve_s)}")
         out.append(f"  {'total':14} {'':48} ≈ {fmt_s(self.total_s)}")
+        if self.values.get("adaptive"):
+            out.append("  adaptive stopping: a point clearly slower than the best after one "
+                       "process gets no more (estimates assume every process runs)")
         out += [f"  trimmed to fit: {t}" for t in self.trims]
         out += [f"  left out to fit: {s}" for s in self.skipped]
         return out
@@ -149,11 +152,14 @@ def bandwidth_s(configs: Sequence[Any], topo: Any, method: str) -> float:
 
 
 def request_s(cal: Any, workers: int, threads: int, cores: int, gen_tokens: int) -> float:
-    """One streamed request while ``workers`` workers of ``threads`` threads generate at once:
-    they share the memory bandwidth, so each decodes at the rate of all their threads / W."""
+    """One streamed request while ``workers`` workers of ``threads`` threads generate at once.
+    They share the memory bandwidth: a worker decodes between its rate alone and a W-th of one
+    process at all their threads (separate processes scale better than threads of one: two
+    1-thread workers made 0.95 of two lone 1-thread generations, bench/serving_dispatch.py);
+    the geometric mean of the two bounds."""
     p_one = cal.at(threads, cores)
-    together = cal.at(workers * threads, cores)
-    per_worker = together.decode_tok_s / workers if workers > 1 else p_one.decode_tok_s
+    together = cal.at(workers * threads, cores).decode_tok_s / workers
+    per_worker = (p_one.decode_tok_s * together) ** 0.5 if workers > 1 else p_one.decode_tok_s
     return p_one.ttft_s + (gen_tokens - 1) / max(per_worker, 1e-9)
 
 
@@ -295,9 +301,13 @@ def plan_batch(values: Mapping[str, Any], topo: Any, chosen: Sequence[Any], cal:
                validate: Callable[[dict[str, Any], Sequence[Any]], Any]) -> BatchPlan:
     """Trim until the estimate fits the budget: :data:`TRIMS` greedily (the largest saving
     first), then :data:`FALLBACKS` in order, then give back every trim the room left allows
-    (the most recent first); only trims of parameters the user did not set. ParamsError, before
+    (the thread ladder first); only trims of parameters the user did not set; adaptive stopping
+    on unless the user set ``adaptive``. ParamsError, before
     any trial, when even the last does not fit. ``values``: the checked parameters ("auto" kept:
     notebooks resolve it themselves); ``validate(values, studies)`` resolves them."""
+    if budget_s is not None and "adaptive" not in explicit:
+        values = {**values, "adaptive": True}  # racing: a clearly slower point stops early
+
     def make(applied: Sequence[Trim]) -> BatchPlan | None:
         return _replay(values, chosen, applied, topo, cal, validate, budget_s, spent_s)
 

@@ -2,8 +2,8 @@
 worker process, a generation and a served request cost on this machine before it plans.
 
 A calibration trial is a real worker (`measurement.trial.run_trial`): fresh process, pinned, the
-model loaded, one timed generation of a few tokens, nothing discarded (a cold first generation
-makes the estimate err on the long side). Its numbers go to run.json ``calibration`` and are never
+model loaded, one warm-up and one timed generation of a few tokens (a cold first generation is
+slower than the steady state every study measures: timing it overestimated the runs by ~25 %). Its numbers go to run.json ``calibration`` and are never
 mixed with the studies' trials.
 """
 
@@ -35,9 +35,10 @@ class CalPoint:
 
     @property
     def overhead_s(self) -> float:
-        """Process start, imports, placement checks: the wall time outside the model."""
-        return max(0.5, self.wall_s - self.load_s - self.ttft_s
-                   - (CAL_TOKENS - 1) / self.decode_tok_s)
+        """Process start, imports, placement checks: the wall time outside the model (its
+        warm-up and timed generations)."""
+        return max(0.5, self.wall_s - self.load_s - 2 * (self.ttft_s
+                                                         + (CAL_TOKENS - 1) / self.decode_tok_s))
 
 
 @dataclass
@@ -118,7 +119,7 @@ def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *,
     from coresweep.measurement.trial import prepare, run_trial
     from coresweep.studies.common import workload
 
-    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 0, "reps": 1}
+    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1}
     cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]))
     t0 = time.monotonic()
     for t in counts:

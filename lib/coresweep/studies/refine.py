@@ -43,9 +43,13 @@ class Round:
 
 
 def unsettled(summary: Any) -> dict[str, Any]:
-    """goal -> Decision for every goal whose decision needs refining."""
+    """goal -> Decision for every goal whose decision needs refining: its contenders differ in
+    what a deployment sets — the thread count or the CPUs. Contenders on the same threads and
+    CPUs differ only in whether the process is pinned (02's claim 4, not the answer): more
+    processes there would buy no better recommendation."""
     decisions = {m: decide(summary, m) for m in GOALS}
-    return {m: d for m, d in decisions.items() if d.needs_refinement}
+    return {m: d for m, d in decisions.items() if d.needs_refinement
+            and len({(int(c["threads"]), str(c.get("cpus"))) for c in d.candidates}) > 1}
 
 
 def unit_seconds(summary: Any, keys: Sequence[str], reps: int, warmup: int) -> float:
