@@ -91,8 +91,13 @@ def test_a_bigger_machine_keeps_the_thread_ladder_and_says_what_it_trimmed():
 def test_explicit_values_are_kept_and_an_impossible_budget_is_refused():
     plan = _plan("server-epyc-7313p", overrides=["threads=1,2,4,8,16,32"])
     assert [t for t in plan.values["threads"]] == [1, 2, 4, 8, 16, 32]
-    with pytest.raises(ParamsError, match="budget.*threads"):
-        _plan("server-epyc-7313p", budget="2m", overrides=["threads=1,2,4,8,16,32"])
+    with pytest.raises(ParamsError, match="budget.*threads"):  # the user's own budget: refused
+        _plan("server-epyc-7313p", budget="2m", overrides=["threads=1,2,4,8,16,32",
+                                                            "budget=2m"])
+    # the default budget on a machine too slow for it: the smallest plan, with a warning
+    slow = _plan("server-epyc-7313p", budget="2m", overrides=["threads=1,2,4,8,16,32"])
+    assert not slow.fits and "running the smallest plan anyway" in slow.overrun
+    assert "WARNING" in "\n".join(slow.lines())
 
 
 def test_budget_off_keeps_everything():

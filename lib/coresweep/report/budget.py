@@ -70,6 +70,7 @@ class BatchPlan:
     estimates: list[StudyEstimate]
     trims: list[str] = field(default_factory=list)  # what was trimmed to fit, in order
     skipped: list[str] = field(default_factory=list)  # studies left out to fit
+    overrun: str = ""  # the default budget could not be met: why, and that it runs anyway
 
     @property
     def studies_s(self) -> float:
@@ -104,14 +105,14 @@ class BatchPlan:
                        "process gets no more (estimates assume every process runs)")
         out += [f"  trimmed to fit: {t}" for t in self.trims]
         out += [f"  left out to fit: {s}" for s in self.skipped]
-        return out
+        return out + ([f"  WARNING: {self.overrun}"] if self.overrun else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget_s": self.budget_s, "spent_s": round(self.spent_s, 1),
                 "total_s": round(self.total_s, 1), "reserve_s": round(self.reserve_s, 1),
                 "studies": {e.study: {"what": e.what, "estimate_s": round(e.seconds, 1)}
                             for e in self.estimates},
-                "trims": self.trims, "skipped": self.skipped}
+                "trims": self.trims, "skipped": self.skipped, "overrun": self.overrun}
 
 
 # -- estimates ------------------------------------------------------------------------------------
@@ -302,7 +303,9 @@ def plan_batch(values: Mapping[str, Any], topo: Any, chosen: Sequence[Any], cal:
     """Trim until the estimate fits the budget: :data:`TRIMS` greedily (the largest saving
     first), then :data:`FALLBACKS` in order, then give back every trim the room left allows
     (the thread ladder first); only trims of parameters the user did not set; adaptive stopping
-    on unless the user set ``adaptive``. ParamsError, before
+    on unless the user set ``adaptive``. A default budget that even the smallest plan overruns
+    (a slow or busy machine) runs that plan with a warning (``overrun``); a budget the user set
+    is refused with ParamsError,
     any trial, when even the last does not fit. ``values``: the checked parameters ("auto" kept:
     notebooks resolve it themselves); ``validate(values, studies)`` resolves them."""
     if budget_s is not None and "adaptive" not in explicit:
@@ -326,8 +329,12 @@ def plan_batch(values: Mapping[str, Any], topo: Any, chosen: Sequence[Any], cal:
             break
         if (p := make([*applied, trim])) is not None:
             applied, plan = [*applied, trim], p
-    if not plan.fits:
+    if not plan.fits and "budget" in explicit:
         raise ParamsError(_does_not_fit(plan, explicit))
+    if not plan.fits:  # the default budget on a slow or busy machine: the least, said so
+        plan.overrun = _does_not_fit(plan, explicit).replace(
+            "parameter 'budget': ", "", 1) + " — running the smallest plan anyway"
+        return plan
     for trim in sorted(applied[:-1], key=_give_back_order):  # room left: give trims back
         p = make([t for t in applied if t is not trim])
         if p is not None and p.fits:
