@@ -51,6 +51,7 @@ _HAPROXY = '''# haproxy.cfg written by coresweep: load-aware dispatch to {worker
 # Run it with run.sh beside it (CORESWEEP_STATE_DIR must be set: the stats socket lives there).
 global
     maxconn 1024
+    nbthread 1  # the queue-full check and the queueing happen in turn: at most max_queue wait
     stats socket "${{{state_env}}}/{sock}" mode 600 level user
     hard-stop-after {drain}s
 
