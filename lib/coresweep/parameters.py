@@ -200,6 +200,10 @@ WORKLOAD = table(
           "is an axis of the threads study (per context length), other studies use the first",
           minimum=1, listable=True),
     Param("gen_tokens", "int", 32, "tokens generated per repetition (greedy)", minimum=2),
+    Param("batch", "int", 1, "sequences of the same prompt decoded together in one session "
+          "(one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows "
+          "give each sequence's decode tok/s and the aggregate (batch x it)", minimum=1,
+          maximum=256),
     Param("prompt_text", "str", "",
           "prompt text for a real model with its own tokenizer (chat template); synthetic presets "
           "use prompt_tokens ids; empty means prompt_tokens ids"),

@@ -20,7 +20,8 @@ from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 # The fields that say what a trial generates — the work: configs that differ only elsewhere
 # (threads, placement, knobs) must generate the same tokens, and are raced and compared within
 # the same work. A new axis that changes what is generated is added here.
-WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed")
+WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed",
+               "batch")
 SMT_STATES = (None, "on", "off")
 SMT_MODES = SMT_MODE.choices
 # Environment knobs people set for CPU inference. They are set when a config names them and always
@@ -77,6 +78,7 @@ class TrialConfig:
     seed: int = 0  # prompt seed
     numa_memory: str = SESSION["numa_memory"].default  # memory policy set before the model loads
     prompt_text: str | None = None  # text through the model's tokenizer instead of ids
+    batch: int = _default("batch")  # sequences of the prompt decoded together in one session
     label: str | None = None  # display name only (not part of the key)
     role: dict[str, Any] = field(default_factory=dict)  # what the point is for (not keyed)
 
@@ -124,7 +126,8 @@ class TrialConfig:
         for knobs in (self.env, self.session):
             if knobs:
                 parts.append(",".join(f"{k}={v}" for k, v in sorted(knobs.items())))
-        parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}")
+        parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}"
+                     + (f"b{self.batch}" if self.batch != 1 else ""))
         return " ".join(parts)
 
     @staticmethod

@@ -128,6 +128,9 @@ def validate_config(cfg: TrialConfig) -> None:
     if cfg.numa_memory not in NUMA_MEMORY:
         raise CoresweepError(f"unknown numa_memory {cfg.numa_memory!r}; valid: "
                              f"{', '.join(NUMA_MEMORY)}")
+    from coresweep.engines.base import check_batch
+
+    check_batch(cfg.engine, cfg.batch)  # batch >= 1, and an engine that can decode a batch
     if cfg.threads is None and cfg.pin_threads:
         raise PlacementError("pin_threads needs an explicit thread count (threads=None is ORT-default)")
 
