@@ -55,7 +55,8 @@ def _worker_view(cfg: ServeConfig, report: dict[str, Any]) -> dict[str, Any]:
             "threads": cfg.threads, "plan_cpus": format_cpulist(plan) if plan else "unpinned",
             "load_s": report.get("load_s"), "started": report.get("started"),
             "state": report.get("state", "starting"),
-            "waiting": report.get("waiting", 0), "served": report.get("served", 0)}
+            "waiting": report.get("waiting", 0), "served": report.get("served", 0),
+            "batch": report.get("batch", 1), "active": report.get("active", 0)}
     if threads is None:
         return {**view, "state": "dead", "allowed_cpus": "", "os_threads": 0,
                 "placement_ok": False}
