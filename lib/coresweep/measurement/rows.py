@@ -72,6 +72,17 @@ def numa_columns(cfg: Any, numa: dict[str, Any] | None) -> dict[str, Any]:
             "numa_policy_ok": policy_verified(cfg.numa_memory, maps)}
 
 
+def memory_columns(cfg: Any, memory: dict[str, Any] | None) -> dict[str, Any]:
+    """The huge pages asked for and what the worker's memory held after loading: anonymous bytes,
+    those in transparent huge pages, and whether the mode shows (None: default mode or not
+    readable)."""
+    after = (memory or {}).get("after_load") or {}
+    anon, huge = after.get("Anonymous"), after.get("AnonHugePages")
+    asked = cfg.huge_pages != "default"
+    return {"huge_pages": cfg.huge_pages, "anon_bytes": anon, "anon_huge_bytes": huge,
+            "huge_pages_ok": (bool(huge) if huge is not None else None) if asked else None}
+
+
 def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[str, Any],
                  pid: int | None) -> dict[str, Any]:
     """The columns every trials row of one worker process shares."""
@@ -98,6 +109,7 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "onnxruntime_version": loaded.get("onnxruntime_version"),
         "affinity": format_cpulist(eff) if eff is not None else "",
         **numa_columns(cfg, events.get("numa")),
+        **memory_columns(cfg, events.get("memory")),
     }
 
 

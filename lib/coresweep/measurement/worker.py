@@ -103,6 +103,16 @@ def report_numa(cfg: Any, proto: _Proto) -> None:
     proto.emit("numa", policy=cfg.numa_memory, maps=read_numa_maps())
 
 
+def huge_pages(cfg: Any, proto: _Proto) -> None:
+    """``madvise``: advise and collapse the loaded model's anonymous memory into huge pages;
+    then, whatever the mode, the memory read back (AnonHugePages: what THP gave it)."""
+    from coresweep.machine.hugepages import advise_huge, memory_of
+
+    advised = advise_huge() if cfg.huge_pages == "madvise" else None
+    proto.emit("memory", mode=cfg.huge_pages, advised=advised, after_load=memory_of(),
+               tunables=os.environ.get("GLIBC_TUNABLES"))
+
+
 def generate(engine: Any, prompt: list[int], cfg: Any) -> Any:
     """One generation of the config: one sequence, or ``batch`` of them in one session."""
     if cfg.batch == 1:
@@ -140,6 +150,7 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     check_memory(payload["model_dir"])
     engine = load_engine(payload, cfg, proto)
     report_numa(cfg, proto)
+    huge_pages(cfg, proto)
     prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
                          seed=cfg.seed)
     proto.emit("prompt", prompt_len=len(prompt))

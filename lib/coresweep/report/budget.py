@@ -300,6 +300,7 @@ TRIMS: tuple[Trim, ...] = (
     Trim("execution_mode", _knob_values("execution_mode", "inter_op_threads", "numa_memory"),
          "06: execution mode, inter-op threads and NUMA policy kept at their defaults"),
     Trim("pin_threads", _knob_values("pin_threads"), "06: per-thread pinning not compared"),
+    Trim("huge_pages", _knob_values("huge_pages"), "06: transparent huge pages not compared"),
     Trim("poisson_load", lambda v, t: [] if v.get("poisson_load") else None,
          "04: no open-loop (Poisson) levels"),
     Trim("concurrency", _serving_levels, "04: one closed-loop level, as many users as cores"),

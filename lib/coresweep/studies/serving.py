@@ -50,8 +50,9 @@ def make_plans(values: Mapping[str, Any], topo: Any) -> list:
     cores = common.physical_count(topo)
     plans = [ServePlan(w, cores // w, True, {"split": f"{w}x{cores // w}"})
              for w in values["serve_workers"]]
+    batches = values.get("serve_batch")  # a run folder written before batched plans: none
     plans += [ServePlan(1, cores, True, {"split": f"1x{cores}", "batch": b}, batch=b)
-              for b in values["serve_batch"] if b > 1]
+              for b in (batches if isinstance(batches, list) else []) if b > 1]
     w = values["control_workers"]
     t = max(1, cores // w)
     controls = {
