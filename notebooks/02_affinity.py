@@ -34,6 +34,7 @@ precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthe
 engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
 prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
+batch = 1  # int: sequences of the same prompt decoded together in one session (one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows give each sequence's decode tok/s and the aggregate (batch x it)
 prompt_text = ''  # str: prompt text for a real model with its own tokenizer (chat template); synthetic presets use prompt_tokens ids; empty means prompt_tokens ids
 warmup = 1  # int: untimed warm-up generations per worker process
 reps = 3  # int: timed generations per worker process

@@ -39,6 +39,7 @@ warmup = 1  # int: untimed warm-up generations per worker process
 timeout_s = 600.0  # float: time-out of one worker process, seconds
 sample_interval_s = 0.1  # float: per-CPU utilisation sampling interval, seconds
 serve_workers = 'auto'  # int list: worker counts W of the W x T plans (T is the physical cores divided by W); auto means every divisor of the core count
+serve_batch = 'auto'  # int list: batched plans: one worker on all physical cores decoding up to B users together (continuous batching; HAProxy sends it up to B), one plan per B > 1; auto means as many users as the largest closed-loop level (2..8); [] for none
 serve_controls = ['study']  # str list: control plans: study (the motivating study's deployment: gunicorn + uvicorn workers on one shared socket, OMP_NUM_THREADS per worker, ORT's default threads, unpinned), shared-socket (the pinned W x T on that shared socket: what dispatch costs), unpinned (W x T behind HAProxy without pinning)
 control_workers = 2  # int: workers W of the control plans (capped at the usable CPUs)
 concurrency = 'auto'  # int list: closed-loop concurrent users per level; auto means 1, 2, 4 ... up to twice the physical cores

@@ -200,6 +200,10 @@ WORKLOAD = table(
           "is an axis of the threads study (per context length), other studies use the first",
           minimum=1, listable=True),
     Param("gen_tokens", "int", 32, "tokens generated per repetition (greedy)", minimum=2),
+    Param("batch", "int", 1, "sequences of the same prompt decoded together in one session "
+          "(one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows "
+          "give each sequence's decode tok/s and the aggregate (batch x it)", minimum=1,
+          maximum=256),
     Param("prompt_text", "str", "",
           "prompt text for a real model with its own tokenizer (chat template); synthetic presets "
           "use prompt_tokens ids; empty means prompt_tokens ids"),
@@ -270,6 +274,11 @@ SESSION = table(
     Param("numa_memory", "str", "default", "NUMA memory policy set in the worker before the "
           "model loads: default (first touch), local (the allocating CPU's node) or interleave "
           "(pages spread over every node with memory, like numactl --interleave all)", choices=("default", "local", "interleave")),
+    Param("huge_pages", "str", "default", "transparent huge pages for the worker's memory: "
+          "default (the system's THP setting as it is), malloc (glibc.malloc.hugetlb=1 in "
+          "GLIBC_TUNABLES when the worker starts: glibc advises THP on what it maps) or madvise "
+          "(after the model loads, MADV_HUGEPAGE + MADV_COLLAPSE on every large anonymous "
+          "mapping); read back as AnonHugePages", choices=("default", "malloc", "madvise")),
 )
 # the knobs that are onnxruntime session options (TrialConfig.session keys)
 SESSION_OPTIONS = ("spinning", "inter_op_threads", "execution_mode", "dynamic_block_base",

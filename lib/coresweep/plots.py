@@ -401,6 +401,73 @@ def serving_frontier(summary: pd.DataFrame, knees: pd.DataFrame | None = None, *
 
 
 # ------------------------------------------------------------------------------------------------
+# 07 batching
+
+
+def _per_threads(summary: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    s = _explicit_threads(summary)
+    return [(int(t), g.sort_values("batch")) for t, g in s.groupby("threads", sort=False)]
+
+
+def batching_throughput(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
+    """Left: aggregate decode tok/s (batch × each sequence's) against the batch size, one line
+    per thread count, 95 % CI bands, the ideal (batch × batch 1's) dashed. Right: what one user
+    sees — each sequence's decode tok/s and the batch's TTFT."""
+    _style()
+    title = "Batching: aggregate decode and what each user sees, against the batch size"
+    if summary is None or summary.empty or "agg_decode_tok_s_median" not in summary:
+        return _empty(title, cap, "no batch trial measured")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    a3 = a2.twinx()
+    for i, (t, g) in enumerate(_per_threads(summary)):
+        x, color = g["batch"].to_numpy(float), f"C{i}"
+        a1.fill_between(x, g["agg_decode_tok_s_ci_lo"], g["agg_decode_tok_s_ci_hi"], alpha=0.2,
+                        color=color)
+        a1.plot(x, g["agg_decode_tok_s_median"], "o-", color=color, label=f"{t} thread(s)")
+        one = g[g["batch"] == 1]["decode_tok_s_median"]
+        if len(one):
+            a1.plot(x, x * float(one.iloc[0]), ":", color=color, lw=1)
+        a2.plot(x, g["decode_tok_s_median"], "o-", color=color, label=f"{t}t per user")
+        a3.plot(x, 1000 * g["ttft_s_median"], "s--", color=color, alpha=0.6, label=f"{t}t TTFT")
+    a1.set(xlabel="batch (sequences per step)", ylabel="aggregate decode tokens/s",
+           title="aggregate (dotted: batch × batch 1)")
+    a2.set(xlabel="batch (sequences per step)", ylabel="each user's decode tokens/s",
+           title="per user: decode (solid), TTFT (dashed)")
+    a3.set_ylabel("TTFT of the batch (ms)")
+    for a in (a1, a2):
+        a.set_xticks(sorted(summary["batch"].unique()))
+        a.set_ylim(0, None)
+    a1.legend(fontsize=8)
+    return _finish(fig, title, cap)
+
+
+def batching_roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
+    """Left: the bandwidth one decode step uses (bytes per step ÷ step time) as a share of the
+    read bandwidth measured on the same CPUs, against the batch — below the 70 % line a step is
+    compute-bound. Right: CPU time per generated token (all threads)."""
+    _style()
+    title = "Batching: the roofline per step and the CPU time per token"
+    if summary is None or summary.empty or "pct_of_ceiling" not in summary:
+        return _empty(title, cap, "no batch trial measured")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (t, g) in enumerate(_per_threads(summary)):
+        x = g["batch"].to_numpy(float)
+        a1.plot(x, g["pct_of_ceiling"], "o-", color=f"C{i}", label=f"{t} thread(s)")
+        a2.plot(x, g["cpu_ms_per_token"], "o-", color=f"C{i}", label=f"{t} thread(s)")
+    a1.axhline(70, ls="--", color="grey", lw=1)
+    a1.text(a1.get_xlim()[0], 71, " bandwidth-bound above", fontsize=8, color="grey")
+    a1.set(xlabel="batch (sequences per step)", ylabel="% of measured read bandwidth",
+           title="bytes per step ÷ step time")
+    a2.set(xlabel="batch (sequences per step)", ylabel="CPU ms per token (all threads)",
+           title="CPU time per generated token")
+    for a in (a1, a2):
+        a.set_xticks(sorted(summary["batch"].unique()))
+        a.set_ylim(0, None)
+        a.legend(fontsize=8)
+    return _finish(fig, title, cap)
+
+
+# ------------------------------------------------------------------------------------------------
 # roofline (01, 05)
 
 

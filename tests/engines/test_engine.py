@@ -158,3 +158,35 @@ def test_optimum_style_export_matches_builder_fp32(tiny_optimum, tiny_fp32, prom
     assert chat[0] == 2046
     with pytest.raises(ModelError, match="'genai' engine needs"):
         make_engine("genai", tiny_optimum, s)
+
+
+@pytest.mark.parametrize("engine", ["ort", "genai"])
+@pytest.mark.parametrize("batch", [2, 5])
+def test_a_batch_decodes_every_sequence_like_batch_one(tiny_int4, prompt, engine, batch):
+    """B copies of the prompt in one session: exactly N tokens each, one timestamp per step,
+    every sequence the tokens batch 1 generates; the aggregate is B x each sequence's speed."""
+    e = make_engine(engine, tiny_int4, SessionConfig(threads=1))
+    alone = e.generate(prompt, N)
+    g = e.generate_batch(prompt, N, batch)
+    _check_generation(g, len(prompt), N)
+    assert g.batch == batch and len(g.sequences) == batch
+    assert all(len(s) == N for s in g.sequences) and g.tokens == g.sequences[0]
+    assert g.checksums == [alone.checksum] * batch and g.sequences_agree
+    assert g.agg_decode_tok_s == pytest.approx(batch * g.decode_tok_s)
+    d = g.to_dict()
+    assert d["batch"] == batch and d["checksums"] == g.checksums
+    assert e.generate_batch(prompt, N, 1).tokens == alone.tokens  # batch 1 is generate()
+
+
+def test_batch_is_refused_where_it_cannot_run(tiny_fp32, prompt):
+    from coresweep.engines.base import check_batch
+
+    concat = OrtEngine(tiny_fp32, SessionConfig(threads=1), kv_mode="concat")
+    with pytest.raises(ModelError, match="batch > 1 needs a GroupQueryAttention graph"):
+        concat.generate_batch(prompt, 4, 2)
+    with pytest.raises(ModelError, match="expected an integer >= 1"):
+        check_batch("ort", 0)
+    with pytest.raises(ModelError, match="engine 'genai' cannot serve batches of requests "
+                       r"\(batch=2\); use batch=1, or an engine that can: ort"):
+        check_batch("genai", 2, serving=True)
+    check_batch("llama", 4)  # an engine this coresweep does not know: left to its own check

@@ -109,6 +109,8 @@ def test_memory_refusal(tmp_path):
         (TrialConfig(session={"execution_mode": "fast"}), ModelError, "execution_mode"),
         (TrialConfig(gen_tokens=0), CoresweepError, "gen_tokens"),
         (TrialConfig(smt="maybe"), CoresweepError, "smt"),
+        (TrialConfig(batch=0), CoresweepError, "batch=0: expected an integer >= 1"),
+        (TrialConfig(huge_pages="always"), CoresweepError, "valid: default, malloc, madvise"),
     ],
 )
 def test_bad_input_errors_before_any_trial(tmp_path, cfg, err, match, monkeypatch):
@@ -298,3 +300,64 @@ def test_prompt_past_the_context_is_refused_before_any_trial(tiny_int4):
     assert ctx
     with pytest.raises(ModelError, match="exceeds the context"):
         prepare([_cfg(tiny_int4, threads=1, prompt_tokens=ctx - 2, gen_tokens=4)])
+
+
+@pytest.mark.slow
+def test_a_batch_trial_gives_rows_per_step_and_every_sequence(tiny_int4):
+    """batch 3: each row's n_tokens is per sequence, the aggregate is 3 x each sequence's decode,
+    every sequence's checksum is batch 1's, one token row per step, CPU time per token over all
+    sequences' tokens."""
+    n, cpu = 24, str(first_cpu())
+    one, three = (_cfg(tiny_int4, threads=1, placement=cpu, gen_tokens=n, batch=b)
+                  for b in (1, 3))
+    assert one.key() != three.key() and "b3" in three.display
+    rows = {}
+    for cfg in (one, three):
+        (prep,) = prepare([cfg])
+        res = run_trial(prep, 0, sample_interval_s=0.05)
+        assert res.ok, (res.reason, res.stderr_tail)
+        rows[cfg.batch] = res
+    base = rows[1].trials[0]["checksum"]
+    for r in rows[3].trials:
+        assert r["batch"] == 3 and r["n_tokens"] == n and r["sequences_agree"]
+        assert json.loads(r["checksums"]) == [base] * 3 and r["checksum"] == base
+        assert r["agg_decode_tok_s"] == pytest.approx(3 * r["decode_tok_s"])
+        assert r["cpu_s_per_token"] == pytest.approx(
+            (r["cpu_user_s"] + r["cpu_sys_s"]) / (3 * n))
+    assert len(rows[3].tokens) == 2 * n  # one latency per step, per repetition
+    assert rows[1].trials[0]["batch"] == 1 and json.loads(rows[1].trials[0]["checksums"]) == [base]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["malloc", "madvise"])
+def test_huge_pages_are_asked_for_and_read_back(tiny_int4, mode):
+    """malloc: the worker starts with the glibc tunable (recorded in env); madvise: it advises
+    after loading; both rows read AnonHugePages back from smaps_rollup."""
+    from coresweep.machine.hugepages import why_not
+
+    if why_not(mode):
+        pytest.skip(why_not(mode))
+    (prep,) = prepare([_cfg(tiny_int4, threads=1, placement=str(first_cpu()), gen_tokens=8,
+                            huge_pages=mode)])
+    res = run_trial(prep, 0, sample_interval_s=None)
+    assert res.ok, (res.reason, res.stderr_tail)
+    r = res.trials[0]
+    assert r["huge_pages"] == mode and r["anon_bytes"] > 0 and r["anon_huge_bytes"] is not None
+    assert r["huge_pages_ok"] in (True, False)
+    tunables = json.loads(r["env"]).get("GLIBC_TUNABLES") or ""
+    assert ("glibc.malloc.hugetlb=1" in tunables) == (mode == "malloc")
+
+
+@pytest.mark.slow
+def test_cli_trial_batch_flag(tiny_int4, tmp_path):
+    """`coresweep trial --batch B` comes from the Param: a batch trial, its aggregate printed;
+    a bad batch is one line, exit 2, before any process."""
+    base = [sys.executable, "-m", "coresweep", "trial", "--model", str(tiny_int4), "--threads",
+            "1", "--cpus", str(first_cpu()), "--prompt-tokens", "8", "--gen-tokens", "6",
+            "--processes", "1", "--reps", "1"]
+    out = subprocess.run([*base, "--batch", "3", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "b3" in out.stdout and "aggregate" in out.stdout and "3 sequences x decode" in out.stdout
+    bad = subprocess.run([*base, "--batch", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "'batch': 0 is below the minimum 1" in bad.stderr

@@ -141,3 +141,46 @@ def test_cli_plans_for_a_captured_64_core_machine():
     assert bad.returncode == 2 and "--calibration" in bad.stderr and "Traceback" not in bad.stderr
     worse = _cli("run", "params/default.yaml", "--plan", "-p", "budget=soon")
     assert worse.returncode == 2 and "parameter 'budget'" in worse.stderr
+
+
+def test_batch_calibration_grows_a_step_and_a_prefill_per_sequence():
+    """Without a batch point a batch gains nothing (the safe side); with one, a step and a
+    prefill grow linearly per added sequence as measured, and the point survives a round trip."""
+    from coresweep.report.calibrate import CalPoint
+
+    cal = Calibration.read(CAL)
+    ttft1, step1 = cal.batch_times(2, 2, 1)
+    assert step1 == pytest.approx(1 / cal.points[2].decode_tok_s)
+    ttft4, step4 = cal.batch_times(2, 2, 4)
+    assert step4 == pytest.approx(4 * step1) and ttft4 == pytest.approx(4 * ttft1)
+    two = cal.points[2]
+    cal.batched = CalPoint(2, 12.0, two.load_s, 2.5 * two.ttft_s, two.decode_tok_s / 1.6, 4)
+    assert cal.batch_growth() == pytest.approx((0.2, 0.5))
+    assert cal.batch_times(2, 2, 8)[1] == pytest.approx(2.4 * step1)  # extrapolated linearly
+    assert cal.batch_times(1, 1, 4)[1] == pytest.approx(1.6 / cal.points[1].decode_tok_s)
+    again = Calibration.from_dict(cal.to_dict())
+    assert again.batched == cal.batched
+    assert cal.generation_s(2, 2, 32, batch=4) > cal.generation_s(2, 2, 32)
+
+
+def test_the_plan_estimates_batching_and_trims_it_last():
+    """Budget off: 07 is estimated per batch size and thread count, 04's batched plan per level
+    (a batched worker's request at as many users as its batch holds). A tight budget trims 07's
+    1-thread arm and batch sizes before anything costs an answer; 04's batched plan goes only
+    with 07 already left out."""
+    from coresweep.report.budget import FALLBACKS, TRIMS
+
+    free = _plan("vm-2vcpu", budget="off")
+    by = {e.study: e for e in free.estimates}
+    assert "07_batching" in by and len(by["07_batching"].units) == 8 * 2  # 2 x 4 batches, 2 procs
+    from coresweep.serving.plan import ServePlan
+
+    key = ServePlan(1, 2, True, batch=4).key()  # auto: as many users as 04's top level (4)
+    batched = [k for k in by["04_serving"].units if k.startswith(key)]
+    assert batched and all(by["04_serving"].units[k] > 0 for k in batched)
+    params = [t.param for t in TRIMS]
+    assert params.index("batch_threads") < params.index("threads")
+    says = [t.says for t in FALLBACKS]
+    assert says.index("07 left out") < says.index("04: no batched plan") < says.index(
+        "04 left out")
+

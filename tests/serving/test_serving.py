@@ -528,6 +528,7 @@ def test_a_request_queued_behind_a_busy_worker_while_another_idles_is_counted():
 
 
 def test_the_study_control_is_the_motivating_studys_setup():
+    from coresweep.serving.plan import ServePlan
     from coresweep.studies.serving import make_plans
 
     topo = read_topology(FIX / "laptop-i7-11800h")  # 8 cores, 16 CPUs
@@ -544,6 +545,12 @@ def test_the_study_control_is_the_motivating_studys_setup():
     assert (plans["shared-socket"].threads, plans["shared-socket"].pinned) == (4, True)
     assert not plans["unpinned"].pinned and plans["unpinned"].dispatch == "haproxy"
     assert len({p.key() for p in plans.values()}) == 5
+    batched = make_plans({**values, "serve_batch": [1, 4]}, topo)  # batch 1 is 1x8 already
+    extra = [p for p in batched if p.batch > 1]
+    assert [(p.workers, p.threads, p.batch, p.label) for p in extra] == [(1, 8, 4, "1x8 batch 4")]
+    assert extra[0].key() not in {p.key() for p in plans.values()}
+    assert plans["1x8"].key() == ServePlan(1, 8, True).key()  # batch 1 keys are unchanged
+    assert extra[0].config("/m", topo).batch == 4
 
 
 def test_the_study_hands_out_the_deployment_it_measured(tiny_int4):

@@ -82,11 +82,13 @@ def test_knobs_change_one_at_a_time_from_the_baseline():
     assert base.role["knob"] == "baseline" and base.session == {} and not base.pin_threads
     assert base.threads == v["knob_threads"] == 8  # no 01 results: the physical cores
     for c in cfgs[1:]:
-        changed = {k for k in ("session", "pin_threads", "numa_memory")
+        changed = {k for k in ("session", "pin_threads", "numa_memory", "huge_pages")
                    if getattr(c, k) != getattr(base, k)}
         assert len(changed) == 1, c.display
     assert {c.role["knob"] for c in cfgs[1:]} == {"spinning", "pin_threads", "execution_mode",
-                                                 "dynamic_block_base", "graph_optimization"}
+                                                 "dynamic_block_base", "graph_optimization",
+                                                 "huge_pages"}
+    assert {c.huge_pages for c in cfgs} == {"default", "malloc", "madvise"}
     assert [c for c in cfgs if c.role["knob"] == "spinning"][0].session == {"spinning": False}
     assert "numa_memory" in study.explanation(v) and "one NUMA node" in study.explanation(v)
 
@@ -341,3 +343,15 @@ def test_cli_trial_refuses_a_prompt_length_list(tiny_int4, tmp_path):
     assert out.returncode == 2
     assert "coresweep trial measures one config, so one prompt length" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_huge_pages_are_skipped_where_the_kernel_has_none(tmp_path):
+    """A machine whose kernel has no transparent huge pages (no sysfs THP files): the knob's
+    values other than the default are not measured, and the explanation says why."""
+    root = tmp_path / "machine"
+    shutil.copytree(FIX / "laptop-i7-11800h", root)
+    shutil.rmtree(root / "sys/kernel/mm/transparent_hugepage")
+    study = studies.get("knobs")
+    v = study.validate({"model": "tiny"}, topo=read_topology(root), model=False)
+    assert {c.huge_pages for c in study.configs(v)} == {"default"}
+    assert "no transparent huge pages" in study.explanation(v)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-LEVEL_KEYS = ["plan_key", "plan", "dispatch", "workers", "threads", "pinned", "mode", "level"]
+LEVEL_KEYS = ["plan_key", "plan", "dispatch", "workers", "threads", "pinned", "batch", "mode",
+              "level"]
 IDLE_WAIT_FLAG = 0.02  # idle-while-queued time above this share of request time is flagged
 N_BOOT = 2000
 CI_LEVEL = 0.95
@@ -190,7 +191,8 @@ def knees(summary: pd.DataFrame, fraction: float = 0.9) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-BUDGET_COLUMNS = ["budget_ms", "fits", "status", "plan_key", "plan", "dispatch", "concurrency",
+BUDGET_COLUMNS = ["budget_ms", "fits", "status", "plan_key", "plan", "dispatch", "batch",
+                  "concurrency",
                   "tok_s", "tok_s_ci_lo", "tok_s_ci_hi", "ttft_p99_ms", "ttft_p99_ci_hi_ms",
                   "itl_p99_ms", "sentence", "controls"]
 
@@ -239,7 +241,7 @@ def best_for_budgets(summary: pd.DataFrame, budgets_ms: Sequence[float],
             continue
         rows.append({"budget_ms": b, "fits": True, "status": d.status, "plan_key": r["plan_key"],
                      "plan": r["plan"], "dispatch": r.get("dispatch"),
-                     "concurrency": int(r["level"]), "tok_s": r["tok_s"],
+                     "batch": int(r.get("batch", 1) or 1), "concurrency": int(r["level"]), "tok_s": r["tok_s"],
                      "tok_s_ci_lo": r.get("tok_s_ci_lo"), "tok_s_ci_hi": r.get("tok_s_ci_hi"),
                      "ttft_p99_ms": r["ttft_p99_s"] * 1000,
                      "ttft_p99_ci_hi_ms": r.get("ttft_p99_ci_hi_s", np.nan) * 1000,

@@ -39,6 +39,7 @@ GROUP_COLS = (
     "smt",
     "prompt_tokens",
     "gen_tokens",
+    "batch",
     "pin_threads",
     "env",
     "session",

@@ -1,6 +1,7 @@
-"""`coresweep serve --model M --workers W --threads T [--dispatch haproxy|shared-socket|prefork]`:
+"""`coresweep serve --model M --workers W --threads T [--batch B] [--dispatch haproxy|...]`:
 W pinned worker processes (gunicorn + uvicorn + FastAPI, OpenAI completions API) behind a
-load-aware dispatcher (HAProxy), in the foreground. Every bad flag is a one-line error (exit 2)
+load-aware dispatcher (HAProxy), in the foreground; with --batch B each worker decodes up to B
+requests together (HAProxy sends it up to B at once). Every bad flag is a one-line error (exit 2)
 before anything starts."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _one_line_error(parser: argparse.ArgumentParser) -> Any:
 
 
 def register(subparsers: Any) -> None:
+    from coresweep.serving.batcher import POLICIES
     from coresweep.serving.config import DISPATCHES
 
     p = subparsers.add_parser(
@@ -65,6 +67,15 @@ def register(subparsers: Any) -> None:
                    help="haproxy: load-aware (default); shared-socket: the study's setup, every "
                    "worker accepts on one socket (not load-aware); prefork: gunicorn sync "
                    "workers, only an idle one accepts (no queue limit)")
+    p.add_argument("--batch", type=_int, default=1,
+                   help="requests each worker decodes together (one forward pass per step for "
+                   "all; HAProxy sends a worker up to this many); 1: one at a time (default 1)")
+    p.add_argument("--batching", choices=POLICIES, default="continuous",
+                   help="with --batch: continuous (a request joins the running batch at the next "
+                   "step, a finished one frees its slot at once) or static (requests that arrive "
+                   "during a batch wait until it ends) (default continuous)")
+    p.add_argument("--batch-window", type=_float, default=0.02,
+                   help="seconds an empty batch waits for more requests to join (default 0.02)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=_int, default=8000,
                    help="port of the server (default 8000); with HAProxy the workers use the "
@@ -95,7 +106,8 @@ def _config(args: argparse.Namespace) -> Any:
                         host=args.host, port=args.port, dispatch=args.dispatch,
                         max_queue=args.max_queue, request_timeout_s=args.request_timeout,
                         drain_timeout_s=args.drain_timeout, max_requests=args.max_requests,
-                        max_requests_jitter=args.max_requests // 10)
+                        max_requests_jitter=args.max_requests // 10, batch=args.batch,
+                        batching=args.batching, batch_window_s=args.batch_window)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"worker {i}: CPUs {cpus}, {cfg.threads or 'ORT-default'} thread(s)"
               + (f", port {cfg.port_of(i)}" if cfg.dispatch == "haproxy" else ""),
               file=sys.stderr)
-    print(f"serving {cfg.url} (dispatch: {cfg.dispatch})", file=sys.stderr)
+    batching = f", batch {cfg.batch} ({cfg.batching})" if cfg.batch > 1 else ""
+    print(f"serving {cfg.url} (dispatch: {cfg.dispatch}{batching})", file=sys.stderr)
     serve(cfg)
     return 0

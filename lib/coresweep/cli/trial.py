@@ -152,6 +152,11 @@ def _print_text(cfg: Any, run_: Any, out: dict[str, Any]) -> None:
                   f"[{stats[f'{m}_ci_lo']:.4g}, {stats[f'{m}_ci_hi']:.4g}]  p10-p90 "
                   f"{stats[f'{m}_p10']:.4g}-{stats[f'{m}_p90']:.4g}  CV "
                   f"{100 * (stats[f'{m}_cv'] or 0):.1f}%")
+        batch = int(stats.get("batch") or 1)
+        if batch > 1:  # decode_tok_s is each sequence's: the batch shares every step
+            print(f"{'aggregate':<14} median {batch * stats['decode_tok_s_median']:.4g} tok/s  "
+                  f"95% CI [{batch * stats['decode_tok_s_ci_lo']:.4g}, "
+                  f"{batch * stats['decode_tok_s_ci_hi']:.4g}]  ({batch} sequences x decode)")
         print(f"token latency  p50 {stats.get('token_latency_p50_s', float('nan')) * 1e3:.2f} ms"
               f"  p99 {stats.get('token_latency_p99_s', float('nan')) * 1e3:.2f} ms")
     if placement:

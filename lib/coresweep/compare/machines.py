@@ -50,6 +50,7 @@ def facts(fp: dict[str, Any]) -> dict[str, str]:
         "hybrid (P/E cores)": "yes" if topo.get("hybrid") else "no",
         "ISA extensions": ", ".join(isa) or None, "kernel": topo.get("kernel"),
         "OS": fp.get("os"), "transparent hugepages": fp.get("transparent_hugepage"),
+        "THP defrag": fp.get("transparent_hugepage_defrag"),
         "NUMA balancing": fp.get("numa_balancing"),
         "boost": speed.get("boost"),
         "energy-performance preference": _json(speed.get("energy_performance_preference")),

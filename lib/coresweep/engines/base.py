@@ -12,6 +12,13 @@ Each runtime is one module of this package behind this protocol (``Engine.load()
 - ``GenaiEngine`` ("genai"): onnxruntime-genai's og.Generator with the same session options through
   the config overlay and max_length = prompt + N.
 
+Batches: ``Engine.generate_batch(prompt_ids, n, batch)`` decodes ``batch`` copies of the prompt
+together in one session (one forward pass per step for all of them) and returns one Generation
+holding every sequence; ``Engine.batch_decoder(slots)`` gives a server a ``BatchDecoder`` that
+takes sequences in and out between steps (continuous batching). A runtime that cannot do either
+keeps ``batches`` / ``serves_batches`` False and refuses with a ModelError naming the runtimes
+that can (:func:`check_batch`, called before any trial or server starts).
+
 onnxruntime / onnxruntime_genai are imported inside the engines only: a worker process sets its CPU
 affinity and environment first, then creates an engine.
 """
@@ -41,6 +48,28 @@ class Generation:
     prompt_tokens: int
     engine: str = ""
     extra: dict = field(default_factory=dict)
+    # every sequence of a batch (``tokens`` is the first); empty for one sequence
+    sequences: list[list[int]] = field(default_factory=list)
+
+    @property
+    def batch(self) -> int:
+        """Sequences decoded together (their steps share the timestamps)."""
+        return max(1, len(self.sequences))
+
+    @property
+    def checksums(self) -> list[str]:
+        """The checksum of every sequence, in batch order."""
+        return [token_checksum(s) for s in self.sequences] or [self.checksum]
+
+    @property
+    def sequences_agree(self) -> bool:
+        """Every sequence of the batch generated the same tokens (same prompt, same tokens)."""
+        return len(set(self.checksums)) == 1
+
+    @property
+    def agg_decode_tok_s(self) -> float:
+        """Decoded tokens of all sequences per second: batch x each sequence's decode tok/s."""
+        return self.batch * self.decode_tok_s
 
     @property
     def ttft_s(self) -> float:
@@ -75,7 +104,8 @@ class Generation:
             "engine": self.engine, "prompt_tokens": self.prompt_tokens, "tokens": list(self.tokens),
             "start_ns": self.start_ns, "token_ns": list(self.token_ns), "ttft_s": self.ttft_s,
             "prefill_tok_s": self.prefill_tok_s, "decode_tok_s": self.decode_tok_s,
-            "e2e_s": self.e2e_s, "checksum": self.checksum, **self.extra,
+            "e2e_s": self.e2e_s, "checksum": self.checksum, "batch": self.batch,
+            "checksums": self.checksums, "agg_decode_tok_s": self.agg_decode_tok_s, **self.extra,
         }
 
 
@@ -93,8 +123,58 @@ def token_sink(tokens: list[int], on_token: Any = None) -> Any:
     return keep
 
 
+class BatchDecoder:
+    """Sequences decoded together, joining and leaving between steps (a server's batch).
+
+    ``admit(ids, max_new)`` runs the prompt of a new sequence on its own (batch 1, into a free
+    row of the shared KV buffers) and returns (sequence id, its first token); ``step()`` runs one
+    forward pass for every admitted sequence and returns {sequence id: next token};
+    ``release(seq)`` frees its row. ``slots`` is the most sequences at once."""
+
+    slots: int = 1
+
+    @property
+    def active(self) -> int:
+        raise NotImplementedError
+
+    def admit(self, prompt_ids: Sequence[int], max_new: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def step(self) -> dict[int, int]:
+        raise NotImplementedError
+
+    def release(self, seq: int) -> None:
+        raise NotImplementedError
+
+
+def check_batch(engine: str, batch: int, *, serving: bool = False) -> None:
+    """ModelError before any trial or server when ``engine`` cannot decode ``batch`` sequences
+    together (a trial), or cannot serve batches (``serving``); naming the runtimes that can."""
+    import importlib
+
+    from coresweep.engines import RUNTIMES
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ModelError(f"batch={batch!r}: expected an integer >= 1")
+    if batch == 1 or engine not in RUNTIMES:
+        return
+    attr = "serves_batches" if serving else "batches"
+
+    def able(name: str) -> bool:
+        module, cls = RUNTIMES[name].split(":")
+        return bool(getattr(getattr(importlib.import_module(module), cls), attr, False))
+
+    if not able(engine):
+        can = [n for n in RUNTIMES if able(n)]
+        what = "serve batches of requests" if serving else "decode a batch in one session"
+        raise ModelError(f"engine {engine!r} cannot {what} (batch={batch}); use batch=1, or an "
+                         f"engine that can: {', '.join(can) or 'none'}")
+
+
 class Engine:
     name = ""
+    batches = False  # generate_batch decodes several sequences in one session
+    serves_batches = False  # batch_decoder gives a server sequences that join and leave
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -109,6 +189,11 @@ class Engine:
         # End-of-sequence ids are never chosen (min_length = max_length semantics): exactly N tokens.
         self.eos_token_ids = [int(e) for e in (eos_token_ids if eos_token_ids is not None
                                                 else self.info.eos_token_ids)]
+
+    def check_prompt(self, prompt_ids: Sequence[int], gen_tokens: int) -> list[int]:
+        """The prompt as ints; ModelError when it is empty, outside the vocabulary or too long
+        for the context with ``gen_tokens`` more."""
+        return self._check(prompt_ids, gen_tokens)
 
     def _check(self, prompt_ids: Sequence[int], gen_tokens: int) -> list[int]:
         ids = [int(t) for t in prompt_ids]
@@ -133,6 +218,23 @@ class Engine:
     def generate(self, prompt_ids: Sequence[int], gen_tokens: int, *,
                  on_token: Any = None) -> Generation:
         """Exactly ``gen_tokens`` greedy tokens; ``on_token(tok)`` is called as each is ready."""
+        raise NotImplementedError
+
+    def generate_batch(self, prompt_ids: Sequence[int], gen_tokens: int,
+                       batch: int) -> Generation:
+        """``batch`` copies of the prompt decoded together, exactly ``gen_tokens`` tokens each,
+        one timestamp per step (shared by every sequence). Batch 1 is :meth:`generate`."""
+        check_batch(self.name, batch)
+        if batch == 1:
+            return self.generate(prompt_ids, gen_tokens)
+        return self._generate_batch(self._check(prompt_ids, gen_tokens), gen_tokens, batch)
+
+    def _generate_batch(self, ids: list[int], gen_tokens: int, batch: int) -> Generation:
+        raise NotImplementedError
+
+    def batch_decoder(self, slots: int) -> BatchDecoder:
+        """A decoder of up to ``slots`` sequences that join and leave between steps."""
+        check_batch(self.name, max(2, slots), serving=True)
         raise NotImplementedError
 
     def describe(self) -> dict:

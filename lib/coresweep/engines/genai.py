@@ -16,6 +16,7 @@ class GenaiEngine(Engine):
     """Greedy generation on onnxruntime-genai (og.Generator), session options via the overlay."""
 
     name = "genai"
+    batches = True  # GeneratorParams batch_size; a server's batches: og.Engine (bench only)
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -97,3 +98,30 @@ class GenaiEngine(Engine):
             keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name)
+
+    def _generate_batch(self, ids: list[int], gen_tokens: int, batch: int) -> Generation:
+        """genai's own batch: ``batch_size`` in the search options, the prompt once per sequence,
+        one ``generate_next_token`` per step for all of them."""
+        import numpy as np
+        import onnxruntime_genai as og
+
+        if self.model is None:
+            self.load()
+        p = len(ids)
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=p + gen_tokens, min_length=p + gen_tokens,
+                                  do_sample=False, num_beams=1, past_present_share_buffer=True,
+                                  batch_size=batch)
+        prompt = np.asarray([ids] * batch, dtype=np.int32)
+        out = np.zeros((gen_tokens, batch), dtype=np.int64)  # step x sequence
+        token_ns: list[int] = []
+        gen = og.Generator(self.model, params)
+        start = time.perf_counter_ns()
+        gen.append_tokens(prompt)
+        for i in range(gen_tokens):
+            gen.generate_next_token()
+            out[i] = gen.get_next_tokens()
+            token_ns.append(time.perf_counter_ns())
+        seqs = out.T.tolist()
+        return Generation(tokens=seqs[0], start_ns=start, token_ns=token_ns, prompt_tokens=p,
+                          engine=self.name, sequences=seqs)

@@ -15,6 +15,8 @@ class OrtEngine(Engine):
     """Greedy generation on plain onnxruntime with IOBinding."""
 
     name = "ort"
+    batches = True
+    serves_batches = True
 
     def __init__(self, model_dir, session: SessionConfig, *, kv_mode: str = "auto",
                  eos_token_ids: Sequence[int] | None = None):
@@ -67,21 +69,21 @@ class OrtEngine(Engine):
 
         return {"float32": np.float32, "float16": np.float16}.get(name, np.float32)
 
-    def _logit_buffers(self, prompt_len: int):
+    def _logit_buffers(self, prompt_len: int, batch: int = 1):
         import onnxruntime as ort
 
         info = self.info
         dt = self._np_dtype(info.logits_dtype)
         vocab = info.vocab_size
         rows = 1 if info.logits_last_only else prompt_len
-        pre = aligned_empty((1, rows, vocab), dt)
-        dec = aligned_empty((1, 1, vocab), dt)
+        pre = aligned_empty((batch, rows, vocab), dt)
+        dec = aligned_empty((batch, 1, vocab), dt)
         for buf in (pre, dec):  # page-fault them here, not inside the timed prefill (39 MB at
             buf.fill(0)         # 64 prompt tokens x 151936 logits)
         return (pre, ort.OrtValue.ortvalue_from_numpy(pre),
                 dec, ort.OrtValue.ortvalue_from_numpy(dec))
 
-    def _shared_buffers(self, p: int, max_len: int):
+    def _shared_buffers(self, p: int, max_len: int, batch: int = 1):
         """Per layer one (key, value) buffer of `max_len` positions, bound as both the past input
         and the present output (GroupQueryAttention reads only the valid positions), and the
         logits buffers.
@@ -94,11 +96,11 @@ class OrtEngine(Engine):
         import onnxruntime as ort
 
         info = self.info
-        key = (p, max_len, self._kv_alloc)
+        key = (p, max_len, self._kv_alloc, batch)
         cached = self._buffers.get(key)
         if cached is None:
             kv_dt = self._np_dtype(info.kv_dtype)
-            shape = (1, info.kv_heads, max_len, info.head_dim)
+            shape = (batch, info.kv_heads, max_len, info.head_dim)
             if self._kv_alloc == "numpy":  # kept for A/B tests: numpy's 16-byte aligned buffers
                 kv_np = [(np.zeros(shape, kv_dt), np.zeros(shape, kv_dt))
                          for _ in range(info.num_layers)]
@@ -113,23 +115,24 @@ class OrtEngine(Engine):
                 for pair in kv:
                     for ov in pair:
                         ov.update_inplace(zeros)
-            self._buffers = {key: (kv, self._logit_buffers(p))}
+            self._buffers = {key: (kv, self._logit_buffers(p, batch))}
             cached = self._buffers[key]
         return cached
 
-    def _token_inputs(self, ids: list[int], max_len: int):
+    def _token_inputs(self, ids: list[int], max_len: int, batch: int = 1):
         """Every token input of one generation, made before the clock starts: the prompt and its
         positions, one attention mask of `max_len` ones (each step binds a slice of it), and the
-        1x1 token id and position that each decode step overwrites. The positions are None when
-        the graph takes none (``pos`` is still written each step: the loop stays branch-free)."""
+        1x1 token id and position that each decode step overwrites (one row per sequence of a
+        batch). The positions are None when the graph takes none (``pos`` is still written each
+        step: the loop stays branch-free)."""
         import numpy as np
 
         has_pos = self.info.has_position_ids
-        prompt = np.asarray([ids], dtype=np.int64)
-        mask = np.ones((1, max_len), dtype=np.int64)
-        prompt_pos = np.arange(len(ids), dtype=np.int64)[None, :] if has_pos else None
-        step_ids = np.zeros((1, 1), dtype=np.int64)
-        pos = np.zeros((1, 1), dtype=np.int64)
+        prompt = np.asarray([ids] * batch, dtype=np.int64)
+        mask = np.ones((batch, max_len), dtype=np.int64)
+        prompt_pos = np.tile(np.arange(len(ids), dtype=np.int64), (batch, 1)) if has_pos else None
+        step_ids = np.zeros((batch, 1), dtype=np.int64)
+        pos = np.zeros((batch, 1), dtype=np.int64)
         return prompt, mask, prompt_pos, step_ids, pos, (pos if has_pos else None)
 
     def _bind_empty_past(self, io):
@@ -183,6 +186,65 @@ class OrtEngine(Engine):
             keep(tok)
         return Generation(tokens=tokens, start_ns=start, token_ns=token_ns, prompt_tokens=p,
                           engine=self.name, extra={"kv_mode": "shared"})
+
+    def _argmax_rows(self, rows):
+        """The greedy token of every row of a (batch, vocab) logits view (EOS masked)."""
+        if self._eos:
+            rows[:, self._eos] = -float("inf")
+        return rows.argmax(axis=1)
+
+    def _generate_batch(self, ids: list[int], n: int, batch: int) -> Generation:
+        """``batch`` copies of the prompt through the graph's batch dimension: one prefill of
+        shape (batch, prompt), then one (batch, 1) step per token, every row at the same
+        position (one attention mask for all). Timed like :meth:`_generate_shared`."""
+        import numpy as np
+
+        if self.kv_mode != "shared":
+            raise ModelError("batch > 1 needs a GroupQueryAttention graph with one shared KV "
+                             "buffer (the onnxruntime-genai builder's); this model concatenates "
+                             "its KV cache: use batch=1")
+        if self.session is None:
+            self.load()
+        sess, p = self.session, len(ids)
+        kv, (pre_np, pre_ov, dec_np, dec_ov) = self._shared_buffers(p, p + n, batch)
+        prompt, mask, prompt_pos, step_ids, pos, step_pos = self._token_inputs(ids, p + n, batch)
+        io = sess.io_binding()
+        for (pk, pv), (ok, ov), (k, v) in zip(self.info.past_names, self.info.present_names, kv,
+                                               strict=True):
+            io.bind_ortvalue_input(pk, k)
+            io.bind_ortvalue_input(pv, v)
+            io.bind_ortvalue_output(ok, k)
+            io.bind_ortvalue_output(ov, v)
+        io.bind_ortvalue_output("logits", pre_ov)
+        out = np.zeros((n, batch), dtype=np.int64)  # step x sequence
+        token_ns: list[int] = []
+        ones = mask.reshape(-1)  # every row's mask is all ones: a contiguous (batch, t) view
+
+        start = time.perf_counter_ns()
+        self._bind_tokens(io, prompt, ones[: batch * p].reshape(batch, p), prompt_pos)
+        sess.run_with_iobinding(io)
+        out[0] = self._argmax_rows(pre_np[:, -1])
+        token_ns.append(time.perf_counter_ns())
+        io.bind_ortvalue_output("logits", dec_ov)
+        for i, t in enumerate(range(p, p + n - 1), start=1):
+            step_ids[:, 0] = out[i - 1]
+            pos[:, 0] = t
+            self._bind_tokens(io, step_ids, ones[: batch * (t + 1)].reshape(batch, t + 1),
+                              step_pos)
+            sess.run_with_iobinding(io)
+            out[i] = self._argmax_rows(dec_np[:, -1])
+            token_ns.append(time.perf_counter_ns())
+        seqs = out.T.tolist()
+        return Generation(tokens=seqs[0], start_ns=start, token_ns=token_ns, prompt_tokens=p,
+                          engine=self.name, extra={"kv_mode": "shared"}, sequences=seqs)
+
+    def batch_decoder(self, slots: int):
+        """A server's decoder of up to ``slots`` sequences (engines.ort_batch.OrtBatchDecoder)."""
+        from coresweep.engines.ort_batch import OrtBatchDecoder
+
+        if self.session is None:
+            self.load()
+        return OrtBatchDecoder(self, slots)
 
     def _generate_concat(self, ids: list[int], n: int, on_token: Any = None) -> Generation:
         info, sess = self.info, self.session

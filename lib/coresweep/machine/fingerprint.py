@@ -9,6 +9,7 @@ import re
 import socket
 from pathlib import Path
 
+from coresweep.machine.hugepages import thp_state
 from coresweep.machine.sysfs import SysfsReader, is_live
 from coresweep.machine.topology import Topology, read_topology
 from coresweep.provenance import collect_versions, now_iso
@@ -60,6 +61,7 @@ def fingerprint(topo: Topology | None = None) -> dict:
         if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES
     }
     versions = collect_versions()
+    thp = thp_state(topo.root)  # enabled, defrag (huge pages the workers' memory can get)
     from coresweep.machine.speed import speed_state  # boost, EPP, hypervisor, isolation, memory
 
     return {
@@ -70,6 +72,8 @@ def fingerprint(topo: Topology | None = None) -> dict:
         "versions": versions,
         "env": env,
         "transparent_hugepage": _thp(r),
+        "transparent_hugepage_defrag": thp["defrag"],
+        "transparent_hugepage_khugepaged_defrag": thp["khugepaged_defrag"],
         "numa_balancing": nb,
         "loadavg": loadavg,
         "os": platform.platform() if live else None,

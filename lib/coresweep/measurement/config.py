@@ -20,7 +20,8 @@ from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 # The fields that say what a trial generates — the work: configs that differ only elsewhere
 # (threads, placement, knobs) must generate the same tokens, and are raced and compared within
 # the same work. A new axis that changes what is generated is added here.
-WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed")
+WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed",
+               "batch")
 SMT_STATES = (None, "on", "off")
 SMT_MODES = SMT_MODE.choices
 # Environment knobs people set for CPU inference. They are set when a config names them and always
@@ -28,9 +29,11 @@ SMT_MODES = SMT_MODE.choices
 ENV_KNOBS = (
     "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS", "KMP_AFFINITY", "GOMP_CPU_AFFINITY", "ORT_DISABLE_SPINNING",
+    "GLIBC_TUNABLES",
 )
 SESSION_KEYS = (*SESSION_OPTIONS, "memory_arena")
 NUMA_MEMORY = SESSION["numa_memory"].choices
+HUGE_PAGES = SESSION["huge_pages"].choices
 
 KEY_VERSION = 1
 # field -> its name in the key-version-1 hash (release 0.1 called `warmup` "warmups")
@@ -76,7 +79,9 @@ class TrialConfig:
     oversubscribe: bool = False  # allow more threads than CPUs in the plan
     seed: int = 0  # prompt seed
     numa_memory: str = SESSION["numa_memory"].default  # memory policy set before the model loads
+    huge_pages: str = SESSION["huge_pages"].default  # THP for the worker (machine.hugepages)
     prompt_text: str | None = None  # text through the model's tokenizer instead of ids
+    batch: int = _default("batch")  # sequences of the prompt decoded together in one session
     label: str | None = None  # display name only (not part of the key)
     role: dict[str, Any] = field(default_factory=dict)  # what the point is for (not keyed)
 
@@ -121,10 +126,13 @@ class TrialConfig:
             parts.append("pinned-threads")
         if self.numa_memory != "default":
             parts.append(f"numa-{self.numa_memory}")
+        if self.huge_pages != "default":
+            parts.append(f"huge-pages-{self.huge_pages}")
         for knobs in (self.env, self.session):
             if knobs:
                 parts.append(",".join(f"{k}={v}" for k, v in sorted(knobs.items())))
-        parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}")
+        parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}"
+                     + (f"b{self.batch}" if self.batch != 1 else ""))
         return " ".join(parts)
 
     @staticmethod

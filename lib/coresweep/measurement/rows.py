@@ -22,9 +22,21 @@ REP_FIELDS = ("ttft_s", "prefill_tok_s", "decode_tok_s", "e2e_s", "n_tokens", "p
 
 
 def cpu_s_per_token(rep: dict[str, Any]) -> float:
-    """CPU seconds (user + system, all threads) the process spent per generated token."""
-    n = rep.get("n_tokens") or 0
+    """CPU seconds (user + system, all threads) the process spent per generated token (a
+    batch's: every sequence's tokens)."""
+    n = (rep.get("n_tokens") or 0) * (rep.get("batch") or 1)
     return (rep["cpu_user_s"] + rep["cpu_sys_s"]) / n if n else float("nan")
+
+
+def batch_columns(rep: dict[str, Any]) -> dict[str, Any]:
+    """A repetition's batch: each sequence's decode tok/s is ``decode_tok_s`` (the steps are
+    shared), the aggregate is batch x it; every sequence's checksum (``checksum`` is the first:
+    the same as batch 1's when the batch changes nothing) and whether they all agree."""
+    batch = int(rep.get("batch") or 1)
+    sums = rep.get("checksums") or [rep["checksum"]]
+    return {"agg_decode_tok_s": rep.get("agg_decode_tok_s", batch * rep["decode_tok_s"]),
+            "checksums": json.dumps(list(sums)),
+            "sequences_agree": bool(rep.get("sequences_agree", len(set(sums)) == 1))}
 
 
 def _cpu_s(t: dict[str, Any]) -> float:
@@ -60,6 +72,17 @@ def numa_columns(cfg: Any, numa: dict[str, Any] | None) -> dict[str, Any]:
             "numa_policy_ok": policy_verified(cfg.numa_memory, maps)}
 
 
+def memory_columns(cfg: Any, memory: dict[str, Any] | None) -> dict[str, Any]:
+    """The huge pages asked for and what the worker's memory held after loading: anonymous bytes,
+    those in transparent huge pages, and whether the mode shows (None: default mode or not
+    readable)."""
+    after = (memory or {}).get("after_load") or {}
+    anon, huge = after.get("Anonymous"), after.get("AnonHugePages")
+    asked = cfg.huge_pages != "default"
+    return {"huge_pages": cfg.huge_pages, "anon_bytes": anon, "anon_huge_bytes": huge,
+            "huge_pages_ok": (bool(huge) if huge is not None else None) if asked else None}
+
+
 def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[str, Any],
                  pid: int | None) -> dict[str, Any]:
     """The columns every trials row of one worker process shares."""
@@ -73,7 +96,7 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "strategy": cfg.plan_strategy(), "cpus": format_cpulist(plan_cpus),
         "n_cpus": len(set(plan_cpus)), "smt": cfg.smt or "asis",
         "prompt_tokens": events.get("prompt", {}).get("prompt_len", cfg.prompt_tokens),
-        "gen_tokens": cfg.gen_tokens, "pin_threads": cfg.pin_threads,
+        "gen_tokens": cfg.gen_tokens, "batch": cfg.batch, "pin_threads": cfg.pin_threads,
         "env": json.dumps(hello.get("env_knobs", {}), sort_keys=True),
         "session": json.dumps(cfg.session, sort_keys=True), "process": process,
         "pid": hello.get("pid", pid),
@@ -86,6 +109,7 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "onnxruntime_version": loaded.get("onnxruntime_version"),
         "affinity": format_cpulist(eff) if eff is not None else "",
         **numa_columns(cfg, events.get("numa")),
+        **memory_columns(cfg, events.get("memory")),
     }
 
 
@@ -115,7 +139,7 @@ def rows_from_events(prep: Any, process: int, events: dict[str, Any], reps: list
     base = {**base_columns(prep, process, events, verdict, pid), **(measured or {})}
     return {
         "trials": [{**base, "rep": r["rep"], **{f: r[f] for f in REP_FIELDS},
-                    "cpu_s_per_token": cpu_s_per_token(r)} for r in reps],
+                    **batch_columns(r), "cpu_s_per_token": cpu_s_per_token(r)} for r in reps],
         "tokens": [row for r in reps for row in token_rows(prep.key, process, r)],
         "threads": after_load_rows(prep.key, process, events.get("loaded", {}))
         + timed_thread_rows(prep.key, process, verdict["rows"],

@@ -19,6 +19,7 @@ from typing import Any
 from coresweep.engines import ENGINES
 from coresweep.errors import CoresweepError, ModelError, PlacementError
 from coresweep.measurement.config import (
+    HUGE_PAGES,
     NUMA_MEMORY,
     SESSION_KEYS,
     SMT_MODES,
@@ -51,6 +52,17 @@ class PreparedTrial:
     weight_bytes: int
     skip_reason: str | None = None
     numa_nodes: tuple[int, ...] = ()  # nodes with memory: an interleave policy spreads over them
+
+    def spawn_env(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment the worker starts with: ours (or ``env``), the config's knobs (also
+        set again by the worker before onnxruntime loads) and what must be there from the
+        start (glibc reads GLIBC_TUNABLES once, when the process starts)."""
+        import os
+
+        from coresweep.machine.hugepages import spawn_env
+
+        base = {**(os.environ if env is None else env), **self.config.env}
+        return spawn_env(self.config.huge_pages, base)
 
     def worker_payload(self, process: int) -> dict[str, Any]:
         plan = self.plan
@@ -128,6 +140,12 @@ def validate_config(cfg: TrialConfig) -> None:
     if cfg.numa_memory not in NUMA_MEMORY:
         raise CoresweepError(f"unknown numa_memory {cfg.numa_memory!r}; valid: "
                              f"{', '.join(NUMA_MEMORY)}")
+    if cfg.huge_pages not in HUGE_PAGES:
+        raise CoresweepError(f"unknown huge_pages {cfg.huge_pages!r}; valid: "
+                             f"{', '.join(HUGE_PAGES)}")
+    from coresweep.engines.base import check_batch
+
+    check_batch(cfg.engine, cfg.batch)  # batch >= 1, and an engine that can decode a batch
     if cfg.threads is None and cfg.pin_threads:
         raise PlacementError("pin_threads needs an explicit thread count (threads=None is ORT-default)")
 
@@ -293,7 +311,7 @@ def run_trial(prep: PreparedTrial, process: int = 0, *, timeout_s: float | None 
     phase, sampler = ["spawn"], None
     throttled_before = read_throttling()
     with parent_outside(prep.plan.cpus) as parent, \
-            WorkerProcess(prep.worker_payload(process), timeout_s, env) as worker:
+            WorkerProcess(prep.worker_payload(process), timeout_s, prep.spawn_env(env)) as worker:
         if on_event:
             on_event({"event": "spawn", "pid": worker.pid, "key": prep.key, "process": process})
         if sample_interval_s:

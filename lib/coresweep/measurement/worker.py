@@ -103,10 +103,28 @@ def report_numa(cfg: Any, proto: _Proto) -> None:
     proto.emit("numa", policy=cfg.numa_memory, maps=read_numa_maps())
 
 
+def huge_pages(cfg: Any, proto: _Proto) -> None:
+    """``madvise``: advise and collapse the loaded model's anonymous memory into huge pages;
+    then, whatever the mode, the memory read back (AnonHugePages: what THP gave it)."""
+    from coresweep.machine.hugepages import advise_huge, memory_of
+
+    advised = advise_huge() if cfg.huge_pages == "madvise" else None
+    proto.emit("memory", mode=cfg.huge_pages, advised=advised, after_load=memory_of(),
+               tunables=os.environ.get("GLIBC_TUNABLES"))
+
+
+def generate(engine: Any, prompt: list[int], cfg: Any) -> Any:
+    """One generation of the config: one sequence, or ``batch`` of them in one session."""
+    if cfg.batch == 1:
+        return engine.generate(prompt, cfg.gen_tokens)
+    return engine.generate_batch(prompt, cfg.gen_tokens, cfg.batch)
+
+
 def timed_rep(engine: Any, prompt: list[int], cfg: Any, rep: int, proto: _Proto) -> None:
-    """One timed generation and what the process spent on it."""
+    """One timed generation and what the process spent on it (a batch: its every sequence's
+    checksum; its tokens all count in the CPU time per token)."""
     r0 = _rusage()
-    g = engine.generate(prompt, cfg.gen_tokens)
+    g = generate(engine, prompt, cfg)
     r1 = _rusage()
     du, ds = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     e2e = float(g.e2e_s)
@@ -117,7 +135,8 @@ def timed_rep(engine: Any, prompt: list[int], cfg: Any, rep: int, proto: _Proto)
                cpu_user_s=du, cpu_sys_s=ds, ctx_vol=r1.ru_nvcsw - r0.ru_nvcsw,
                ctx_invol=r1.ru_nivcsw - r0.ru_nivcsw,
                cpu_util_pct=100.0 * (du + ds) / e2e if e2e > 0 else float("nan"),
-               checksum=g.checksum)
+               checksum=g.checksum, batch=g.batch, checksums=g.checksums,
+               sequences_agree=g.sequences_agree, agg_decode_tok_s=float(g.agg_decode_tok_s))
 
 
 def run(payload: dict[str, Any], proto: _Proto) -> None:
@@ -131,11 +150,12 @@ def run(payload: dict[str, Any], proto: _Proto) -> None:
     check_memory(payload["model_dir"])
     engine = load_engine(payload, cfg, proto)
     report_numa(cfg, proto)
+    huge_pages(cfg, proto)
     prompt = make_prompt(payload["model_dir"], cfg.prompt_tokens, text=cfg.prompt_text,
                          seed=cfg.seed)
     proto.emit("prompt", prompt_len=len(prompt))
     for i in range(cfg.warmup):  # step 3: discarded
-        g = engine.generate(prompt, cfg.gen_tokens)
+        g = generate(engine, prompt, cfg)
         proto.emit("warmup", index=i, decode_tok_s=g.decode_tok_s, ttft_s=g.ttft_s)
     proto.emit("timed_start")  # step 4
     before = read_threads("self")

@@ -140,13 +140,17 @@ def numa_local_helps(ev: Evidence) -> dict[str, Any]:
 
 def pinned_workers_serve_better(ev: Evidence) -> dict[str, Any]:
     """Pinned plans behind HAProxy (each request to an idle worker): one worker against the best
-    of several at the highest closed-loop concurrency, on aggregate tok/s intervals; the study's
-    own setup (one shared socket) beside it with what its dispatch cost."""
+    of several at the highest closed-loop concurrency, on aggregate tok/s intervals; one worker
+    batching those users (when 04 measured it) and the study's own setup (one shared socket)
+    beside it."""
     text, link = ("several pinned workers serve concurrent users better than one",
                   ev.links.get("serving"))
     s = ev.serving
-    cand = s[(s["mode"] == "closed") & s["pinned"].astype(bool) & (s["dispatch"] == "haproxy")
-             & (s["errors"] == 0)] if len(s) and "dispatch" in s else s.iloc[0:0]
+    batch = s["batch"].fillna(1).astype(int) if len(s) and "batch" in s else 1
+    closed = s[(s["mode"] == "closed") & s["pinned"].astype(bool) & (s["dispatch"] == "haproxy")
+               & (s["errors"] == 0)] if len(s) and "dispatch" in s else s.iloc[0:0]
+    batched = closed[batch[closed.index] > 1] if isinstance(batch, pd.Series) else closed[:0]
+    cand = closed.drop(batched.index)
     if not len(cand) or cand["workers"].nunique() < 2:
         return _claim(7, text, UNTESTABLE, "needs pinned plans with 1 and several workers "
                       "behind load-aware dispatch", link)
@@ -158,7 +162,21 @@ def pinned_workers_serve_better(ev: Evidence) -> dict[str, Any]:
     why = (f"{int(a['level'])} users, each request to an idle worker (HAProxy leastconn, one "
            f"request per worker): {a['plan']} {_tok(a, 'tok_s')}, {b['plan']} "
            f"{_tok(b, 'tok_s')}")
-    return _claim(7, text, _judged(a, b, "tok_s"), why + _study_setup(s, int(a["level"])), link)
+    return _claim(7, text, _judged(a, b, "tok_s"), why + _batched(batched, a)
+                  + _study_setup(s, int(a["level"])), link)
+
+
+def _batched(batched: pd.DataFrame, best: pd.Series) -> str:
+    """One worker batching the same users against the best several-worker plan (relation())."""
+    at = batched[batched["level"] == best["level"]]
+    if not len(at):
+        return ""
+    r = at.loc[at["tok_s"].idxmax()].copy()
+    r["tok_s_median"] = r["tok_s"]
+    rel = relation(r, best.copy(), "tok_s")
+    word = {BETTER: "more than", WORSE: "less than"}.get(rel, "tied within noise with")
+    return (f"; one worker batching them instead ({r['plan']}, continuous batching): "
+            f"{_tok(r, 'tok_s')}, {word} {best['plan']}")
 
 
 def _study_setup(s: pd.DataFrame, level: int) -> str:

@@ -19,7 +19,13 @@ from typing import Any
 from coresweep import studies
 from coresweep.errors import CoresweepError, ParamsError
 from coresweep.provenance import now_iso, utc_stamp
-from coresweep.report.budget import kept_studies, needed_threads, parse_budget, plan_batch
+from coresweep.report.budget import (
+    kept_studies,
+    needed_batch,
+    needed_threads,
+    parse_budget,
+    plan_batch,
+)
 from coresweep.report.calibrate import calibrate, thread_counts
 from coresweep.report.html import banner, render_html
 from coresweep.report.index import (
@@ -108,7 +114,8 @@ def prepare_batch(params_file: str | Path | None, overrides: Sequence[str] | Map
         return out
     cal = calibration or calibrate(resolved.values, topo,
                                    thread_counts(needed_threads(resolved, chosen),
-                                                 len(topo.allowed)), log=log)
+                                                 len(topo.allowed)),
+                                   batch=needed_batch(resolved, chosen), log=log)
     plan = plan_batch(checked, topo, chosen, cal, budget_s=budget_s,
                       spent_s=time.time() - started, explicit=explicit_keys(params_file,
                                                                            overrides),

@@ -128,7 +128,7 @@ def _trial_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
         plan = plan_for(c, topo)
         threads = c.threads if c.threads is not None else physical
         one = cal.unit_s(threads, len(set(plan.cpus)), reps=v["reps"], warmup=v["warmup"],
-                         gen_tokens=c.gen_tokens, prompt_tokens=c.prompt_tokens)
+                         gen_tokens=c.gen_tokens, prompt_tokens=c.prompt_tokens, batch=c.batch)
         for p in range(v["processes"]):
             units[f"{c.key()}__p{p}"] = one
     fixed = NOTEBOOK_S + (REFINE_SHARE * sum(units.values()) if study.refines else 0.0)
@@ -164,6 +164,26 @@ def request_s(cal: Any, workers: int, threads: int, cores: int, gen_tokens: int)
     return p_one.ttft_s + (gen_tokens - 1) / max(per_worker, 1e-9)
 
 
+def batched_request_s(cal: Any, active: int, threads: int, cores: int, gen_tokens: int) -> float:
+    """One streamed request of a batched worker while ``active`` requests share its batch: the
+    prompts run one at a time (it may wait for the others'), then every step decodes all of
+    them (the calibration's batch growth; without a batch point, no gain: the safe side)."""
+    ttft_one = cal.at(threads, cores).ttft_s
+    _, step = cal.batch_times(threads, cores, active)
+    return active * ttft_one + (gen_tokens - 1) * step
+
+
+def _level_request_s(cal: Any, plan: Any, threads: int, cores: int, mode: str, level: float,
+                     gen_tokens: int) -> float:
+    """One request of ``plan`` at a load level: its workers share the memory bandwidth; a
+    batched worker decodes as many of the level's users as its batch holds together."""
+    if plan.batch > 1:
+        active = min(int(level), plan.batch) if mode == "closed" else plan.batch
+        return batched_request_s(cal, max(1, active), threads, cores, gen_tokens)
+    active = min(int(level), plan.workers) if mode == "closed" else plan.workers
+    return request_s(cal, active, threads, cores, gen_tokens)
+
+
 def _serving_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
     """Each plan's server start (its workers load the model, warm up) and every level at its
     request cap (serving.sweep.estimate_level_s), a request taking what the calibration says
@@ -182,8 +202,7 @@ def _serving_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
             cal, plan.workers, t, cores, 8)
         opened = 0
         for mode, level, _ in shape:
-            active = min(int(level), plan.workers) if mode == "closed" else plan.workers
-            one = request_s(cal, active, t, cores, v["gen_tokens"])
+            one = _level_request_s(cal, plan, t, cores, mode, level, v["gen_tokens"])
             opened += mode == "open"  # named as progress finds it: by its order, not its rate
             name = f"{plan.key()}__closed{level:g}" if mode == "closed" \
                 else f"{plan.key()}__open#{opened}"
@@ -258,6 +277,15 @@ def _serving_levels(values: Mapping[str, Any], topo: Any) -> Any:
     return new if list(values.get("concurrency") or []) != new else None
 
 
+def _batch_ends(values: Mapping[str, Any], topo: Any) -> Any:
+    """07: batch 1 (the baseline) and the one nearest 4 (past genai's static batch, where the
+    2-vCPU machines measured most of the gain)."""
+    sizes = list(values.get("batch_sizes") or [])
+    big = [b for b in sizes if b > 1]
+    new = [1] + ([min(big, key=lambda b: (abs(b - 4), b))] if big else [])
+    return new if new != sizes else None
+
+
 def _serving_splits(values: Mapping[str, Any], topo: Any) -> Any:
     cores = topo.physical_core_count()
     new = sorted({1, cores})
@@ -272,10 +300,14 @@ TRIMS: tuple[Trim, ...] = (
     Trim("execution_mode", _knob_values("execution_mode", "inter_op_threads", "numa_memory"),
          "06: execution mode, inter-op threads and NUMA policy kept at their defaults"),
     Trim("pin_threads", _knob_values("pin_threads"), "06: per-thread pinning not compared"),
+    Trim("huge_pages", _knob_values("huge_pages"), "06: transparent huge pages not compared"),
     Trim("poisson_load", lambda v, t: [] if v.get("poisson_load") else None,
          "04: no open-loop (Poisson) levels"),
     Trim("concurrency", _serving_levels, "04: one closed-loop level, as many users as cores"),
     Trim("serve_workers", _serving_splits, "04: plans 1 × all cores and all cores × 1 only"),
+    Trim("batch_threads", _first_of("batch_threads", lambda t: t != 1),
+         "07: batch sizes at the recommended thread count only (not at 1 thread)"),
+    Trim("batch_sizes", _batch_ends, "07: batch 1 and 4 only"),
     Trim("threads", _ladder("powers"), "01: threads 1, 2, 4, … the physical cores, the CPUs"),
     Trim("strategies", _first_of("strategies", lambda s: s not in ("compact", "scatter")),
          "02: compact and scatter left out (they differ only across LLC/NUMA domains)"),
@@ -290,6 +322,9 @@ FALLBACKS: tuple[Trim, ...] = (
     Trim("reps", lambda v, t: 2 if v["reps"] > 2 else None, "2 timed generations per process"),
     Trim("processes", lambda v, t: 2 if v["processes"] > 2 else None, "2 processes per point"),
     Trim("spinning", lambda v, t: None, "06 left out", skip_study="knobs"),
+    Trim("batch_sizes", lambda v, t: None, "07 left out", skip_study="batching"),
+    Trim("serve_batch", lambda v, t: [] if any(b > 1 for b in v.get("serve_batch") or [])
+         else None, "04: no batched plan"),
     Trim("serve_workers", lambda v, t: None, "04 left out", skip_study="serving"),
     Trim("threads", _ladder("minimal"), "01: threads 1 and the physical cores only"),
 )
@@ -394,6 +429,18 @@ def needed_threads(resolved: Any, chosen: Sequence[Any]) -> list[int]:
         if s.runs_trials and s.name != "serving":
             out |= {c.threads for c in s.configs(resolved) if c.threads}
     return sorted(out)
+
+
+def needed_batch(resolved: Any, chosen: Sequence[Any]) -> int:
+    """The largest batch a chosen study decodes (its trials' batch, 04's batched plans): the
+    calibration measures one batch when it is above 1."""
+    out = 1
+    for s in chosen:
+        if s.name == "serving":
+            out = max([out, *(p.batch for p in s.plans(resolved))])
+        elif s.runs_trials:
+            out = max([out, *(c.batch for c in s.configs(resolved))])
+    return out
 
 
 def _sizes_any(param: str, studies: Sequence[Any]) -> bool:

@@ -21,6 +21,7 @@ from coresweep.errors import CoresweepError
 
 CAL_TOKENS = 8  # generated tokens of a calibration trial: enough for a decode rate
 OVERSUBSCRIBED_SLOWDOWN = 2.0  # two threads on one CPU decode at half speed (design.md)
+CAL_MAX_BATCH = 4  # a batch calibration decodes at most this many (larger: extrapolated)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class CalPoint:
     wall_s: float  # spawn to exit
     load_s: float
     ttft_s: float
-    decode_tok_s: float
+    decode_tok_s: float  # each sequence's (a batch point: one step per batch_size tokens)
+    batch: int = 1
 
     @property
     def overhead_s(self) -> float:
@@ -50,6 +52,28 @@ class Calibration:
     prompt_tokens: int
     points: dict[int, CalPoint] = field(default_factory=dict)
     wall_s: float = 0.0  # what calibrating cost
+    batched: CalPoint | None = None  # one batch > 1 at the largest thread count, if any
+
+    def batch_growth(self) -> tuple[float, float]:
+        """How a step and a prefill grow per added sequence, as fractions of batch 1's, from
+        the batch point at its thread count: (step, prefill). Without one: (1, 1), no gain from
+        batching (the safe side)."""
+        b = self.batched
+        one = self.points.get(b.threads) if b is not None else None
+        if b is None or one is None or b.batch < 2:
+            return 1.0, 1.0
+        step = (one.decode_tok_s / b.decode_tok_s - 1) / (b.batch - 1)
+        prefill = (b.ttft_s / one.ttft_s - 1) / (b.batch - 1)
+        return max(step, 0.0), max(prefill, 0.0)
+
+    def batch_times(self, threads: int, cpus: int, batch: int) -> tuple[float, float]:
+        """(TTFT of the batch, one step) for ``batch`` sequences at ``threads``: batch 1's,
+        grown linearly per added sequence as the batch calibration measured (a step reads the
+        weights once for all, then computes per sequence)."""
+        p = self.at(threads, cpus)
+        step, prefill = self.batch_growth()
+        k = max(0, batch - 1)
+        return p.ttft_s * (1 + k * prefill), (1 + k * step) / p.decode_tok_s
 
     def at(self, threads: int, cpus: int) -> CalPoint:
         """The point for ``threads`` on ``cpus`` CPUs: the nearest calibrated count at or below
@@ -66,29 +90,33 @@ class Calibration:
         return CalPoint(threads, p.wall_s, p.load_s, p.ttft_s * slow, p.decode_tok_s / slow)
 
     def generation_s(self, threads: int, cpus: int, gen_tokens: int, *,
-                     prompt_tokens: int | None = None) -> float:
-        """One greedy generation: prefill (scaled to the prompt length) then decode."""
-        p = self.at(threads, cpus)
+                     prompt_tokens: int | None = None, batch: int = 1) -> float:
+        """One greedy generation (of ``batch`` sequences together): prefill (scaled to the
+        prompt length) then decode."""
+        ttft, step = self.batch_times(threads, cpus, batch)
         scale = (prompt_tokens or self.prompt_tokens) / self.prompt_tokens
-        return p.ttft_s * scale + (gen_tokens - 1) / p.decode_tok_s
+        return ttft * scale + (gen_tokens - 1) * step
 
     def unit_s(self, threads: int, cpus: int, *, reps: int, warmup: int, gen_tokens: int,
-               prompt_tokens: int | None = None) -> float:
+               prompt_tokens: int | None = None, batch: int = 1) -> float:
         """One worker process of a study: start, load, warm-ups and timed generations."""
         p = self.at(threads, cpus)
-        gen = self.generation_s(threads, cpus, gen_tokens, prompt_tokens=prompt_tokens)
+        gen = self.generation_s(threads, cpus, gen_tokens, prompt_tokens=prompt_tokens,
+                                batch=batch)
         return p.overhead_s + p.load_s + (warmup + reps) * gen
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "precision": self.precision,
                 "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
-                "points": [asdict(p) for p in self.points.values()]}
+                "points": [asdict(p) for p in self.points.values()],
+                **({"batched": asdict(self.batched)} if self.batched else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         points = {int(p["threads"]): CalPoint(**p) for p in d.get("points", [])}
+        batched = CalPoint(**d["batched"]) if d.get("batched") else None
         return cls(d["model"], d.get("precision", "int4"), int(d["prompt_tokens"]), points,
-                   float(d.get("wall_s", 0.0)))
+                   float(d.get("wall_s", 0.0)), batched)
 
     @classmethod
     def read(cls, path: str | Path) -> Calibration:
@@ -112,26 +140,40 @@ def thread_counts(needed: Sequence[int], cpus: int) -> list[int]:
     return sorted({1, top} | {t for t in fits if t & (t - 1) == 0})
 
 
-def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *,
+def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *, batch: int = 1,
               log: Callable[[str], None] = print) -> Calibration:
-    """One short trial per thread count on the run's model and prompt (placement cores-first)."""
-    from coresweep.measurement.config import TrialConfig
-    from coresweep.measurement.trial import prepare, run_trial
+    """One short trial per thread count on the run's model and prompt (placement cores-first);
+    when the run decodes batches (``batch`` > 1), one more of min(batch, CAL_MAX_BATCH)
+    sequences at the largest count."""
     from coresweep.studies.common import workload
 
-    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1}
+    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1, "batch": 1}
     cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]))
     t0 = time.monotonic()
+    timeout = values.get("timeout_s", 600.0)
     for t in counts:
-        cfg = TrialConfig(**base, threads=t, placement="cores-first", label=f"calibrate {t}t")
-        (prep,) = prepare([cfg], topo=topo)
-        res = run_trial(prep, 0, timeout_s=values.get("timeout_s", 600.0),
-                        sample_interval_s=None)
-        if not res.ok or not res.trials:
-            raise CoresweepError(f"calibration trial at {t} thread(s) failed: {res.reason}")
-        r = res.trials[0]
-        cal.points[t] = CalPoint(t, res.wall_s, r["load_s"], r["ttft_s"], r["decode_tok_s"])
-        log(f"calibrate: {t} thread(s): process {res.wall_s:.1f} s (load {r['load_s']:.1f} s, "
-            f"TTFT {r['ttft_s'] * 1000:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s)")
+        cal.points[t] = _cal_point(base, t, 1, topo, timeout, log)
+    if batch > 1 and counts:
+        cal.batched = _cal_point(base, max(counts), min(batch, CAL_MAX_BATCH), topo, timeout, log)
     cal.wall_s = time.monotonic() - t0
     return cal
+
+
+def _cal_point(base: dict[str, Any], threads: int, batch: int, topo: Any, timeout_s: float,
+               log: Callable[[str], None]) -> CalPoint:
+    """One calibration trial: a fresh pinned worker, a warm-up, one timed generation."""
+    from coresweep.measurement.config import TrialConfig
+    from coresweep.measurement.trial import prepare, run_trial
+
+    what = f"{threads} thread(s)" + (f", batch {batch}" if batch > 1 else "")
+    cfg = TrialConfig(**{**base, "batch": batch}, threads=threads, placement="cores-first",
+                      label=f"calibrate {what}")
+    (prep,) = prepare([cfg], topo=topo)
+    res = run_trial(prep, 0, timeout_s=timeout_s, sample_interval_s=None)
+    if not res.ok or not res.trials:
+        raise CoresweepError(f"calibration trial at {what} failed: {res.reason}")
+    r = res.trials[0]
+    log(f"calibrate: {what}: process {res.wall_s:.1f} s (load {r['load_s']:.1f} s, "
+        f"TTFT {r['ttft_s'] * 1000:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s"
+        + (" per sequence)" if batch > 1 else ")"))
+    return CalPoint(threads, res.wall_s, r["load_s"], r["ttft_s"], r["decode_tok_s"], batch)

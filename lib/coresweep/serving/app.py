@@ -3,9 +3,11 @@ token-id prompts; ``stream: true`` sends one Server-Sent Event per token, then `
 ``GET /health`` describing every worker of the server (read back from /proc, with each worker's
 state and the queue), and ``GET /ping`` for the dispatcher's health check.
 
-One generation at a time per worker: a request waits for the worker's engine (at most
-``request_timeout_s``), and the generation runs in one dedicated thread so the event loop keeps
-streaming and answering. The worker counts as busy exactly while its engine runs: a client that
+One generation at a time per worker (``batch`` 1): a request waits for the worker's engine (at
+most ``request_timeout_s``), and the generation runs in one dedicated thread so the event loop
+keeps streaming and answering. With ``batch`` B > 1 the worker decodes up to B requests together
+(:mod:`coresweep.serving.batcher`: static or continuous batching), each streaming its own
+tokens. The worker counts as busy exactly while its engine runs: a client that
 disconnects stops its generation at the next token (``on_token`` raises), and only then is the
 worker idle again. Every completion ends with the server's timing of it (``coresweep``: when the
 worker received it, started and ended its generation, as Unix times) for the load generator.
@@ -177,6 +179,50 @@ class Worker:
         self.lock.release()
         self.report()
 
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+class BatchWorker(Worker):
+    """A worker that decodes up to ``cfg.batch`` requests together (serving.batcher): each
+    request's tokens stream as its rows of the batch produce them."""
+
+    def __init__(self, cfg: ServeConfig, slot: int):
+        from coresweep.serving.batcher import Batcher
+
+        self.model = Model(cfg)
+        self.cfg, self.slot = cfg, slot
+        self.waiting = self.served = self.active = 0
+        self.busy = False
+        self.started = time.time()
+        self.batcher = Batcher(lambda: self.model.engine.batch_decoder(cfg.batch), cfg.batch,
+                               policy=cfg.batching, window_s=cfg.batch_window_s,
+                               on_change=self._changed)
+        self.report()
+
+    def _changed(self, active: int, waiting: int) -> None:
+        self.active, self.waiting, self.busy = active, waiting, active > 0
+        self.served = self.batcher.served
+        self.report()
+
+    def report(self) -> None:
+        health.report_worker(self.cfg, self.slot, {
+            "load_s": self.model.load_s, "started": self.started,
+            "state": "busy" if self.busy else "idle", "waiting": self.waiting,
+            "served": self.served, "active": self.active, "batch": self.cfg.batch})
+
+    async def start(self, ids: list[int], n: int, emit: Callable[[int], None],
+                    stop: threading.Event, timing: dict[str, float]) -> asyncio.Future:
+        """Queue the request for the batch; its future ends with its last token (or why it
+        stopped: a deadline that passed while it waited included)."""
+        from coresweep.serving.batcher import Job
+
+        job = Job(ids, n, emit, stop, time.monotonic() + self.cfg.request_timeout_s, timing)
+        return asyncio.wrap_future(self.batcher.submit(job))
+
+    def close(self) -> None:
+        self.batcher.close()
+
 
 def headers_of(slot: int) -> dict[str, str]:
     return {"x-coresweep-worker": str(slot), "x-coresweep-pid": str(os.getpid())}
@@ -233,9 +279,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["w"] = Worker(cfg, slot)  # the model loads here: after fork, in the pinned worker
+        # the model loads here: after fork, in the pinned worker
+        state["w"] = (BatchWorker if cfg.batch > 1 else Worker)(cfg, slot)
         yield
-        state["w"].pool.shutdown(wait=False)
+        state["w"].close()
 
     app = FastAPI(title="coresweep serve", lifespan=lifespan)
 

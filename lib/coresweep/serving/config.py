@@ -47,6 +47,9 @@ class ServeConfig:
     max_requests_jitter: int = 0
     env: dict[str, str] = field(default_factory=dict)  # e.g. the study's OMP_NUM_THREADS
     model_name: str = ""
+    batch: int = 1  # requests one worker decodes together (HAProxy sends it up to this many)
+    batching: str = "continuous"  # batcher.POLICIES: join between steps, or wait for the batch
+    batch_window_s: float = 0.02  # an empty batch waits this long for more requests to join
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
@@ -90,6 +93,7 @@ class ServeConfig:
         if len(set(ports)) != len(ports):
             raise CoresweepError(f"ports {ports} repeat: the front port and each worker's port "
                                  "must differ")
+        self._check_batch()
         if self.max_queue < 1:
             raise CoresweepError(f"max_queue (--max-queue) must be at least 1, got "
                                  f"{self.max_queue}")
@@ -99,6 +103,24 @@ class ServeConfig:
                 raise CoresweepError(f"{name} ({flag}) must be a positive number of seconds, "
                                      f"got {getattr(self, name)}")
 
+    def _check_batch(self) -> None:
+        from coresweep.engines.base import check_batch
+        from coresweep.serving.batcher import POLICIES
+
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise CoresweepError(f"batch (--batch) must be a whole number >= 1, got {self.batch!r}")
+        if self.batching not in POLICIES:
+            raise CoresweepError(f"batching {self.batching!r} is not known; valid choices: "
+                                 f"{', '.join(POLICIES)}")
+        if not self.batch_window_s >= 0:
+            raise CoresweepError(f"batch_window_s (--batch-window) must be 0 or more seconds, got "
+                                 f"{self.batch_window_s}")
+        if self.batch > 1 and self.dispatch == "prefork":
+            raise CoresweepError("batch > 1 needs the asyncio workers: dispatch prefork's sync "
+                                 "workers serve one request at a time; valid dispatches with a "
+                                 "batch: haproxy, shared-socket")
+        check_batch(self.engine, self.batch, serving=True)
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -107,3 +129,4 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+

@@ -17,7 +17,7 @@ from coresweep.serving.health import BACKEND, HAPROXY_SOCKET
 from coresweep.serving.hooks import WORKER_CLASS
 
 _GUNICORN = '''"""gunicorn.conf.py written by coresweep: {workers} worker(s) x {threads} intra-op thread(s),
-{pinning}, dispatch: {dispatch}.
+{pinning}, dispatch: {dispatch}{batching}.
 Run it with run.sh beside it (or: gunicorn -c gunicorn.conf.py); coresweep must be installed:
 the app and the hooks are its own.
 """
@@ -45,8 +45,8 @@ control_socket = os.path.join(PLAN["state_dir"], "gunicorn.ctl")  # gunicorn >= 
 '''
 
 _HAPROXY = '''# haproxy.cfg written by coresweep: load-aware dispatch to {workers} worker(s).
-# Each worker port takes one request at a time (maxconn 1); the others wait in ONE queue and go to
-# the first worker that is free (leastconn): never behind a busy worker while another is idle.
+# Each worker port takes {per_worker} at a time (maxconn {maxconn}); the others wait in ONE queue and go
+# to the first worker with room (leastconn): never behind a full worker while another has room.
 # At most {max_queue} wait (then 503 with Retry-After), each at most {timeout}s (then 503).
 # Run it with run.sh beside it (CORESWEEP_STATE_DIR must be set: the stats socket lives there).
 global
@@ -57,7 +57,7 @@ global
 
 defaults
     mode http
-    option http-server-close  # one request per worker connection: maxconn 1 counts requests
+    option http-server-close  # one request per worker connection: maxconn counts requests
     option http-no-delay  # forward each token at once (without it MSG_MORE holds SSE ~200 ms)
     option abortonclose  # a queued request whose client left is dropped, not sent to a worker
     option redispatch 1
@@ -82,7 +82,7 @@ backend {backend}
     option httpchk GET /ping
     # a worker that breaks a connection leaves at once; checks (every 2 s, 250 ms while it is
     # down) find a dead idle worker and bring its replacement back
-    default-server maxconn 1 check inter 2s downinter 250ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down
+    default-server maxconn {maxconn} check inter 2s downinter 250ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down
 {servers}
 
 backend status  # /health and /ping are answered by any live worker, even a busy one
@@ -153,6 +153,8 @@ def gunicorn_conf(cfg: ServeConfig) -> str:
         workers=cfg.workers, threads=cfg.threads or "ORT-default",
         pinning="each pinned to its own CPUs" if cfg.slices else "unpinned",
         dispatch=cfg.dispatch, plan=pprint.pformat(_plan(cfg), sort_dicts=False),
+        batching="" if cfg.batch == 1 else f", each decoding up to {cfg.batch} requests together "
+        f"({cfg.batching} batching)",
         state_env=STATE_ENV, state_default=DEFAULT_STATE_DIR, env=ENV,
         extra_env=json.dumps(cfg.env),
         app="coresweep.serving.wsgi:create_app()" if prefork
@@ -166,7 +168,9 @@ def gunicorn_conf(cfg: ServeConfig) -> str:
 
 def haproxy_cfg(cfg: ServeConfig) -> str:
     servers = "\n".join(f"    server w{i} 127.0.0.1:{cfg.port_of(i)}" for i in range(cfg.workers))
+    per_worker = "one request" if cfg.batch == 1 else f"up to {cfg.batch} requests (its batch)"
     return _HAPROXY.format(workers=cfg.workers, max_queue=cfg.max_queue,
+                           per_worker=per_worker, maxconn=cfg.batch,
                            timeout=_whole_s(cfg.request_timeout_s),
                            slack=_whole_s(cfg.request_timeout_s) + 30, state_env=STATE_ENV,
                            sock=HAPROXY_SOCKET, drain=_whole_s(cfg.drain_timeout_s),

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ def report_worker(cfg: ServeConfig, slot: int, fields: dict[str, Any]) -> None:
     """A worker's own report (atomic write: /health never reads half of one)."""
     path = _state_file(cfg, slot)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one temporary file per thread: a batched worker reports from its batch thread too
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps({"slot": slot, "pid": os.getpid(), "updated": time.time(),
                                **fields}))
     tmp.replace(path)
@@ -55,7 +57,8 @@ def _worker_view(cfg: ServeConfig, report: dict[str, Any]) -> dict[str, Any]:
             "threads": cfg.threads, "plan_cpus": format_cpulist(plan) if plan else "unpinned",
             "load_s": report.get("load_s"), "started": report.get("started"),
             "state": report.get("state", "starting"),
-            "waiting": report.get("waiting", 0), "served": report.get("served", 0)}
+            "waiting": report.get("waiting", 0), "served": report.get("served", 0),
+            "batch": report.get("batch", 1), "active": report.get("active", 0)}
     if threads is None:
         return {**view, "state": "dead", "allowed_cpus": "", "os_threads": 0,
                 "placement_ok": False}

@@ -17,8 +17,9 @@ class ServePlan:
     """One way to deploy: ``workers`` processes × ``threads`` intra-op threads (None = ORT's
     default count), each pinned to its own slice or not, reached through ``dispatch`` (see
     config.DISPATCHES), with extra environment (``env``, e.g. the study's OMP_NUM_THREADS) and
-    gunicorn's recycling (``max_requests``, jitter a tenth of it). ``role`` says what the plan is
-    for in the study (e.g. ``{"control": "study"}``); it is not part of the key."""
+    gunicorn's recycling (``max_requests``, jitter a tenth of it); ``batch`` > 1: each worker
+    decodes up to that many requests together (continuous batching). ``role`` says what the plan
+    is for in the study (e.g. ``{"control": "study"}``); it is not part of the key."""
 
     workers: int
     threads: int | None
@@ -27,17 +28,21 @@ class ServePlan:
     dispatch: str = "haproxy"
     env: dict[str, str] = field(default_factory=dict)
     max_requests: int = 0
+    batch: int = 1
 
     @property
     def label(self) -> str:
         t = "ORT-default" if self.threads is None else str(self.threads)
-        return (f"{self.workers}x{t}" + ("" if self.pinned else " unpinned")
+        return (f"{self.workers}x{t}" + ("" if self.batch == 1 else f" batch {self.batch}")
+                + ("" if self.pinned else " unpinned")
                 + ("" if self.dispatch == "haproxy" else f" {self.dispatch}"))
 
     def key(self) -> str:
-        blob = json.dumps({"workers": self.workers, "threads": self.threads,
-                           "pinned": self.pinned, "dispatch": self.dispatch, "env": self.env,
-                           "max_requests": self.max_requests}, sort_keys=True)
+        fields = {"workers": self.workers, "threads": self.threads, "pinned": self.pinned,
+                  "dispatch": self.dispatch, "env": self.env, "max_requests": self.max_requests}
+        if self.batch != 1:  # keyed only when set: the keys of earlier plans stay
+            fields["batch"] = self.batch
+        blob = json.dumps(fields, sort_keys=True)
         return "s" + hashlib.sha256(blob.encode()).hexdigest()[:11]
 
     def config(self, model_dir: str, topo: Any, **kw: Any) -> ServeConfig:
@@ -45,7 +50,7 @@ class ServePlan:
         return ServeConfig(model_dir=str(model_dir), workers=self.workers, threads=self.threads,
                            slices=self.slices(topo), dispatch=self.dispatch, env=dict(self.env),
                            max_requests=self.max_requests,
-                           max_requests_jitter=self.max_requests // 10, **kw)
+                           max_requests_jitter=self.max_requests // 10, batch=self.batch, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label, "key": self.key()}

@@ -79,13 +79,15 @@ class Load:
 def estimate_level_s(load: Load, plan: ServePlan, mode: str, level: float,
                      per_request_s: float) -> float:
     """Expected wall time of one level at its request cap, given ``per_request_s``: the time
-    one request takes on one worker of this plan (TTFT + the other tokens at its decode rate).
-    Closed loop: requests / min(workers, users) in parallel; open loop at ``level`` as a fraction
-    of the plan's peak rate (workers / per_request_s)."""
+    one request takes on one worker of this plan at that level (TTFT + the other tokens at its
+    decode rate). The plan runs workers × batch requests at once. Closed loop: requests /
+    min(those, users) in parallel; open loop at ``level`` as a fraction of the plan's peak rate
+    (those / per_request_s)."""
     n = load.cap(mode, level)
+    streams = plan.workers * plan.batch
     if mode == "open":
-        return n * per_request_s / (level * plan.workers)
-    return n * per_request_s / max(1, min(plan.workers, int(level)))
+        return n * per_request_s / (level * streams)
+    return n * per_request_s / max(1, min(streams, int(level)))
 
 
 def unit_name(plan: ServePlan, mode: str, level: float) -> str:
@@ -105,7 +107,7 @@ def free_ports(n: int) -> list[int]:
 def _plan_columns(plan: ServePlan) -> dict[str, Any]:
     return {"plan_key": plan.key(), "plan": plan.label, "dispatch": plan.dispatch,
             "workers": plan.workers, "threads": -1 if plan.threads is None else plan.threads,
-            "pinned": plan.pinned,
+            "pinned": plan.pinned, "batch": plan.batch,
             **{f"role_{k}": v for k, v in plan.role.items()}}
 
 

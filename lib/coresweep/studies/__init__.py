@@ -17,7 +17,7 @@ from coresweep.parameters import OUTPUT, RUN, Param, check_all, parse_override, 
 from coresweep.studies.base import Resolved, Study
 from coresweep.studies.common import describe_configs
 
-_MODULES = ("machine", "threads", "affinity", "smt", "serving", "recommend", "knobs")
+_MODULES = ("machine", "threads", "affinity", "smt", "serving", "recommend", "knobs", "batching")
 
 __all__ = ["Resolved", "Study", "all_studies", "defaults", "describe_configs", "get", "load",
            "parameters_cell", "schema", "select", "validate"]

@@ -104,7 +104,7 @@ def workload(values: Mapping[str, Any]) -> dict[str, Any]:
     """The TrialConfig fields every trial of a study shares (from the WORKLOAD parameters)."""
     from coresweep.parameters import WORKLOAD, first
 
-    out = {k: values[k] for k in WORKLOAD if k != "prompt_text"}
+    out = {k: values[k] for k in WORKLOAD if k != "prompt_text" and k in values}
     out["prompt_tokens"] = first(values["prompt_tokens"])  # a study that sweeps it sets its own
     if not uses_synthetic_prompt(values):
         out["prompt_text"] = values["prompt_text"]

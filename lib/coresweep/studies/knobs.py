@@ -1,7 +1,7 @@
 """06 · Which onnxruntime knobs matter? Each session knob (spinning, per-thread pinning, inter-op
-threads and execution mode, dynamic block base, graph optimisation) and the NUMA memory policy,
-changed one at a time from a baseline at the best thread count, with CIs; spinning on vs off
-split into useful work and spin."""
+threads and execution mode, dynamic block base, graph optimisation), the NUMA memory policy and
+transparent huge pages, changed one at a time from a baseline at the best thread count, with CIs;
+spinning on vs off split into useful work and spin."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from coresweep.studies.threads import usable_cpus
 
 # the knob axes, in the order the report shows them; the first value of each is the baseline
 KNOBS = ("spinning", "pin_threads", "inter_op_threads", "execution_mode", "dynamic_block_base",
-         "graph_optimization", "numa_memory")
+         "graph_optimization", "numa_memory", "huge_pages")
 _AXIS_DEFAULTS = {"spinning": [True, False], "pin_threads": [False, True],
                   "inter_op_threads": [1], "execution_mode": ["sequential"],
                   "dynamic_block_base": [0, 4], "graph_optimization": ["all", "basic"],
-                  "numa_memory": ["default", "local", "interleave"]}
+                  "numa_memory": ["default", "local", "interleave"],
+                  "huge_pages": ["default", "malloc", "madvise"]}
 
 
 def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None:
@@ -51,8 +52,9 @@ class KnobsStudy(Study):
     name = "knobs"
     title = "Which onnxruntime knobs matter?"
     question = ("At the best thread count, what does each onnxruntime session knob (spinning, "
-                "per-thread pinning, execution mode, dynamic block base, graph optimisation) and "
-                "the NUMA memory policy change, and how much of the CPU time is spin?")
+                "per-thread pinning, execution mode, dynamic block base, graph optimisation), "
+                "the NUMA memory policy and transparent huge pages change, and how much of the "
+                "CPU time is spin?")
     capability = "session knobs"
     params = table(
         Param("knob_threads", "int", "auto", "thread count at which the knobs are compared; auto "
@@ -84,14 +86,25 @@ class KnobsStudy(Study):
             out["numa_memory"] = [v for v in values["numa_memory"][1:]]
         if values["knob_threads"] < 2:  # one thread: nothing to pin, nothing spins
             out["pin_threads"] = values["pin_threads"][1:]
+        out["huge_pages"] = [v for v in values["huge_pages"][1:]
+                             if self.huge_pages_why_not(v, topo)]
         return {k: v for k, v in out.items() if v}
+
+    @staticmethod
+    def huge_pages_why_not(mode: str, topo: Any) -> str:
+        """Why a huge-pages mode cannot act on this machine ("" when it can)."""
+        from coresweep.machine.hugepages import why_not
+
+        return why_not(mode, getattr(topo, "root", "/"))
 
     def explanation(self, resolved: Resolved) -> str:
         lines = [f"Knobs compared at **{resolved.values['knob_threads']} thread(s)**, placement "
                  f"`{resolved.values['placement']}`; the baseline is the first value of each list."]
         for k, vals in self.skipped_values(resolved.values, resolved.topology).items():
-            why = ("this machine has one NUMA node with memory: every policy places every page "
-                   "on it" if k == "numa_memory" else "one thread has no pool thread to pin")
+            why = {"numa_memory": "this machine has one NUMA node with memory: every policy "
+                   "places every page on it", "pin_threads": "one thread has no pool thread to "
+                   "pin", "huge_pages": "; ".join(sorted({self.huge_pages_why_not(v, resolved.topology)
+                                                           for v in vals}))}[k]
             lines.append(f"- `{k}` = {', '.join(map(str, vals))}: not measured ({why}).")
         return "\n".join(lines)
 
@@ -108,6 +121,7 @@ class KnobsStudy(Study):
                                session=TrialConfig.session_knobs(knobs),
                                pin_threads=knobs["pin_threads"],
                                numa_memory=knobs["numa_memory"],
+                               huge_pages=knobs["huge_pages"],
                                role={"knob": knob, "value": value,
                                      "spinning": knobs["spinning"]},
                                label="baseline" if knob == "baseline" else f"{knob}={value}")

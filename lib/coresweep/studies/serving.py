@@ -1,5 +1,6 @@
 """04 · How to serve? Several pinned worker processes behind a real HTTP server under load: how to
-split the cores between workers and threads for concurrent users."""
+split the cores between workers and threads for concurrent users — or one worker decoding
+several users at once (batching)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,24 @@ def auto_concurrency(cores: int) -> list[int]:
     return out
 
 
+def auto_batch(concurrency: list[int]) -> list[int]:
+    """The batched plans "auto" makes: one, batching as many users as the largest closed-loop
+    level has (at least 2, at most 8: past that a batch's TTFT grows long on a CPU)."""
+    return [min(8, max(2, max(concurrency, default=2)))]
+
+
 def make_plans(values: Mapping[str, Any], topo: Any) -> list:
-    """Every W × T with W·T = the physical cores, pinned, behind HAProxy (the candidates), then
-    the controls (CONTROLS)."""
+    """Every W × T with W·T = the physical cores, pinned, behind HAProxy (the candidates); one
+    worker on every core decoding up to B users together per ``serve_batch`` (candidates too);
+    then the controls (CONTROLS)."""
     from coresweep.serving.plan import ServePlan
 
     cores = common.physical_count(topo)
     plans = [ServePlan(w, cores // w, True, {"split": f"{w}x{cores // w}"})
              for w in values["serve_workers"]]
+    batches = values.get("serve_batch")  # a run folder written before batched plans: none
+    plans += [ServePlan(1, cores, True, {"split": f"1x{cores}", "batch": b}, batch=b)
+              for b in (batches if isinstance(batches, list) else []) if b > 1]
     w = values["control_workers"]
     t = max(1, cores // w)
     controls = {
@@ -75,13 +86,17 @@ class ServingStudy(Study):
     title = "How to serve? Pinned workers under load"
     question = ("With several users at once, how should the cores be split between worker "
                 "processes and threads, and what latency does each split give?")
-    capability = "serving plans (W workers x T threads)"
+    capability = "serving plans (W workers x T threads, or one worker batching B users)"
     shared = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text",
               "warmup", "timeout_s", "sample_interval_s")
     params = table(
         Param("serve_workers", "int_list", "auto", "worker counts W of the W x T plans (T is "
               "the physical cores divided by W); auto means every divisor of the core count",
               auto=True, minimum=1),
+        Param("serve_batch", "int_list", "auto", "batched plans: one worker on all physical "
+              "cores decoding up to B users together (continuous batching; HAProxy sends it up "
+              "to B), one plan per B > 1; auto means as many users as the largest closed-loop "
+              "level (2..8); [] for none", auto=True, minimum=1, allow_empty=True),
         Param("serve_controls", "str_list", ["study"], "control plans: study (the motivating "
               "study's deployment: gunicorn + uvicorn workers on one shared socket, "
               "OMP_NUM_THREADS per worker, ORT's default threads, unpinned), shared-socket (the "
@@ -115,10 +130,19 @@ class ServingStudy(Study):
             out["serve_workers"] = divisors(cores)
         if out["concurrency"] == "auto":
             out["concurrency"] = auto_concurrency(cores)
+        if out["serve_batch"] == "auto":
+            out["serve_batch"] = auto_batch(out["concurrency"])
         out["control_workers"] = min(out["control_workers"], common.logical_count(topo))
         return out
 
     def check(self, values: Mapping[str, Any], topo: Any) -> None:
+        from coresweep.engines.base import check_batch
+
+        if any(b > 1 for b in values["serve_batch"]):
+            try:
+                check_batch(values["engine"], max(values["serve_batch"]), serving=True)
+            except CoresweepError as exc:
+                raise ParamsError(f"parameter 'serve_batch': {exc}") from None
         for c in values["serve_controls"]:
             if c not in CONTROLS:
                 raise ParamsError(f"parameter 'serve_controls': {c!r} is not a control; valid "
@@ -133,7 +157,8 @@ class ServingStudy(Study):
     def capability_row(self, topo: Any) -> tuple[str, str]:
         cores = common.physical_count(topo)
         splits = ", ".join(f"{w}x{cores // w}" for w in divisors(cores))
-        return "yes", f"{cores} physical cores: plans {splits} behind HAProxy, plus controls"
+        return "yes", (f"{cores} physical cores: plans {splits} behind HAProxy, one worker "
+                       "batching several users, plus controls")
 
     def plans(self, resolved: Resolved) -> list:
         return make_plans(resolved.values, resolved.topology)
@@ -147,6 +172,7 @@ class ServingStudy(Study):
             slices = p.slices(resolved.topology)
             rows.append({"plan": p.label, "dispatch": p.dispatch, "workers": p.workers,
                          "threads each": "ORT default" if p.threads is None else p.threads,
+                         "batch": p.batch,
                          "CPUs per worker": " | ".join(format_cpulist(s) for s in slices)
                          if slices else "unpinned", "key": p.key()})
         return pd.DataFrame(rows)
@@ -264,10 +290,12 @@ class ServingStudy(Study):
             return "No verified plan finished a load level without errors: no recommendation."
         best, v = d.pick, resolved.values
         k = knees(s).set_index("plan_key").loc[best["plan_key"]]
+        batch = int(best.get("batch", 1) or 1)
         return (f"Most aggregate throughput ({d.status}): {d.sentence()} Its knee is at "
                 f"{int(k['knee_concurrency'])} users.{controls}\n\nServe it with:\n\n"
                 f"```\ncoresweep serve --model {v['model']} --precision {v['precision']} "
-                f"--workers {int(best['workers'])} --threads {int(best['threads'])}\n```\n"
+                f"--workers {int(best['workers'])} --threads {int(best['threads'])}"
+                + (f" --batch {batch}" if batch > 1 else "") + "\n```\n"
                 "(`--write-config DIR` writes the same deployment: gunicorn.conf.py, haproxy.cfg "
                 "and run.sh.)")
 
