@@ -98,7 +98,7 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
         links = [f"[{s}]({_href(out, r.path / f'{s}.html')})" for s in (threads, recommend)
                  if (r.path / f"{s}.html").exists()]
         rows.append({"run": esc(r.name), "machine": esc(r.machine), "CPU": esc(r.cpu),
-                     "date (UTC)": esc(r.date), "engine": esc(r.values.get("engine")),
+                     "date (UTC)": esc(r.date), "runtime": esc(r.values.get("runtime")),
                      "processes × reps": f"{esc(r.values.get('processes'))} × "
                                          f"{esc(r.values.get('reps'))}",
                      "schema": r.schema_version,

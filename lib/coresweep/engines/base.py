@@ -11,9 +11,11 @@ Each runtime is one module of this package behind this protocol (``Engine.load()
   go into a preallocated buffer and only the last row is arg-maxed.
 - ``GenaiEngine`` ("genai"): onnxruntime-genai's og.Generator with the same session options through
   the config overlay and max_length = prompt + N.
+- ``LlamaCppEngine`` ("llamacpp"): llama.cpp's C API through llama-cpp-python on a GGUF of the same
+  checkpoint (``model_format = "gguf"``): one llama_decode for the prompt, one per token.
 
-onnxruntime / onnxruntime_genai are imported inside the engines only: a worker process sets its CPU
-affinity and environment first, then creates an engine.
+onnxruntime / onnxruntime_genai / llama_cpp are imported inside the engines only: a worker process
+sets its CPU affinity and environment first, then creates an engine.
 """
 
 from __future__ import annotations
@@ -95,6 +97,19 @@ def token_sink(tokens: list[int], on_token: Any = None) -> Any:
 
 class Engine:
     name = ""
+    model_format = "onnx"  # what coresweep.models builds for it: "onnx" or "gguf"
+    package = "onnxruntime"  # the distribution whose version every result records
+
+    @classmethod
+    def check_session(cls, session: SessionConfig) -> None:
+        """ModelError for what this runtime cannot honour (called on construction, and by
+        measurement.trial.prepare before any trial). onnxruntime runs one thread pool per session:
+        no separate prompt thread count."""
+        if session.prompt_threads not in (None, session.threads):
+            raise ModelError(
+                f"runtime {cls.name!r} runs one thread pool per session, so the prompt cannot have "
+                f"its own thread count (prompt_threads={session.prompt_threads}, threads="
+                f"{session.threads}); that is llama.cpp's n_threads_batch: runtime llamacpp")
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -102,6 +117,7 @@ class Engine:
 
         if not isinstance(session, SessionConfig):
             raise ModelError(f"session must be a SessionConfig, got {type(session).__name__}")
+        self.check_session(session)
         self.info = inspect_model(model_dir)
         self.model_dir = Path(model_dir)
         self.session_config = session
@@ -134,6 +150,12 @@ class Engine:
                  on_token: Any = None) -> Generation:
         """Exactly ``gen_tokens`` greedy tokens; ``on_token(tok)`` is called as each is ready."""
         raise NotImplementedError
+
+    def version(self) -> str:
+        """The runtime library and its version, e.g. "onnxruntime 1.32.0"."""
+        from importlib.metadata import version
+
+        return f"{self.package} {version(self.package)}"
 
     def describe(self) -> dict:
         return {"engine": self.name, "model": str(self.info.onnx_path),

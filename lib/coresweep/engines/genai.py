@@ -16,6 +16,7 @@ class GenaiEngine(Engine):
     """Greedy generation on onnxruntime-genai (og.Generator), session options via the overlay."""
 
     name = "genai"
+    package = "onnxruntime-genai"
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -40,10 +41,12 @@ class GenaiEngine(Engine):
             model["eos_token_id"] = self.eos_token_ids
         return {"model": model}
 
-    def _refuse_config_entries(self) -> None:
+    @classmethod
+    def check_session(cls, session: SessionConfig) -> None:
         """ModelError for the options that are ORT session config entries: genai's
         session_options cannot carry them, and a silent default would mislabel the result."""
-        s = self.session_config.ort
+        super().check_session(session)
+        s = session.ort
         unsupported = []
         if not s.spinning:
             unsupported.append("spinning=False")
@@ -60,7 +63,6 @@ class GenaiEngine(Engine):
         import onnxruntime  # noqa: F401  (genai dlopens the onnxruntime library of this package)
         import onnxruntime_genai as og
 
-        self._refuse_config_entries()
         t0 = time.perf_counter()
         config = og.Config(str(self.info.dir))
         config.overlay(json.dumps(self.overlay()))

@@ -43,13 +43,20 @@ class CalPoint:
 
 @dataclass
 class Calibration:
-    """Calibrated costs of one model on one machine, by thread count."""
+    """Calibrated costs of one model on one machine, by thread count, on ``runtime``; the run's
+    other runtimes (``runtime`` a list) in ``others``, each its own calibration."""
 
     model: str
     precision: str
     prompt_tokens: int
     points: dict[int, CalPoint] = field(default_factory=dict)
-    wall_s: float = 0.0  # what calibrating cost
+    wall_s: float = 0.0  # what calibrating cost (every runtime's)
+    runtime: str = "ort"
+    others: dict[str, Calibration] = field(default_factory=dict)
+
+    def of(self, runtime: str) -> Calibration:
+        """The calibration of ``runtime`` (this one when it was not calibrated apart)."""
+        return self.others.get(runtime, self)
 
     def at(self, threads: int, cpus: int) -> CalPoint:
         """The point for ``threads`` on ``cpus`` CPUs: the nearest calibrated count at or below
@@ -80,15 +87,19 @@ class Calibration:
         return p.overhead_s + p.load_s + (warmup + reps) * gen
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "precision": self.precision,
-                "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
-                "points": [asdict(p) for p in self.points.values()]}
+        out = {"model": self.model, "precision": self.precision, "runtime": self.runtime,
+               "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
+               "points": [asdict(p) for p in self.points.values()]}
+        if self.others:
+            out["others"] = {name: c.to_dict() for name, c in self.others.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         points = {int(p["threads"]): CalPoint(**p) for p in d.get("points", [])}
+        others = {name: cls.from_dict(o) for name, o in (d.get("others") or {}).items()}
         return cls(d["model"], d.get("precision", "int4"), int(d["prompt_tokens"]), points,
-                   float(d.get("wall_s", 0.0)))
+                   float(d.get("wall_s", 0.0)), d.get("runtime", "ort"), others)
 
     @classmethod
     def read(cls, path: str | Path) -> Calibration:
@@ -114,16 +125,31 @@ def thread_counts(needed: Sequence[int], cpus: int) -> list[int]:
 
 def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *,
               log: Callable[[str], None] = print) -> Calibration:
-    """One short trial per thread count on the run's model and prompt (placement cores-first)."""
+    """One short trial per thread count on the run's model and prompt (placement cores-first),
+    on each of its runtimes (the first's is the calibration, the others' in ``others``)."""
+    from coresweep.studies.common import runtimes
+
+    t0 = time.monotonic()
+    first, *rest = [_calibrate_runtime(values, topo, counts, r, log) for r in runtimes(values)]
+    first.others = {c.runtime: c for c in rest}
+    first.wall_s = time.monotonic() - t0
+    return first
+
+
+def _calibrate_runtime(values: dict[str, Any], topo: Any, counts: Sequence[int], runtime: str,
+                       log: Callable[[str], None]) -> Calibration:
     from coresweep.measurement.config import TrialConfig
     from coresweep.measurement.trial import prepare, run_trial
     from coresweep.studies.common import workload
 
-    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1}
-    cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]))
+    base = {**workload(values), "runtime": runtime, "gen_tokens": CAL_TOKENS, "warmup": 1,
+            "reps": 1}
+    cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]),
+                      runtime=runtime)
     t0 = time.monotonic()
     for t in counts:
-        cfg = TrialConfig(**base, threads=t, placement="cores-first", label=f"calibrate {t}t")
+        cfg = TrialConfig(**base, threads=t, placement="cores-first",
+                          label=f"calibrate {t}t {runtime}")
         (prep,) = prepare([cfg], topo=topo)
         res = run_trial(prep, 0, timeout_s=values.get("timeout_s", 600.0),
                         sample_interval_s=None)
@@ -131,7 +157,8 @@ def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *,
             raise CoresweepError(f"calibration trial at {t} thread(s) failed: {res.reason}")
         r = res.trials[0]
         cal.points[t] = CalPoint(t, res.wall_s, r["load_s"], r["ttft_s"], r["decode_tok_s"])
-        log(f"calibrate: {t} thread(s): process {res.wall_s:.1f} s (load {r['load_s']:.1f} s, "
+        log(f"calibrate: {runtime}, {t} thread(s): process {res.wall_s:.1f} s (load "
+            f"{r['load_s']:.1f} s, "
             f"TTFT {r['ttft_s'] * 1000:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s)")
     cal.wall_s = time.monotonic() - t0
     return cal
