@@ -445,7 +445,7 @@ def roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
     for i, (rt, color, g) in enumerate(lines):
         _roofline_lines(a1, a2, g, rt, color if rt else None, ceiling=i == 0)
     a1.set_xlabel(_threads_label(s))
-    a1.set_ylabel("GB/s (each runtime: its own model's bytes per token)" if len(lines) > 1
+    a1.set_ylabel("GB/s (own bytes per token)" if len(lines) > 1
                   else "GB/s")
     a1.set_ylim(0, None)
     a1.legend(fontsize=8)

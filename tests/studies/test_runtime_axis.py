@@ -12,7 +12,6 @@ from coresweep import studies
 from coresweep.errors import ParamsError
 from coresweep.measurement.config import TrialConfig
 
-
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
 

@@ -201,26 +201,39 @@ def find_gguf(path: str | os.PathLike) -> Path | None:
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
-    """What inspect_model returns for a GGUF (ModelInfo fields), read from its header and
-    tensor table."""
+    """What inspect_model returns for a GGUF (ModelInfo fields): its shape facts and bytes, from
+    the manifest of a coresweep build (written from the file when it was built; the file's size
+    must still match), else read from the file's header and tensor table (a few seconds for a
+    151936-token vocabulary: gguf-py parses every string)."""
     file = find_gguf(path)
     if file is None:
         raise ModelError(f"{str(path)!r} is not a GGUF file or a folder holding one")
-    reader = gguf_module().GGUFReader(str(file))
-    kv = {name: _field_value(f) for name, f in reader.fields.items()}
-    arch = kv.get("general.architecture", "")
-    tensors = [(t.name, t.tensor_type.name, int(t.n_bytes), [int(d) for d in t.shape])
-               for t in reader.tensors]
-    shape = _shape_facts(kv, arch)
-    return {**shape, **weight_bytes(tensors, shape["vocab_size"]), "format": "gguf",
-            "dir": str(file.parent), "onnx_path": str(file),
-            "eos_token_ids": _eos_ids(kv), "manifest": _manifest(file.parent),
+    manifest = _manifest(file.parent)
+    stored = (manifest or {}).get("gguf_info")
+    same = stored and (manifest.get("files") or {}).get(file.name) == file.stat().st_size
+    return {**(stored if same else read_facts(file)), "format": "gguf",
+            "dir": str(file.parent), "onnx_path": str(file), "manifest": manifest,
             "tokenizer_dir": str(file.parent) if (file.parent / "tokenizer.json").is_file()
             else None}
 
 
+def read_facts(file: Path) -> dict[str, Any]:
+    """Shape, vocabulary, context, end-of-sequence ids and bytes of a GGUF file (gguf-py)."""
+    reader = gguf_module().GGUFReader(str(file))
+    kv = {name: _field_value(f) for name, f in reader.fields.items()}
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    kv["n_vocab"] = len(tokens.data) if tokens is not None else None
+    tensors = [(t.name, t.tensor_type.name, int(t.n_bytes), [int(d) for d in t.shape])
+               for t in reader.tensors]
+    shape = _shape_facts(kv, kv.get("general.architecture", ""))
+    return {**shape, **weight_bytes(tensors, shape["vocab_size"]), "eos_token_ids": _eos_ids(kv)}
+
+
 def _field_value(field: Any) -> Any:
-    """A GGUF key's value: a scalar, a string, or a list (arrays; their length is what we use)."""
+    """A GGUF key's value when it is one scalar or string; None for arrays (decoding the
+    vocabulary's 151936 strings in Python would take seconds: only its length is used)."""
+    if len(field.types) != 1:
+        return None
     try:
         return field.contents()
     except (AttributeError, ValueError, IndexError):
@@ -233,9 +246,8 @@ def _shape_facts(kv: dict[str, Any], arch: str) -> dict[str, Any]:
     kv_heads = int(kv.get(f"{arch}.attention.head_count_kv") or heads)
     head_dim = int(kv.get(f"{arch}.attention.key_length")
                    or int(kv.get(f"{arch}.embedding_length") or 0) // heads)
-    tokens = kv.get("tokenizer.ggml.tokens")
     return {"num_layers": layers, "kv_heads": kv_heads, "head_dim": head_dim,
-            "kv_dtype": "float16", "vocab_size": len(tokens) if tokens else None,
+            "kv_dtype": "float16", "vocab_size": kv.get("n_vocab"),
             "max_context": int(kv.get(f"{arch}.context_length") or 0) or None,
             # llama.cpp's KV cache defaults to f16 keys and values
             "kv_bytes_per_position": 2 * layers * kv_heads * head_dim * 2}

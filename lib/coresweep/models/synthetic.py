@@ -34,6 +34,7 @@ from coresweep.models.inspect import inspect_model
 from coresweep.provenance import BUILD_PACKAGES, collect_versions
 
 FORMAT_VERSION = 1
+GGUF_FORMAT = 2  # 2: the manifest holds the GGUF's facts (gguf_info), read back without parsing
 SEED = 1234
 PRECISIONS = ("int4", "int8", "fp32")
 ENV_CACHE = "CORESWEEP_CACHE"
@@ -617,7 +618,8 @@ def gguf_key(preset: str, precision: str, cfg: dict, seed: int = SEED) -> dict:
     from coresweep.models import gguf
 
     v = collect_versions(BUILD_PACKAGES)
-    return {"format_version": FORMAT_VERSION, "format": "gguf", "preset": preset,
+    return {"format_version": FORMAT_VERSION, "format": "gguf", "gguf_format": GGUF_FORMAT,
+            "preset": preset,
             "precision": precision, "gguf_type": gguf.gguf_type(precision), "config": cfg,
             "seed": seed, "corpus_sha256": _corpus_sha(), "llama_cpp_python": gguf.require_llamacpp(),
             "transformers": v["transformers"], "tokenizers": v["tokenizers"]}
@@ -668,7 +670,7 @@ def _gguf_manifest(out_dir: Path, *, key: dict, name: str, preset: str, override
     """manifest.json of a fresh GGUF: the ONNX manifest's fields, read from the GGUF's tensors."""
     from coresweep.models import gguf
 
-    facts = gguf.read_info(out_dir / gguf.MODEL_FILE)
+    facts = gguf.read_facts(out_dir / gguf.MODEL_FILE)
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     return {
         "key": key, "name": name, "preset": preset, "overrides": dict(overrides or {}),
@@ -683,6 +685,7 @@ def _gguf_manifest(out_dir: Path, *, key: dict, name: str, preset: str, override
             "which one row (all of it when the output projection is tied to it); the KV cache "
             "(f16) adds kv_bytes_per_position for each position already in the context"),
         "tensor_types": facts["quant_ops"], "tokenizer": tok_info, "files": files,
+        "gguf_info": facts,  # what inspect_model reads back without parsing the file again
         "gguf_bytes": files.get(gguf.MODEL_FILE, 0),
         "build_seconds": round(time.perf_counter() - t0, 2),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -763,7 +766,9 @@ def list_models(cache_dir=None) -> list[dict]:
             continue
         out.append({"name": d.name, "dir": str(d), "preset": m.get("preset"),
                     "precision": m.get("precision"), "parameter_count": m.get("parameter_count"),
-                    "onnx_bytes": m.get("onnx_bytes"), "bytes_per_token": m.get("bytes_per_token"),
+                    "format": m.get("format", "onnx"), "onnx_bytes": m.get("onnx_bytes"),
+                    "model_bytes": m.get("onnx_bytes") or m.get("gguf_bytes"),
+                    "bytes_per_token": m.get("bytes_per_token"),
                     "built_at": m.get("built_at")})
     return out
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from coresweep.analysis.verdicts import decisions_sentence, same_work_sentence
+from coresweep.analysis.runtimes import decisions_markdown
+from coresweep.analysis.verdicts import same_work_sentence
 from coresweep.parameters import current_names
 from coresweep.report.paths import read_json, run_file, write_json
 from coresweep.tables import markdown, run_table
@@ -83,7 +84,8 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     lines = _header(run_dir, meta or {}, run)
     if len(df):
         lines += [markdown(df[COLUMNS]), "", "Recommended on this machine (the one decision, "
-                  "as the recommendation report):", "", decisions_sentence(decisions), "",
+                  "as the recommendation report):", "",
+                  decisions_markdown(points.runtime_decisions()), "",
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")
