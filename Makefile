@@ -1,6 +1,7 @@
 # coresweep: two commands do everything on a fresh Linux machine with Python >= 3.10.
 #   make report  - build the default model if missing, run every notebook, write reports/index.html
 #   make test    - create .venv if missing, install coresweep with its extras, run the tests
+#   make llamacpp - add the optional llamacpp runtime (llama-cpp-python from its sdist, minutes once)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: report test lint venv browser tools clean-venv
+.PHONY: report test lint venv browser tools clean-venv llamacpp llama-bench llamacpp-note
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ venv: $(STAMP)
 PARAMS ?= params/default.yaml
 RUN_ARGS ?=
 REPORT_T0 := $(shell date +%s)
-report: $(STAMP) tools
+report: $(STAMP) tools llamacpp-note
 	$(VENV)/bin/coresweep run $(PARAMS) --started-at $(REPORT_T0) $(RUN_ARGS)
 
 lint: $(STAMP)
@@ -81,7 +82,34 @@ $(GUIDELLM_STAMP): pyproject.toml | $(STAMP)
 
 test: $(GUIDELLM_STAMP)
 
-test: $(STAMP) tools browser
+# The llamacpp runtime is optional: llama-cpp-python builds from its sdist (~7 min on 2 CPUs the
+# first time; pip keeps the built wheel in its wheel cache, so the next install takes seconds).
+# Its source tree (the same sdist: convert_hf_to_gguf.py, gguf-py, llama-bench) is extracted into
+# ~/.cache/coresweep/src (or $$CORESWEEP_LLAMACPP_SRC). `make test WITH_LLAMACPP=1` (CI) adds it;
+# without it the llamacpp tests skip and say how to add it.
+LLAMACPP_STAMP := $(VENV)/.installed-llamacpp
+$(LLAMACPP_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet -e ".[llamacpp]"
+	$(PY) -c "from coresweep.models.gguf import source_dir; print('llama.cpp source:', source_dir())"
+	touch $(LLAMACPP_STAMP)
+
+llamacpp: $(LLAMACPP_STAMP)
+
+# llama-bench from the same llama.cpp source, with the wheel's defaults (Release, native CPU
+# flags, OpenMP): what bench/llamacpp_parity.py runs beside coresweep's llamacpp engine.
+llama-bench: $(LLAMACPP_STAMP)
+	@src=$$($(PY) -c "from coresweep.models.gguf import source_dir; print(source_dir())"); \
+	cmake -S "$$src" -B "$$src/build-coresweep" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+	  >/dev/null && cmake --build "$$src/build-coresweep" --target llama-bench -j $$(nproc) \
+	  >/dev/null && echo "llama-bench: $$src/build-coresweep/bin/llama-bench"
+
+llamacpp-note:
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llama_cpp') is None)" \
+	  || echo "note: the optional llamacpp runtime is not installed: its tests skip (add it with \
+	  make llamacpp; several minutes once)"
+
+test: $(STAMP) tools browser $(if $(WITH_LLAMACPP),$(LLAMACPP_STAMP),llamacpp-note)
 	$(VENV)/bin/ruff check lib tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 

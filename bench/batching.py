@@ -43,7 +43,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="deepseek-r1-distill-qwen-1.5b")
     ap.add_argument("--precision", default="int4")
-    ap.add_argument("--engine", default="ort")
+    ap.add_argument("--runtime", default="ort")
     ap.add_argument("--threads", default="auto")
     ap.add_argument("--run", default=None, help="run folder whose decode decision sets threads")
     ap.add_argument("--batches", default="1,2,4,8")
@@ -63,12 +63,12 @@ def main() -> int:
     threads, why = ((int(args.threads), "given") if args.threads != "auto"
                     else decided_threads(args.run, topo))
     batches = [int(b) for b in args.batches.split(",")]
-    configs = [TrialConfig(model=args.preset, precision=args.precision, engine=args.engine,
+    configs = [TrialConfig(model=args.preset, precision=args.precision, runtime=args.runtime,
                            threads=threads, placement="cores-first", prompt_tokens=args.prompt,
                            gen_tokens=args.gen, reps=args.reps, warmup=1, batch=b,
                            role={"batch": b}, label=f"batch {b}") for b in batches]
     out = args.out or tempfile.mkdtemp(prefix="coresweep-batching-")
-    print(f"{args.preset} {args.precision} ({args.engine}), {threads} thread(s): {why}; prompt "
+    print(f"{args.preset} {args.precision} ({args.runtime}), {threads} thread(s): {why}; prompt "
           f"{args.prompt}, {args.gen} tokens per sequence; run folder {out}", flush=True)
     run = sweep(configs, out=out, processes=args.processes, topo=topo, progress=False)
     s = with_aggregate(run.summary).set_index("label")

@@ -16,22 +16,22 @@
 # %% [markdown]
 # # 01 · How many threads?
 #
-# Time to first token (TTFT), prefill and decode throughput against the number of intra-op threads, each point measured in several fresh worker processes pinned by the chosen placement. Points past the CPU count are included by default (oversubscription: more threads than CPUs). The last table is the study's table (threads | TTFT ms | decode tok/s | CPU %) for this machine.
+# Time to first token (TTFT), prefill and decode throughput against the number of threads (onnxruntime's intra-op threads; llama.cpp's threads), each point measured in several fresh worker processes pinned by the chosen placement. With `runtime` a list (e.g. `[ort, llamacpp]`) every runtime's curve is drawn beside the others, each decided over its own points. Points past the CPU count are included by default (oversubscription: more threads than CPUs). The last table is the study's table (threads | TTFT ms | decode tok/s | CPU %) for this machine.
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import knobs, roofline, verdicts
+from coresweep.analysis import knobs, runtimes, verdicts
 
 study = studies.get("threads")
 pd.set_option("display.max_colwidth", 200)
 
 # %% tags=["parameters"]
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
-precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
-engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+precision = 'int4'  # str; one of int4, int8, fp32, q4_k_m: weight precision of a synthetic preset (ONNX for ort and genai: MatMulNBits 4/8-bit block 32, fp32; the GGUF of llamacpp: Q4_0, Q8_0, F32, and q4_k_m, llama.cpp's Q4_K_M, for llamacpp only)
+runtime = 'ort'  # str or str list; one of ort, genai, llamacpp: inference runtime: ort (onnxruntime, IOBinding loop), genai (onnxruntime-genai) or llamacpp (llama.cpp through llama-cpp-python, on a GGUF of the same checkpoint); a list such as [ort, llamacpp] is an axis of the threads and affinity studies (side by side), other studies use the first
 prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 batch = 1  # int: sequences of the same prompt decoded together in one session (one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows give each sequence's decode tok/s and the aggregate (batch x it)
@@ -82,11 +82,11 @@ plots.threads_curves(res.summary, cpus=study.sweep_cpus(P), cap=cap);
 # %% [markdown]
 # ## Why: the roofline
 #
-# Decode reads (about) every weight once per token: decode tok/s × bytes per token is the memory bandwidth it uses, drawn against the read bandwidth measured on the same CPUs with the same thread count (dashed). Prefill is drawn against ideal compute scaling.
+# Decode reads (about) every weight once per token: decode tok/s × bytes per token is the memory bandwidth it uses, drawn against the read bandwidth measured on the same CPUs with the same thread count (dashed). Each runtime reads its own model's bytes per token (llama.cpp's GGUF quantisation is not onnxruntime's). Prefill is drawn against ideal compute scaling.
 
 # %%
 plots.roofline(res.summary, cap=cap)
-display(Markdown(roofline.bound_sentence(res.summary, study.decisions(res)["decode_tok_s"])))
+display(Markdown(runtimes.bound_sentences(res.summary, study.runtime_decisions(res))))
 tables.show(res.bandwidth)
 
 # %% [markdown]
@@ -134,6 +134,14 @@ plots.token_latency_ecdf(res.tokens, res.labels, cap=cap);
 
 # %%
 tables.show(tables.study_table(res.summary))
-display(Markdown(verdicts.decisions_sentence(study.decisions(res))))
+display(Markdown(runtimes.decisions_markdown(study.runtime_decisions(res))))
 display(Markdown(study.refinements_markdown(P)))
 display(Markdown(verdicts.same_work_sentence(res.trials)))
+
+# %% [markdown]
+# ## Runtimes side by side
+#
+# When `runtime` lists several runtimes: each one's median [95 % CI] at every thread count and its ratio to the first runtime's. They run the same checkpoint in the same shape, but not the same tokens: each runtime has its own quantisation (docs/models.md).
+
+# %%
+display(Markdown(tables.runtimes_markdown(res.summary)))

@@ -23,15 +23,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import verdicts
+from coresweep.analysis import runtimes, verdicts
 
 study = studies.get("affinity")
 pd.set_option("display.max_colwidth", 200)
 
 # %% tags=["parameters"]
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
-precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
-engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+precision = 'int4'  # str; one of int4, int8, fp32, q4_k_m: weight precision of a synthetic preset (ONNX for ort and genai: MatMulNBits 4/8-bit block 32, fp32; the GGUF of llamacpp: Q4_0, Q8_0, F32, and q4_k_m, llama.cpp's Q4_K_M, for llamacpp only)
+runtime = 'ort'  # str or str list; one of ort, genai, llamacpp: inference runtime: ort (onnxruntime, IOBinding loop), genai (onnxruntime-genai) or llamacpp (llama.cpp through llama-cpp-python, on a GGUF of the same checkpoint); a list such as [ort, llamacpp] is an axis of the threads and affinity studies (side by side), other studies use the first
 prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 batch = 1  # int: sequences of the same prompt decoded together in one session (one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows give each sequence's decode tok/s and the aggregate (batch x it)
@@ -88,7 +88,7 @@ display(Markdown(verdicts.same_work_sentence(res.trials)))
 # The same rule as 05_recommend, over these strategies only (the controls shown beside the pick), and the extra processes the run spent to settle it.
 
 # %%
-display(Markdown(verdicts.decisions_sentence(study.decisions(res))))
+display(Markdown(runtimes.decisions_markdown(study.runtime_decisions(res))))
 display(Markdown("\n".join(f"- {c}" for c in study.decisions(res)["decode_tok_s"].controls)))
 display(Markdown(study.refinements_markdown(P)))
 

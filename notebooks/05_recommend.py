@@ -23,7 +23,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from coresweep import plots, studies, tables
-from coresweep.analysis import decision, roofline
+from coresweep.analysis import decision, runtimes
 from coresweep.studies import recommend
 
 study = studies.get("recommend")
@@ -82,8 +82,8 @@ display(Markdown(study.serving_config(rec)))
 # Every decoded token reads (about) every weight once, so decode speed × bytes per token is the bandwidth it uses; the dashed line is the read bandwidth measured on the same CPUs with the same thread count.
 
 # %%
-plots.roofline(rec.evidence.threads, cap=plots.caption_for(None, rec.params, P.topology))
-display(Markdown(roofline.bound_sentence(rec.evidence.threads, rec.picks["decode_tok_s"])))
+plots.roofline(rec.all_threads, cap=plots.caption_for(None, rec.params, P.topology))
+display(Markdown(runtimes.bound_sentences(rec.all_threads, rec.runtime_picks)))
 
 # %% [markdown]
 # ## The study's claims on this machine

@@ -30,8 +30,8 @@ pd.set_option("display.max_colwidth", 200)
 
 # %% tags=["parameters"]
 model = 'qwen2.5-0.5b'  # str: synthetic preset name (built on demand and cached) or a path to an ONNX model folder/file
-precision = 'int4'  # str; one of int4, int8, fp32: weight precision of a synthetic preset
-engine = 'ort'  # str; one of ort, genai: generation engine: onnxruntime loop or onnxruntime-genai
+precision = 'int4'  # str; one of int4, int8, fp32, q4_k_m: weight precision of a synthetic preset (ONNX for ort and genai: MatMulNBits 4/8-bit block 32, fp32; the GGUF of llamacpp: Q4_0, Q8_0, F32, and q4_k_m, llama.cpp's Q4_K_M, for llamacpp only)
+runtime = 'ort'  # str or str list; one of ort, genai, llamacpp: inference runtime: ort (onnxruntime, IOBinding loop), genai (onnxruntime-genai) or llamacpp (llama.cpp through llama-cpp-python, on a GGUF of the same checkpoint); a list such as [ort, llamacpp] is an axis of the threads and affinity studies (side by side), other studies use the first
 prompt_tokens = 64  # int or int list: prompt length in tokens; a list such as [64, 512, 2048] is an axis of the threads study (per context length), other studies use the first
 gen_tokens = 32  # int: tokens generated per repetition (greedy)
 batch = 1  # int: sequences of the same prompt decoded together in one session (one forward pass per step for all; exactly gen_tokens each): 1 is one user; rows give each sequence's decode tok/s and the aggregate (batch x it)
@@ -54,6 +54,7 @@ execution_mode = ['sequential']  # str list; one of sequential, parallel: graph 
 dynamic_block_base = [0, 4]  # int list: session.dynamic_block_base: 0 means a static partition of parallel loops, N > 0 dynamic blocks that shrink as work runs out; values compared, the first is the baseline
 graph_optimization = ['all', 'basic']  # str list; one of disabled, basic, extended, all: graph optimisation level; values compared, the first is the baseline
 numa_memory = ['default', 'local', 'interleave']  # str list; one of default, local, interleave: NUMA memory policy set in the worker before the model loads: default (first touch), local (the allocating CPU's node) or interleave (pages spread over every node with memory, like numactl --interleave all); values compared, the first is the baseline
+huge_pages = ['default', 'malloc', 'madvise']  # str list; one of default, malloc, madvise: transparent huge pages for the worker's memory: default (the system's THP setting as it is), malloc (glibc.malloc.hugetlb=1 in GLIBC_TUNABLES when the worker starts: glibc advises THP on what it maps) or madvise (after the model loads, MADV_HUGEPAGE + MADV_COLLAPSE on every large anonymous mapping); read back as AnonHugePages; values compared, the first is the baseline
 run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
 
 # %%

@@ -10,6 +10,8 @@ Model fixtures (session-scoped, built ONCE and cached across runs and test sessi
   tokenizer.json, manifest.json. First build ~10 s, later runs ~0 s.
 - ``tiny_fp32`` -> Path: the same checkpoint (same seed, same weights) built in fp32.
 - ``small_int4`` -> Path: the qwen2.5-0.5b preset in INT4 (for tests that need seconds per request).
+- ``tiny_gguf`` -> Path: the tiny preset's GGUF (Q4_0) for runtime llamacpp, converted from the
+  same checkpoint; skips without llama-cpp-python (fails when CORESWEEP_REQUIRE_LLAMACPP=1).
 
 Use them with ``coresweep.engines.make_engine(name, tiny_int4, SessionConfig(threads=1))`` and
 ``coresweep.engines.make_prompt(tiny_int4, 32)``. The tiny preset: hidden 128, 2 layers, 4 heads,
@@ -44,6 +46,16 @@ def tiny_fp32(test_model_cache) -> Path:
     from coresweep.models import build_model
 
     return build_model("tiny", "fp32", cache_dir=test_model_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(test_model_cache) -> Path:
+    """The tiny preset's GGUF for runtime llamacpp (Q4_0), from the checkpoint tiny_int4 reads."""
+    from _llamacpp import needs_llamacpp
+    from coresweep.models import build_gguf
+
+    needs_llamacpp()
+    return build_gguf("tiny", "int4", cache_dir=test_model_cache, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -98,4 +98,4 @@ def test_every_runtime_is_one_module_of_the_engines_package():
     for name, target in engines.RUNTIMES.items():
         module = target.split(":")[0]
         assert (LIB.parent / Path(*module.split("."))).with_suffix(".py").is_file(), name
-    assert WORKLOAD["engine"].choices == engines.ENGINES
+    assert WORKLOAD["runtime"].choices == engines.ENGINES

@@ -33,7 +33,7 @@ def _trials():
             for rep in range(3):
                 speed = min(abs(t), 2) if t > 0 else 2
                 rows.append({
-                    "config_key": key, "label": label, "model": "tiny", "engine": "ort",
+                    "config_key": key, "label": label, "model": "tiny", "runtime": "ort",
                     "threads": t, "ort_default": t < 0, "placement": strat, "strategy": strat,
                     "cpus": "0-1", "n_cpus": 2, "smt": "asis", "prompt_tokens": 32,
                     "gen_tokens": 16, "pin_threads": False, "env": "{}", "session": "{}",

@@ -88,12 +88,12 @@ class Param:
     def parse_text(self, raw: str) -> Any:
         """The text of a ``-p key=value`` override (or a command-line flag), typed and checked."""
         text = raw.strip()
-        if self.kind == "str":
+        if self.listable and "," in text and not text.startswith("["):  # ort,llamacpp / 64,512
+            return self.check([scalar_param(self).parse_text(t.strip()) for t in text.split(",")])
+        if self.kind == "str" and not (self.listable and text.startswith("[")):
             return self.check(raw)  # never reinterpret strings ("0-3" stays a string)
         if self.auto and text == "auto":
             return "auto"
-        if self.listable and "," in text and not text.startswith("["):
-            return self.check([_scalar_param(self).parse_text(t) for t in text.split(",")])
         try:
             if self.kind.endswith("_list") and not text.startswith("["):
                 parts = [s.strip() for s in text.split(",") if s.strip()]
@@ -115,7 +115,8 @@ def _as_float(text: str) -> float | str:
         return text
 
 
-def _scalar_param(p: Param) -> Param:
+def scalar_param(p: Param) -> Param:
+    """The one-value form of a listable parameter (a command that measures one config)."""
     from dataclasses import replace
 
     return replace(p, listable=False)
@@ -187,15 +188,23 @@ def table(*params: Param) -> dict[str, Param]:
     return {p.name: p for p in params}
 
 
+# weight precisions of a synthetic preset (models: the ONNX builder takes the first three; the
+# GGUF of runtime llamacpp takes all four, see models.gguf.GGUF_TYPES)
+PRECISIONS = ("int4", "int8", "fp32", "q4_k_m")
+
 # -- the workload: what one trial generates (TrialConfig fields; `coresweep trial` flags) --------
 WORKLOAD = table(
     Param("model", "str", "qwen2.5-0.5b",
           "synthetic preset name (built on demand and cached) or a path to an ONNX model "
           "folder/file"),
-    Param("precision", "str", "int4", "weight precision of a synthetic preset",
-          choices=("int4", "int8", "fp32")),
-    Param("engine", "str", "ort", "generation engine: onnxruntime loop or onnxruntime-genai",
-          choices=ENGINES),
+    Param("precision", "str", "int4", "weight precision of a synthetic preset (ONNX for ort "
+          "and genai: MatMulNBits 4/8-bit block 32, fp32; the GGUF of llamacpp: Q4_0, Q8_0, F32, "
+          "and q4_k_m, llama.cpp's Q4_K_M, for llamacpp only)", choices=PRECISIONS),
+    Param("runtime", "str", "ort", "inference runtime: ort (onnxruntime, IOBinding loop), genai "
+          "(onnxruntime-genai) or llamacpp (llama.cpp through llama-cpp-python, on a GGUF of the "
+          "same checkpoint); a list such as [ort, llamacpp] is an axis of the threads and "
+          "affinity studies (side by side), other studies use the first",
+          choices=ENGINES, listable=True),
     Param("prompt_tokens", "int", 64, "prompt length in tokens; a list such as [64, 512, 2048] "
           "is an axis of the threads study (per context length), other studies use the first",
           minimum=1, listable=True),
@@ -271,6 +280,10 @@ SESSION = table(
           maximum=2**31 - 1),
     Param("graph_optimization", "str", "all", "graph optimisation level",
           choices=("disabled", "basic", "extended", "all")),
+    Param("prompt_threads", "int", 0, "threads for the prompt (prefill) when they differ from "
+          "`threads`: llama.cpp's n_threads_batch (runtime llamacpp); 0 means the same as "
+          "threads. onnxruntime runs one thread pool per session, so runtimes ort and genai take "
+          "only 0", minimum=0, maximum=1024),
     Param("numa_memory", "str", "default", "NUMA memory policy set in the worker before the "
           "model loads: default (first touch), local (the allocating CPU's node) or interleave "
           "(pages spread over every node with memory, like numactl --interleave all)", choices=("default", "local", "interleave")),
@@ -280,15 +293,31 @@ SESSION = table(
           "(after the model loads, MADV_HUGEPAGE + MADV_COLLAPSE on every large anonymous "
           "mapping); read back as AnonHugePages", choices=("default", "malloc", "madvise")),
 )
-# the knobs that are onnxruntime session options (TrialConfig.session keys)
+# the session knobs a TrialConfig carries in ``session`` (onnxruntime's session options, and
+# prompt_threads: llama.cpp's n_threads_batch)
 SESSION_OPTIONS = ("spinning", "inter_op_threads", "execution_mode", "dynamic_block_base",
-                   "graph_optimization")
+                   "graph_optimization", "prompt_threads")
+
+
+# parameters an earlier release named differently: old -> new. Not an alias: a params file that
+# still uses the old name is refused, with the new name in the message.
+RENAMED = {"engine": "runtime"}
+
+
+def current_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values a run folder stored (run.json, batch.json), under today's parameter names: what a
+    folder of an earlier release resolved is read, never accepted as input."""
+    return {RENAMED.get(k, k): v for k, v in values.items()}
 
 
 def unknown(key: str, valid: Iterable[str]) -> ParamsError:
     valid = list(valid)
-    near = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    new = RENAMED.get(key)
+    if new in valid:
+        hint = f" (it is now called {new!r}: did you mean {new!r}?)"
+    else:
+        near = difflib.get_close_matches(key, valid, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
     return ParamsError(f"unknown parameter {key!r}{hint}; valid parameters: {', '.join(valid)}")
 
 

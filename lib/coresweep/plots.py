@@ -78,6 +78,23 @@ def _explicit_threads(summary: pd.DataFrame) -> pd.DataFrame:
     return s.sort_values("threads")
 
 
+def _by_runtime(s: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(name for a legend, colour, rows) per runtime: one line each when a study measured
+    several runtimes side by side; one unnamed line otherwise."""
+    from coresweep.analysis.runtimes import by_runtime
+
+    parts = by_runtime(s)
+    if len(parts) < 2:
+        return [("", "C0", s)]
+    return [(rt, f"C{i}", rows) for i, (rt, rows) in enumerate(parts.items())]
+
+
+def _threads_label(s: pd.DataFrame) -> str:
+    """onnxruntime's thread knob is its intra-op pool; llama.cpp's is plain threads."""
+    onnx_only = "runtime" not in s or set(s["runtime"].astype(str)) <= {"ort", "genai"}
+    return "intra-op threads" if onnx_only else "threads"
+
+
 def _empty(title: str, cap: str | None, why: str) -> Any:
     fig, ax = plt.subplots(figsize=(7, 2.5))
     ax.axis("off")
@@ -100,21 +117,21 @@ def threads_curves(summary: pd.DataFrame, *, cpus: int | None = None, cap: str |
     if s.empty:
         return _empty(title, cap, "no trial with an explicit thread count")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    x = s["threads"].to_numpy(int)
     for ax, m in zip(axes[0], metrics, strict=True):
         name, unit, _ = _METRIC_LABEL[m]
-        med = _scaled(s, m, "median")
-        ax.fill_between(x, _scaled(s, m, "ci_lo"), _scaled(s, m, "ci_hi"), alpha=0.25,
-                        label="95 % CI of median")
-        ax.errorbar(x, med, yerr=[med - _scaled(s, m, "p10"), _scaled(s, m, "p90") - med],
-                    fmt="o-", capsize=3, label="median (p10–p90)")
+        for rt, color, g in _by_runtime(s):
+            x, med = g["threads"].to_numpy(int), _scaled(g, m, "median")
+            ax.fill_between(x, _scaled(g, m, "ci_lo"), _scaled(g, m, "ci_hi"), alpha=0.25,
+                            color=color, label=f"{rt} 95 % CI of median".strip())
+            ax.errorbar(x, med, yerr=[med - _scaled(g, m, "p10"), _scaled(g, m, "p90") - med],
+                        fmt="o-", capsize=3, color=color, label=f"{rt} median (p10–p90)".strip())
         if cpus:
             ax.axvline(cpus, ls="--", color="grey", lw=1)
             ax.text(cpus, ax.get_ylim()[1], f" {cpus} CPUs", va="top", fontsize=8, color="grey")
-        ax.set_xlabel("intra-op threads")
+        ax.set_xlabel(_threads_label(s))
         ax.set_ylabel(f"{name} ({unit})")
         ax.set_title(f"{name} ({unit})", fontsize=11)
-        ax.set_xticks(x)
+        ax.set_xticks(sorted({int(t) for t in s["threads"]}))
     axes[0][0].legend(fontsize=8)
     return _finish(fig, title, cap)
 
@@ -127,36 +144,44 @@ def speedup_efficiency(summary: pd.DataFrame, metric: str = "decode_tok_s", *,
     s = _explicit_threads(summary)
     name, unit, _ = _METRIC_LABEL[metric]
     title = f"Speedup and parallel efficiency of {name}"
-    if len(s) < 2:
+    lines = [(rt, c, g) for rt, c, g in _by_runtime(s) if len(g) >= 2]
+    if not lines:
         return _empty(title, cap, "needs at least two thread counts")
-    x = s["threads"].to_numpy(float)
-    v = s[f"{metric}_median"].to_numpy(float)
-    lo = s[f"{metric}_ci_lo"].to_numpy(float)
-    hi = s[f"{metric}_ci_hi"].to_numpy(float)
-    if metric.endswith("_s") and not metric.endswith("tok_s"):  # a time: lower is better
-        sp, sp_lo, sp_hi = v[0] / v, v[0] / hi, v[0] / lo
-    else:
-        sp, sp_lo, sp_hi = v / v[0], lo / v[0], hi / v[0]
-    ideal = x / x[0]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.plot(x, ideal, "k--", lw=1, label="ideal (linear)")
-    a1.fill_between(x, sp_lo, sp_hi, alpha=0.25)
-    a1.plot(x, sp, "o-", label="measured (median, CI band)")
-    a1.set_xlabel("intra-op threads")
-    a1.set_ylabel(f"speedup over {int(x[0])} thread(s) (×)")
+    top = 110.0
+    for i, (rt, color, g) in enumerate(lines):
+        x, (sp, sp_lo, sp_hi) = g["threads"].to_numpy(float), _speedup(g, metric)
+        if i == 0:
+            a1.plot(x, x / x[0], "k--", lw=1, label="ideal (linear)")
+            a1.set_ylabel(f"speedup over {int(x[0])} thread(s) (×)")
+        a1.fill_between(x, sp_lo, sp_hi, alpha=0.25, color=color)
+        a1.plot(x, sp, "o-", color=color, label=f"{rt} measured (median, CI band)".strip())
+        eff = sp / (x / x[0])
+        a2.plot(x, 100 * eff, "o-", color=color if rt else "C1",
+                label=f"{rt} measured".strip())
+        top = max(top, float(np.nanmax(100 * eff)) + 10)
+    a1.set_xlabel(_threads_label(s))
     a1.set_title(f"speedup of {name}", fontsize=11)
     a1.legend(fontsize=8)
-    eff = sp / ideal
-    a2.plot(x, 100 * eff, "o-", color="C1", label="measured")
-    a2.set_xlabel("intra-op threads")
+    a2.set_xlabel(_threads_label(s))
     a2.set_ylabel("parallel efficiency (%)")
     a2.set_title("efficiency = speedup / thread ratio", fontsize=11)
-    a2.set_ylim(0, max(110, float(np.nanmax(100 * eff)) + 10))
+    a2.set_ylim(0, top)
     a2.axhline(100, color="k", ls="--", lw=1, label="ideal (100 %)")
     a2.legend(fontsize=8)
     for a in (a1, a2):
-        a.set_xticks(x)
+        a.set_xticks(sorted({int(t) for t in s["threads"]}))
     return _finish(fig, title, cap)
+
+
+def _speedup(g: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Speedup over the smallest thread count of ``g`` and its interval (a time: inverse)."""
+    v = g[f"{metric}_median"].to_numpy(float)
+    lo = g[f"{metric}_ci_lo"].to_numpy(float)
+    hi = g[f"{metric}_ci_hi"].to_numpy(float)
+    if metric.endswith("_s") and not metric.endswith("tok_s"):  # a time: lower is better
+        return v[0] / v, v[0] / hi, v[0] / lo
+    return v / v[0], lo / v[0], hi / v[0]
 
 
 def util_vs_threads(summary: pd.DataFrame, *, cpus: int | None = None,
@@ -168,15 +193,17 @@ def util_vs_threads(summary: pd.DataFrame, *, cpus: int | None = None,
     title = "CPU utilisation against threads"
     if s.empty or "cpu_util_pct_median" not in s:
         return _empty(title, cap, "no CPU utilisation recorded")
-    x = s["threads"].to_numpy(float)
+    x = np.array(sorted({int(t) for t in s["threads"]}), dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4))
     ideal = 100 * (np.minimum(x, cpus) if cpus else x)
     ax.plot(x, ideal, "k--", lw=1, label="all threads busy" + (f" (≤ {cpus} CPUs)" if cpus else ""))
-    med = s["cpu_util_pct_median"].to_numpy(float)
-    ax.fill_between(x, s["cpu_util_pct_ci_lo"].to_numpy(float),
-                    s["cpu_util_pct_ci_hi"].to_numpy(float), alpha=0.25)
-    ax.plot(x, med, "o-", label="measured (median, CI band)")
-    ax.set_xlabel("intra-op threads")
+    for rt, color, g in _by_runtime(s):
+        gx = g["threads"].to_numpy(float)
+        ax.fill_between(gx, g["cpu_util_pct_ci_lo"].to_numpy(float),
+                        g["cpu_util_pct_ci_hi"].to_numpy(float), alpha=0.25, color=color)
+        ax.plot(gx, g["cpu_util_pct_median"].to_numpy(float), "o-", color=color,
+                label=f"{rt} measured (median, CI band)".strip())
+    ax.set_xlabel(_threads_label(s))
     ax.set_ylabel("process CPU use (%, 100 = one CPU)")
     ax.set_xticks(x)
     ax.legend(fontsize=8)
@@ -480,28 +507,41 @@ def roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
     s = _explicit_threads(summary) if summary is not None and len(summary) else None
     if s is None or s.empty or "decode_gb_s" not in s or s["decode_gb_s"].isna().all():
         return _empty(title, cap, "no bytes-per-token or no bandwidth measurement for this run")
-    x = s["threads"].to_numpy(float)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    a1.plot(x, s["decode_gb_s"], "o-", label="decode reads (achieved)")
-    if "ceiling_gb_s" in s and s["ceiling_gb_s"].notna().any():
-        a1.plot(x, s["ceiling_gb_s"], "k--", marker="_", label="measured read bandwidth")
-        for xi, pct, y in zip(x, s["pct_of_ceiling"], s["decode_gb_s"], strict=True):
-            if np.isfinite(pct):
-                a1.annotate(f"{pct:.0f} %", (xi, y), textcoords="offset points", xytext=(0, 6),
-                            ha="center", fontsize=8)
-    a1.set_xlabel("intra-op threads")
-    a1.set_ylabel("GB/s")
+    lines = _by_runtime(s)
+    for i, (rt, color, g) in enumerate(lines):
+        _roofline_lines(a1, a2, g, rt, color if rt else None, ceiling=i == 0)
+    a1.set_xlabel(_threads_label(s))
+    a1.set_ylabel("GB/s (own bytes per token)" if len(lines) > 1
+                  else "GB/s")
     a1.set_ylim(0, None)
     a1.legend(fontsize=8)
-    pre = s["prefill_tok_s_median"].to_numpy(float)
-    a2.plot(x, pre[0] * x / x[0], "k--", lw=1, label="ideal (linear)")
-    a2.plot(x, pre, "o-", color="C1", label="prefill (median)")
-    a2.set_xlabel("intra-op threads")
+    a2.set_xlabel(_threads_label(s))
     a2.set_ylabel("prefill tokens/s")
     a2.legend(fontsize=8)
     for a in (a1, a2):
-        a.set_xticks(x)
+        a.set_xticks(sorted({int(t) for t in s["threads"]}))
     return _finish(fig, title, cap)
+
+
+def _roofline_lines(a1: Any, a2: Any, g: pd.DataFrame, rt: str, color: str | None, *,
+                    ceiling: bool) -> None:
+    """One runtime's achieved decode GB/s (% of the ceiling annotated), the ceiling (once: the
+    same CPUs and threads for every runtime) and its prefill against ideal scaling."""
+    x = g["threads"].to_numpy(float)
+    a1.plot(x, g["decode_gb_s"], "o-", color=color,
+            label=f"{rt} decode reads (achieved)".strip())
+    if ceiling and "ceiling_gb_s" in g and g["ceiling_gb_s"].notna().any():
+        a1.plot(x, g["ceiling_gb_s"], "k--", marker="_", label="measured read bandwidth")
+    if "pct_of_ceiling" in g:
+        for xi, pct, y in zip(x, g["pct_of_ceiling"], g["decode_gb_s"], strict=True):
+            if np.isfinite(pct):
+                a1.annotate(f"{pct:.0f} %", (xi, y), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=8, color=color or "k")
+    pre = g["prefill_tok_s_median"].to_numpy(float)
+    a2.plot(x, pre[0] * x / x[0], "--", lw=1, color=color or "k",
+            label=f"{rt} ideal (linear)".strip())
+    a2.plot(x, pre, "o-", color=color or "C1", label=f"{rt} prefill (median)".strip())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,24 +558,27 @@ def context_curves(contexts: pd.DataFrame | None, *, cpus: int | None = None,
         return _empty(title, cap, "one prompt length: set prompt_tokens to a list, e.g. "
                       "[64, 512, 2048], to draw this")
     s = _explicit_threads(contexts)
+    several = "runtime" in s and s["runtime"].nunique() > 1
+    keys = ["runtime", "prompt_tokens"] if several else ["prompt_tokens"]
     metrics = ("ttft_s", "prefill_tok_s", "decode_tok_s")
     fig, axes = plt.subplots(1, 4, figsize=(20, 4), squeeze=False)
     for ax, m in zip(axes[0][:3], metrics, strict=True):
         name, unit, _ = _METRIC_LABEL[m]
-        for p, g in s.groupby("prompt_tokens"):
+        for key, g in s.groupby(keys, sort=False):
             ax.errorbar(g["threads"], _scaled(g, m, "median"), fmt="o-", capsize=3,
                         yerr=[_scaled(g, m, "median") - _scaled(g, m, "ci_lo"),
                               _scaled(g, m, "ci_hi") - _scaled(g, m, "median")],
-                        label=f"prompt {p}")
+                        label=(" ".join(map(str, key[:-1])) + f" prompt {key[-1]}").strip())
         if cpus:
             ax.axvline(cpus, ls="--", color="grey", lw=1)
         ax.set_xlabel("intra-op threads")
         ax.set_title(f"{name} ({unit})", fontsize=11)
     axes[0][0].legend(fontsize=8)
     ax = axes[0][3]
-    for t, g in s.groupby("threads"):
+    for key, g in s.groupby([*keys[:-1], "threads"], sort=False):
         g = g.sort_values("prompt_tokens")
-        ax.plot(g["prompt_tokens"], g["decode_tok_s_median"], "o-", label=f"{t} threads")
+        ax.plot(g["prompt_tokens"], g["decode_tok_s_median"], "o-",
+                label=(" ".join(map(str, key[:-1])) + f" {key[-1]} threads").strip())
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prompt tokens (context before decode)")
     ax.set_title("decode throughput (tokens/s) against context", fontsize=11)

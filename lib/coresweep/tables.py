@@ -67,7 +67,32 @@ def _threads_value(t: Any) -> Any:
 
 def study_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The study's table (threads | TTFT ms | decode tok/s | CPU %) for explicit thread counts,
-    with the CI of each median and the verified placement."""
+    with the CI of each median and the verified placement; one block per runtime (a first
+    ``runtime`` column) when several were measured side by side."""
+    from coresweep.analysis.runtimes import by_runtime
+
+    parts = by_runtime(summary)
+    if len(parts) > 1:
+        return pd.concat([_study_rows(rows).assign(runtime=rt) for rt, rows in parts.items()],
+                         ignore_index=True).pipe(lambda d: d[["runtime", *d.columns[:-1]]])
+    return _study_rows(summary)
+
+
+def runtimes_markdown(summary: pd.DataFrame) -> str:
+    """The runtimes side by side (analysis.runtimes.side_by_side) for decode and TTFT, as
+    markdown; a sentence saying how to get them when one runtime was measured."""
+    from coresweep.analysis.runtimes import runtimes_of, side_by_side
+
+    names = runtimes_of(summary)
+    if len(names) < 2:
+        return (f"One runtime measured ({', '.join(names) or 'ort'}): give `runtime` a list, "
+                "e.g. `-p runtime=ort,llamacpp`, to draw the runtimes side by side.")
+    return "\n\n".join(f"**{head}**\n\n" + markdown(side_by_side(summary, metric))
+                        for head, metric in (("decode tok/s", "decode_tok_s"),
+                                             ("TTFT", "ttft_s")))
+
+
+def _study_rows(summary: pd.DataFrame) -> pd.DataFrame:
     s = _explicit_threads(summary)
     roof = {}
     if "decode_gb_s" in s:  # the roofline: decode's bandwidth against the measured ceiling

@@ -65,9 +65,11 @@ def test_every_answer_names_the_same_faster_point(noisy):
 
 
 def test_the_knobs_baseline_runs_at_the_decided_thread_count(noisy):
+    from coresweep.parameters import current_names
     from coresweep.studies.knobs import best_measured_threads
 
-    values = json.loads((noisy / "batch.json").read_text())["resolved"]
+    # the values that folder resolved, under today's names (`engine` is now `runtime`)
+    values = current_names(json.loads((noisy / "batch.json").read_text())["resolved"])
     assert best_measured_threads(str(noisy), values) == 2
     assert best_measured_threads(str(noisy), {**values, "gen_tokens": 16}) is None  # other work
 

@@ -111,7 +111,7 @@ def test_session_config_errors():
 
 def test_engine_errors(tiny_int4, prompt):
     s = SessionConfig(threads=1)
-    with pytest.raises(ModelError, match="unknown engine 'vllm'; valid engines: ort, genai"):
+    with pytest.raises(ModelError, match="unknown runtime 'vllm'; valid runtimes: ort, genai, llamacpp"):
         make_engine("vllm", tiny_int4, s)
     e = make_engine("ort", tiny_int4, s)
     with pytest.raises(ModelError, match="exceeds the model's context of 4096"):

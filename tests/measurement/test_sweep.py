@@ -57,7 +57,7 @@ def test_two_config_sweep_tables(tiny_int4, tmp_path):
     assert t.groupby("config_key")["process"].nunique().tolist() == [2, 2]
     assert (t["ok"]).all() and (t["decode_tok_s"] > 0).all() and (t["ttft_s"] > 0).all()
     assert t["placement_ok"].all() and not t["oversubscribed"].any() and t["affinity_first"].all()
-    for col in ("config_key", "label", "engine", "threads", "placement", "cpus", "smt",
+    for col in ("config_key", "label", "runtime", "threads", "placement", "cpus", "smt",
                 "prompt_tokens", "gen_tokens", "process", "rep", "ok", "load_s", "ttft_s",
                 "prefill_tok_s", "decode_tok_s", "e2e_s", "peak_rss_bytes", "cpu_user_s",
                 "cpu_sys_s", "ctx_vol", "ctx_invol", "checksum", "placement_ok", "busy_threads",

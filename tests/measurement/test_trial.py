@@ -35,12 +35,12 @@ def test_config_key_is_stable_and_ignores_label():
         TrialConfig.from_dict({"thread": 2})
 
 
-def test_the_engine_parameter_offers_every_runtime():
+def test_the_runtime_parameter_offers_every_runtime():
     """One list of runtimes (engines.RUNTIMES): the parameter's choices come from it."""
     from coresweep import engines
     from coresweep.parameters import WORKLOAD
 
-    assert WORKLOAD["engine"].choices == engines.ENGINES == tuple(engines.RUNTIMES)
+    assert WORKLOAD["runtime"].choices == engines.ENGINES == tuple(engines.RUNTIMES)
 
 
 def test_importing_the_package_does_not_import_onnxruntime():
@@ -100,7 +100,8 @@ def test_memory_refusal(tmp_path):
 @pytest.mark.parametrize(
     "cfg, err, match",
     [
-        (TrialConfig(engine="torch"), CoresweepError, "unknown engine 'torch'; valid engines: ort, genai"),
+        (TrialConfig(runtime="torch"), CoresweepError,
+         "unknown runtime 'torch'; valid runtimes: ort, genai, llamacpp"),
         (TrialConfig(threads=0), PlacementError, "positive integer"),
         (TrialConfig(placement="bogus"), PlacementError, "valid strategies"),
         (TrialConfig(placement="0-99"), PlacementError, "99"),
@@ -262,9 +263,10 @@ def test_cli_trial_json(tiny_int4, tmp_path):
     assert d["placement"]["placement_ok"] is True and "noisy" in d["flags"]
     bad = subprocess.run(
         [sys.executable, "-m", "coresweep", "trial", "--model", str(tiny_int4), "--threads", "1",
-         "--engine", "torch"], capture_output=True, text=True, timeout=120,
+         "--runtime", "torch"], capture_output=True, text=True, timeout=120,
     )
-    assert bad.returncode == 2 and "'engine': 'torch' is not a valid choice; valid choices: ort, genai" in bad.stderr
+    assert bad.returncode == 2 and ("'runtime': 'torch' is not a valid choice; valid choices: "
+                                    "ort, genai, llamacpp") in bad.stderr
 
 
 @pytest.mark.slow

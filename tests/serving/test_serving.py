@@ -559,7 +559,7 @@ def test_the_study_hands_out_the_deployment_it_measured(tiny_int4):
 
     st = studies.get("serving")
     topo = read_topology()
-    values = {"model": str(tiny_int4), "precision": "int4", "engine": "ort",
+    values = {"model": str(tiny_int4), "precision": "int4", "runtime": "ort",
               "serve_workers": [1], "control_workers": 1, "serve_controls": ["study"]}
     res = Resolved(values, topo)
     plans = st.plans(res)

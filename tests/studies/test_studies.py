@@ -91,8 +91,8 @@ def test_not_a_mapping_and_missing_file(tmp_path):
 
 
 def test_choices_are_listed():
-    with pytest.raises(ParamsError, match=r"'engine'.*valid choices: ort, genai"):
-        studies.load(overrides=["engine=tensorrt"])
+    with pytest.raises(ParamsError, match=r"'runtime'.*valid choices: ort, genai, llamacpp"):
+        studies.load(overrides=["runtime=tensorrt"])
     with pytest.raises(ParamsError, match=r"'smt_mode'.*valid choices: placement, sysfs"):
         studies.load(overrides=["smt_mode=bios"])
 

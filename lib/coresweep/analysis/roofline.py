@@ -33,6 +33,21 @@ def with_roofline(summary: pd.DataFrame, bytes_per_token: float | None,
     return out
 
 
+def runtime_roofline(summary: pd.DataFrame, model: Any, precision: str,
+                     bandwidth: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`with_roofline` for each runtime's rows with its own model's bytes per token (the
+    GGUF of runtime llamacpp reads other bytes than the ONNX model of ort and genai)."""
+    from coresweep.engines import model_format
+    from coresweep.models import bytes_per_token
+
+    if summary is None or summary.empty or "runtime" not in summary:
+        return with_roofline(summary, bytes_per_token(model, precision), bandwidth)
+    parts = [with_roofline(rows, bytes_per_token(model, precision, model_format(runtime)),
+                           bandwidth)
+             for runtime, rows in summary.groupby("runtime", sort=False)]
+    return pd.concat(parts).loc[summary.index]
+
+
 def _ceilings(bandwidth: pd.DataFrame | None) -> dict[tuple[str, int], float]:
     """(cpus, threads) → GB/s of the method the roofline uses (its rows say which)."""
     if bandwidth is None or bandwidth.empty:

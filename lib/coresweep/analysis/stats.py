@@ -29,7 +29,7 @@ CV_NOISY = 0.10  # coefficient of variation above which a metric is flagged nois
 GROUP_COLS = (
     "label",
     "model",
-    "engine",
+    "runtime",
     "threads",
     "ort_default",
     "placement",
@@ -219,12 +219,18 @@ def _unit_flags(g: Any) -> dict[str, Any]:
 
 def same_work(trials: Any) -> dict[str, Any]:
     """Did every configuration generate the same tokens? Configurations are compared within each
-    (model, engine-independent) work unit: same model, prompt length and generated tokens. Returns
-    {"ok": bool, "groups": n, "mismatches": [(model, prompt, gen, {checksum: [labels]}), ...]}."""
+    work unit: same model file format (ort and genai run the same ONNX model and must agree;
+    llamacpp runs its GGUF, other weights, compared within itself), model, prompt length and
+    generated tokens. Returns {"ok": bool, "groups": n, "mismatches": [(key, {checksum:
+    [labels]}), ...]}."""
+    from coresweep.engines import model_format
+
     if trials is None or len(trials) == 0 or "checksum" not in trials:
         return {"ok": True, "groups": 0, "mismatches": []}
     t = trials[trials["ok"].astype(bool)] if "ok" in trials else trials
-    cols = [c for c in ("model", "prompt_tokens", "gen_tokens") if c in t]
+    if "runtime" in t:
+        t = t.assign(model_format=t["runtime"].map(model_format))
+    cols = [c for c in ("model_format", "model", "prompt_tokens", "gen_tokens") if c in t]
     mismatches = []
     groups = t.groupby(cols, sort=True) if cols else [((), t)]
     n = 0

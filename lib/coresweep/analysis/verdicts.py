@@ -27,8 +27,13 @@ def same_work_sentence(trials: pd.DataFrame) -> str:
     if not w["groups"]:
         return "No successful trial: no token checksum to compare."
     if w["ok"]:
+        from coresweep.engines import model_format
+
+        formats = {model_format(r) for r in trials["runtime"]} if "runtime" in trials else set()
+        per = ("model format (a GGUF holds other quantised weights than the ONNX model: its "
+               "tokens are compared among its own points) and " if len(formats) > 1 else "")
         return ("Same work everywhere: every repetition of every configuration generated the same "
-                "tokens (one token checksum per prompt/generation length).")
+                f"tokens (one token checksum per {per}prompt/generation length).")
     parts = [f"{key}: " + "; ".join(f"`{c}` by {', '.join(lbs)}" for c, lbs in sums.items())
              for key, sums in w["mismatches"]]
     return ("**Warning: configurations generated different tokens** (compare with care): "

@@ -1,4 +1,5 @@
-"""`coresweep model build|list|info`: synthetic presets and real ONNX models."""
+"""`coresweep model build|list|info`: synthetic presets (ONNX, or GGUF for runtime llamacpp) and
+real ONNX or GGUF models."""
 
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
 
-    from coresweep.models import PRECISIONS, PRESETS
+    from coresweep.models import FORMATS, PRESETS
+    from coresweep.parameters import PRECISIONS
 
     b = sub.add_parser("build", help="build a synthetic preset into the model cache")
     b.add_argument("preset", choices=list(PRESETS), metavar="PRESET",
                    help=f"one of: {', '.join(PRESETS)}")
     b.add_argument("--precision", default="int4", choices=list(PRECISIONS))
+    b.add_argument("--format", default="onnx", choices=list(FORMATS),
+                   help="onnx (runtimes ort, genai; default) or gguf (runtime llamacpp: the same "
+                   "checkpoint through llama.cpp's converter and quantiser)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    type=_override, help="override a config field, e.g. --set layers=4 (repeatable)")
     b.add_argument("--cache", default=None, metavar="DIR", type=argtypes.folder_to_write,
@@ -54,6 +59,8 @@ def register(subparsers) -> None:
     i.add_argument("model", metavar="DIR|PRESET", help="a model dir, an .onnx file or a preset name")
     i.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="precision when MODEL is a preset (default int4)")
+    i.add_argument("--format", default="onnx", choices=list(FORMATS),
+                   help="the preset's format (default onnx)")
     i.add_argument("--cache", default=None, metavar="DIR", type=argtypes.folder_to_read,
                    help="model cache, when MODEL is a preset")
     i.add_argument("--json", action="store_true")
@@ -61,19 +68,28 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from coresweep.models import build_model, parse_overrides, preset_config
+    from coresweep.models import build_gguf, build_model, parse_overrides, preset_config
 
     overrides = parse_overrides(args.overrides)
     try:  # every override checked against the preset before the build starts
         preset_config(args.preset, overrides)
     except CoresweepError as exc:
         raise CoresweepError(f"--set: {exc}") from None
-    d = build_model(args.preset, args.precision, overrides=overrides,
-                    accuracy_level=args.accuracy_level, cache_dir=args.cache,
-                    progress=not args.quiet, force=args.force, prune_lm_head=args.prune_lm_head)
+    if args.format == "gguf":
+        if args.prune_lm_head or args.accuracy_level != 4:
+            raise CoresweepError("--prune-lm-head and --accuracy-level are the ONNX builder's: "
+                                 "drop them with --format gguf")
+        d = build_gguf(args.preset, args.precision, overrides=overrides, cache_dir=args.cache,
+                       progress=not args.quiet, force=args.force)
+    else:
+        d = build_model(args.preset, args.precision, overrides=overrides,
+                        accuracy_level=args.accuracy_level, cache_dir=args.cache,
+                        progress=not args.quiet, force=args.force,
+                        prune_lm_head=args.prune_lm_head)
     m = json.loads((d / "manifest.json").read_text())
+    size = m.get("onnx_bytes", m.get("gguf_bytes", 0))
     print(d)
-    print(f"  parameters {m['parameter_count']:,}  onnx {m['onnx_bytes'] / 1e6:.1f} MB  "
+    print(f"  parameters {m['parameter_count']:,}  {args.format} {size / 1e6:.1f} MB  "
           f"bytes/token {m['bytes_per_token'] / 1e6:.1f} MB  built in {m['build_seconds']} s")
     return 0
 
@@ -89,7 +105,8 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("  (no models built; try `coresweep model build tiny`)")
     for r in rows:
-        print(f"  {r['name']:<48} {r['precision']:<5} {(r['onnx_bytes'] or 0) / 1e6:9.1f} MB  "
+        print(f"  {r['name']:<52} {r['precision']:<6} {r['format']:<4} "
+              f"{(r['model_bytes'] or 0) / 1e6:9.1f} MB  "
               f"{r['built_at']}")
     return 0
 
@@ -101,13 +118,16 @@ def _info(args: argparse.Namespace) -> int:
     if spec not in PRESETS and (args.precision or args.cache):
         raise CoresweepError(f"--precision and --cache apply to a preset ({', '.join(PRESETS)}); "
                              f"{spec!r} is a path: drop them")
-    path = resolve_model(spec, args.precision or "int4", build=False, cache_dir=args.cache) \
-        if spec in PRESETS else resolve_model(spec, build=False)
+    path = resolve_model(spec, args.precision or "int4", build=False, cache_dir=args.cache,
+                         fmt=args.format) if spec in PRESETS else resolve_model(spec, build=False,
+                                                                                fmt=_format(spec))
     info = inspect_model(path)
     if args.json:
         d = info.to_dict()
         print(json.dumps(d, indent=2, default=str))
         return 0
+    if info.format == "gguf":
+        return _gguf_info(info)
     print(f"model      {info.onnx_path}")
     print(f"format     {'onnxruntime-genai (genai_config.json)' if info.is_genai else 'plain ONNX'}"
           f"{', position_ids' if info.has_position_ids else ''}")
@@ -127,4 +147,30 @@ def _info(args: argparse.Namespace) -> int:
         m = info.manifest
         print(f"preset     {m.get('preset')} {m.get('precision')} (built {m.get('built_at')}, "
               f"{m.get('parameter_count'):,} parameters)")
+    return 0
+
+
+def _format(path: str) -> str:
+    from coresweep.models.gguf import find_gguf
+
+    try:
+        return "gguf" if find_gguf(path) is not None else "onnx"
+    except CoresweepError:
+        return "gguf"  # several .gguf files: resolve_model says so
+
+
+def _gguf_info(info) -> int:
+    """A GGUF's facts (runtime llamacpp)."""
+    print(f"model      {info.onnx_path}")
+    print("format     GGUF (runtime llamacpp)")
+    print(f"KV         {info.num_layers} layers x {info.kv_heads} heads x {info.head_dim} "
+          f"({info.kv_dtype})")
+    print(f"vocab      {info.vocab_size}   context {info.max_context}")
+    print(f"tensors    {', '.join(f'{k} x{v}' for k, v in info.quant_ops.items()) or '-'}")
+    print(f"weights    {info.weight_bytes / 1e6:.1f} MB; read per decoded token "
+          f"{info.bytes_per_token / 1e6:.1f} MB + KV {info.kv_bytes_per_position} B per position")
+    if info.manifest:
+        m = info.manifest
+        print(f"preset     {m.get('preset')} {m.get('precision')} = {m.get('gguf_type')} (built "
+              f"{m.get('built_at')}, {m.get('parameter_count'):,} parameters)")
     return 0

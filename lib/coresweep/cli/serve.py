@@ -11,7 +11,7 @@ import sys
 from typing import Any, NoReturn
 
 from coresweep.cli.trial import threads_arg
-from coresweep.parameters import WORKLOAD, add_argument
+from coresweep.parameters import WORKLOAD, add_argument, scalar_param
 
 PLACEMENTS = ("partition", "none")
 
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     p.error = _one_line_error(p)  # type: ignore[method-assign]
     add_argument(p, WORKLOAD["model"])
     add_argument(p, WORKLOAD["precision"])
-    add_argument(p, WORKLOAD["engine"])
+    add_argument(p, scalar_param(WORKLOAD["runtime"]))
     p.add_argument("--workers", type=_int, default=1, help="worker processes (default 1)")
     p.add_argument("--threads", type=lambda s: threads_arg(s, auto=True), default="auto",
                    help="intra-op threads per worker, 'ort-default', or auto: the physical cores "
@@ -102,7 +102,7 @@ def _config(args: argparse.Namespace) -> Any:
     if args.max_requests < 0:
         raise CoresweepError(f"--max-requests must be 0 or more, got {args.max_requests}")
     return serve_config(args.model, args.precision, workers=args.workers, threads=args.threads,
-                        pinned=args.placement == "partition", engine=args.engine,
+                        pinned=args.placement == "partition", runtime=args.runtime,
                         host=args.host, port=args.port, dispatch=args.dispatch,
                         max_queue=args.max_queue, request_timeout_s=args.request_timeout,
                         drain_timeout_s=args.drain_timeout, max_requests=args.max_requests,

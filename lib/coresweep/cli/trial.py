@@ -95,10 +95,13 @@ def _clean(v: Any) -> Any:
 def _config(args: argparse.Namespace) -> Any:
     from coresweep.measurement.config import TrialConfig
 
-    if isinstance(args.prompt_tokens, list):
-        raise CoresweepError(f"--prompt-tokens {args.prompt_tokens}: coresweep trial measures one "
-                             "config, so one prompt length; sweep several with coresweep run "
-                             "(the threads study) or sweep.grid(prompt_tokens=[...])")
+    for name, what in (("prompt_tokens", "prompt length"), ("runtime", "runtime")):
+        value = getattr(args, name)
+        if isinstance(value, list):
+            raise CoresweepError(f"--{name.replace('_', '-')} {','.join(map(str, value))}: "
+                                 f"coresweep trial measures one config, so one {what}; sweep "
+                                 f"several with coresweep run (the threads study) or "
+                                 f"sweep.grid({name}=[...])")
     return TrialConfig(
         **{k: getattr(args, k) for k in WORKLOAD if k != "prompt_text"},
         prompt_text=args.prompt_text or None,

@@ -98,7 +98,7 @@ def _runs_section(runs: Sequence[ComparedRun], work: Work, out: Path) -> str:
         links = [f"[{s}]({_href(out, r.path / f'{s}.html')})" for s in (threads, recommend)
                  if (r.path / f"{s}.html").exists()]
         rows.append({"run": esc(r.name), "machine": esc(r.machine), "CPU": esc(r.cpu),
-                     "date (UTC)": esc(r.date), "engine": esc(r.values.get("engine")),
+                     "date (UTC)": esc(r.date), "runtime": esc(", ".join(r.runtime_sweeps) or r.values.get("runtime")),
                      "processes × reps": f"{esc(r.values.get('processes'))} × "
                                          f"{esc(r.values.get('reps'))}",
                      "schema": r.schema_version,
@@ -215,7 +215,8 @@ def comparison_notebook(runs: Sequence[ComparedRun], left: Sequence[tuple[Compar
     from coresweep import plots
     from coresweep.tables import side_by_side
 
-    sweeps = {r.name: r.sweep for r in runs}
+    named = any(len(r.runtime_sweeps) > 1 for r in runs)  # a run measured several runtimes
+    sweeps = {name: s for r in runs for name, s in r.series(named).items()}
     cap = plots.caption(model=f"{work.model} {work.precision}, prompt {work.prompt_tokens} / "
                               f"gen {work.gen_tokens} tokens", extra=f"{len(runs)} runs")
     cells = [_markdown(_runs_section(runs, work, out))]

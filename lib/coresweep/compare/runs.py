@@ -27,12 +27,21 @@ class ComparedRun:
     date: str
     fingerprint: dict[str, Any]
     values: dict[str, Any]  # the thread study's parameters, as the run resolved them
-    sweep: pd.DataFrame  # one row per thread count (summary columns + the normalised ones)
+    sweep: pd.DataFrame  # one row per thread count of its first runtime (summary columns + the
+    # normalised ones): the curve compared across runs
     trials: pd.DataFrame  # the sweep's trials: the work check reads their token checksums
     schema_version: int
     has_bandwidth: bool
     recommendation: str | None  # recommendation.md, when the recommendation ran
     decisions: dict[str, Any] = field(default_factory=dict)  # metric -> analysis Decision
+    runtime_sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)  # every runtime's
+
+    def series(self, named: bool) -> dict[str, pd.DataFrame]:
+        """The run's curves for a figure: one per runtime, named "run · runtime" when
+        ``named`` (some run compared measured several), else the run's name alone."""
+        if not named:
+            return {self.name: self.sweep}
+        return {f"{self.name} · {rt}": s for rt, s in self.runtime_sweeps.items()}
 
 
 def _sweep(run: Any, values: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,10 +74,18 @@ def load_run(path: str | Path) -> ComparedRun:
         raise CoresweepError(f"{path} is not a run folder (no such folder)")
     run = Run.load(path)  # refuses a folder without run.json or of a newer schema
     batch = read_json(run_file(path, "batch"))
+    from coresweep.analysis.runtimes import by_runtime
+
     values = run_values(run.meta, batch)
     sweep, trials = _sweep(run, values)
     bandwidth = load_bandwidth(path)
     fp = run.meta.get("fingerprint") or {}
+    topology = fp.get("topology") or {}
+    parts = {rt: normalise(rows.reset_index(drop=True), topology, values, bandwidth, rt)
+             for rt, rows in by_runtime(sweep).items()}
+    first = next(iter(parts), None)
+    if first and len(trials) and "runtime" in trials:  # the work compared: the first runtime's
+        trials = trials[trials["runtime"].astype(str) == first]
     rec = run_file(path, "recommendation.md")
     return ComparedRun(
         name=path.resolve().name, path=path.resolve(),
@@ -77,11 +94,12 @@ def load_run(path: str | Path) -> ComparedRun:
         date=str(batch.get("finished") or run.meta.get("end") or run.meta.get("created")
                  or "")[:16].replace("T", " "),
         fingerprint=fp, values=values,
-        sweep=normalise(sweep, fp.get("topology") or {}, values, bandwidth),
+        sweep=parts[first] if first else normalise(sweep, topology, values, bandwidth),
         trials=trials, schema_version=Store(path).check_readable(),
         has_bandwidth=not bandwidth.empty,
         recommendation=rec.read_text() if rec.exists() else None,
-        decisions=run_points(run, values).decisions())
+        decisions=run_points(run, values).decisions(),
+        runtime_sweeps={rt: p for rt, p in parts.items() if rt})
 
 
 def physical_cores(cpulist: str, topology: dict[str, Any]) -> float:
@@ -98,16 +116,18 @@ def physical_cores(cpulist: str, topology: dict[str, Any]) -> float:
 
 
 def normalise(sweep: pd.DataFrame, topology: dict[str, Any], values: dict[str, Any],
-              bandwidth: pd.DataFrame) -> pd.DataFrame:
+              bandwidth: pd.DataFrame, runtime: str = "") -> pd.DataFrame:
     """The sweep plus ``cores_used`` and, each as ``<stem>_median/_ci_lo/_ci_hi``:
     decode_tok_s_per_core, roofline_pct (decode GB/s as % of the ceiling measured on the same
     CPUs and threads), decode_speedup and ttft_speedup (over the run's 1-thread point)."""
     from coresweep.analysis.roofline import with_roofline
+    from coresweep.engines import model_format
     from coresweep.models import bytes_per_token
 
     if sweep.empty:
         return sweep
-    bpt = bytes_per_token(values.get("model"), values.get("precision", "int4"))
+    fmt = model_format(runtime) if runtime else "onnx"  # each runtime reads its own model
+    bpt = bytes_per_token(values.get("model"), values.get("precision", "int4"), fmt)
     out = with_roofline(sweep, bpt, bandwidth)
     out["cores_used"] = [physical_cores(c, topology) for c in out["cpus"]]
     one = out[out["threads"].astype(int) == 1]

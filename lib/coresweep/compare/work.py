@@ -22,6 +22,7 @@ class Work:
 
     model: str
     precision: str
+    runtime: str  # the runtime of the curve compared (a run's first)
     prompt_tokens: int
     gen_tokens: int
     prompt_text: str
@@ -29,11 +30,13 @@ class Work:
 
     def describe(self) -> str:
         text = f", prompt text {self.prompt_text[:40]!r}" if self.prompt_text else ""
-        return (f"model {self.model} {self.precision}, prompt {self.prompt_tokens} / gen "
+        return (f"model {self.model} {self.precision} on {self.runtime}, prompt "
+                f"{self.prompt_tokens} / gen "
                 f"{self.gen_tokens} tokens{text}, token checksum {', '.join(self.checksums)}")
 
 
-_FIELD_NAMES = {"model": "model", "precision": "precision", "prompt_tokens": "prompt tokens",
+_FIELD_NAMES = {"model": "model", "precision": "precision", "runtime": "runtime",
+                "prompt_tokens": "prompt tokens",
                 "gen_tokens": "generated tokens", "prompt_text": "prompt text",
                 "checksums": "token checksum"}
 
@@ -47,7 +50,9 @@ def work_of(run: Any) -> Work | None:
     if ok.empty:
         return None
     v = run.values
+    runtime = str(ok["runtime"].iloc[0]) if "runtime" in ok else "ort"
     return Work(model=str(ok["model"].iloc[0]), precision=str(v.get("precision", "")),
+                runtime=runtime,
                 prompt_tokens=int(ok["prompt_tokens"].iloc[0]),
                 gen_tokens=int(ok["gen_tokens"].iloc[0]),
                 prompt_text=str(v.get("prompt_text") or ""),

@@ -11,6 +11,8 @@ Each runtime is one module of this package behind this protocol (``Engine.load()
   go into a preallocated buffer and only the last row is arg-maxed.
 - ``GenaiEngine`` ("genai"): onnxruntime-genai's og.Generator with the same session options through
   the config overlay and max_length = prompt + N.
+- ``LlamaCppEngine`` ("llamacpp"): llama.cpp's C API through llama-cpp-python on a GGUF of the same
+  checkpoint (``model_format = "gguf"``): one llama_decode for the prompt, one per token.
 
 Batches: ``Engine.generate_batch(prompt_ids, n, batch)`` decodes ``batch`` copies of the prompt
 together in one session (one forward pass per step for all of them) and returns one Generation
@@ -19,8 +21,8 @@ takes sequences in and out between steps (continuous batching). A runtime that c
 keeps ``batches`` / ``serves_batches`` False and refuses with a ModelError naming the runtimes
 that can (:func:`check_batch`, called before any trial or server starts).
 
-onnxruntime / onnxruntime_genai are imported inside the engines only: a worker process sets its CPU
-affinity and environment first, then creates an engine.
+onnxruntime / onnxruntime_genai / llama_cpp are imported inside the engines only: a worker process
+sets its CPU affinity and environment first, then creates an engine.
 """
 
 from __future__ import annotations
@@ -147,8 +149,8 @@ class BatchDecoder:
         raise NotImplementedError
 
 
-def check_batch(engine: str, batch: int, *, serving: bool = False) -> None:
-    """ModelError before any trial or server when ``engine`` cannot decode ``batch`` sequences
+def check_batch(runtime: str, batch: int, *, serving: bool = False) -> None:
+    """ModelError before any trial or server when ``runtime`` cannot decode ``batch`` sequences
     together (a trial), or cannot serve batches (``serving``); naming the runtimes that can."""
     import importlib
 
@@ -156,7 +158,7 @@ def check_batch(engine: str, batch: int, *, serving: bool = False) -> None:
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ModelError(f"batch={batch!r}: expected an integer >= 1")
-    if batch == 1 or engine not in RUNTIMES:
+    if batch == 1 or runtime not in RUNTIMES:
         return
     attr = "serves_batches" if serving else "batches"
 
@@ -164,17 +166,30 @@ def check_batch(engine: str, batch: int, *, serving: bool = False) -> None:
         module, cls = RUNTIMES[name].split(":")
         return bool(getattr(getattr(importlib.import_module(module), cls), attr, False))
 
-    if not able(engine):
+    if not able(runtime):
         can = [n for n in RUNTIMES if able(n)]
         what = "serve batches of requests" if serving else "decode a batch in one session"
-        raise ModelError(f"engine {engine!r} cannot {what} (batch={batch}); use batch=1, or an "
-                         f"engine that can: {', '.join(can) or 'none'}")
+        raise ModelError(f"runtime {runtime!r} cannot {what} (batch={batch}); use batch=1, or an "
+                         f"runtime that can: {', '.join(can) or 'none'}")
 
 
 class Engine:
     name = ""
     batches = False  # generate_batch decodes several sequences in one session
     serves_batches = False  # batch_decoder gives a server sequences that join and leave
+    model_format = "onnx"  # what coresweep.models builds for it: "onnx" or "gguf"
+    package = "onnxruntime"  # the distribution whose version every result records
+
+    @classmethod
+    def check_session(cls, session: SessionConfig) -> None:
+        """ModelError for what this runtime cannot honour (called on construction, and by
+        measurement.trial.prepare before any trial). onnxruntime runs one thread pool per session:
+        no separate prompt thread count."""
+        if session.prompt_threads not in (None, session.threads):
+            raise ModelError(
+                f"runtime {cls.name!r} runs one thread pool per session, so the prompt cannot have "
+                f"its own thread count (prompt_threads={session.prompt_threads}, threads="
+                f"{session.threads}); that is llama.cpp's n_threads_batch: runtime llamacpp")
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -182,6 +197,7 @@ class Engine:
 
         if not isinstance(session, SessionConfig):
             raise ModelError(f"session must be a SessionConfig, got {type(session).__name__}")
+        self.check_session(session)
         self.info = inspect_model(model_dir)
         self.model_dir = Path(model_dir)
         self.session_config = session
@@ -236,6 +252,12 @@ class Engine:
         """A decoder of up to ``slots`` sequences that join and leave between steps."""
         check_batch(self.name, max(2, slots), serving=True)
         raise NotImplementedError
+
+    def version(self) -> str:
+        """The runtime library and its version, e.g. "onnxruntime 1.32.0"."""
+        from importlib.metadata import version
+
+        return f"{self.package} {version(self.package)}"
 
     def describe(self) -> dict:
         return {"engine": self.name, "model": str(self.info.onnx_path),

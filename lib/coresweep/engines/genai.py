@@ -17,6 +17,7 @@ class GenaiEngine(Engine):
 
     name = "genai"
     batches = True  # GeneratorParams batch_size; a server's batches: og.Engine (bench only)
+    package = "onnxruntime-genai"
 
     def __init__(self, model_dir, session: SessionConfig, *,
                  eos_token_ids: Sequence[int] | None = None):
@@ -41,10 +42,12 @@ class GenaiEngine(Engine):
             model["eos_token_id"] = self.eos_token_ids
         return {"model": model}
 
-    def _refuse_config_entries(self) -> None:
+    @classmethod
+    def check_session(cls, session: SessionConfig) -> None:
         """ModelError for the options that are ORT session config entries: genai's
         session_options cannot carry them, and a silent default would mislabel the result."""
-        s = self.session_config.ort
+        super().check_session(session)
+        s = session.ort
         unsupported = []
         if not s.spinning:
             unsupported.append("spinning=False")
@@ -61,7 +64,6 @@ class GenaiEngine(Engine):
         import onnxruntime  # noqa: F401  (genai dlopens the onnxruntime library of this package)
         import onnxruntime_genai as og
 
-        self._refuse_config_entries()
         t0 = time.perf_counter()
         config = og.Config(str(self.info.dir))
         config.overlay(json.dumps(self.overlay()))

@@ -1,7 +1,9 @@
 """What a generation session is asked for. ``threads`` is what every runtime understands (the
-compute threads of one generation); ``OrtOptions`` are onnxruntime's own session options. A
-runtime that cannot honour an ORT option set away from its default refuses it
-(``OrtOptions.changed()``) rather than ignoring it and mislabelling the result."""
+compute threads of one generation); ``prompt_threads`` a separate count for the prompt (llama.cpp's
+n_threads_batch; onnxruntime has one pool per session); ``OrtOptions`` are onnxruntime's own
+session options. A runtime that cannot honour an option set away from its default refuses it
+(``OrtOptions.changed()``, ``Engine.check_session``) rather than ignoring it and mislabelling the
+result."""
 
 from __future__ import annotations
 
@@ -71,11 +73,17 @@ class SessionConfig:
 
     threads: int | None                 # None = the named "ort-default" mode (intra_op_num_threads=0)
     ort: OrtOptions = field(default_factory=OrtOptions)
+    prompt_threads: int | None = None   # threads for the prompt; None = threads (llama.cpp only)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ModelError(f"threads={self.threads!r}: expected a positive integer, or None for "
                              "the 'ort-default' mode")
+        if self.prompt_threads is not None and (
+                not isinstance(self.prompt_threads, int) or self.prompt_threads < 1
+                or self.threads is None):
+            raise ModelError(f"prompt_threads={self.prompt_threads!r}: expected a positive integer "
+                             "beside an explicit thread count")
         aff = self.ort.affinities
         if aff is not None:
             if self.threads is None:
@@ -87,9 +95,16 @@ class SessionConfig:
                     "';'-separated entries of 1-based CPU ids (the calling thread is not pinned)")
 
     @classmethod
-    def of(cls, threads: int | None, **ort_options: Any) -> SessionConfig:
-        """From the flat form configs store (``TrialConfig.session`` and the pin affinities)."""
-        return cls(threads, OrtOptions(**ort_options))
+    def of(cls, threads: int | None, *, prompt_threads: int = 0,
+           **ort_options: Any) -> SessionConfig:
+        """From the flat form configs store (``TrialConfig.session`` and the pin affinities);
+        ``prompt_threads`` 0 means the same as threads."""
+        return cls(threads, OrtOptions(**ort_options), prompt_threads or None)
+
+    @property
+    def batch_threads(self) -> int | None:
+        """The threads that run the prompt (``prompt_threads``, else ``threads``)."""
+        return self.prompt_threads or self.threads
 
     @property
     def mode(self) -> str:
@@ -101,6 +116,7 @@ class SessionConfig:
 
     def to_dict(self) -> dict:
         """The flat record every result carries."""
-        return {"threads": self.threads, **asdict(self.ort), "mode": self.mode,
+        return {"threads": self.threads, "prompt_threads": self.prompt_threads,
+                **asdict(self.ort), "mode": self.mode,
                 "intra_op_num_threads": self.intra_op_num_threads,
                 "config_entries": self.ort.config_entries()}

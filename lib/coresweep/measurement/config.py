@@ -20,8 +20,8 @@ from coresweep.parameters import SESSION, SESSION_OPTIONS, SMT_MODE, WORKLOAD
 # The fields that say what a trial generates — the work: configs that differ only elsewhere
 # (threads, placement, knobs) must generate the same tokens, and are raced and compared within
 # the same work. A new axis that changes what is generated is added here.
-WORK_FIELDS = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text", "seed",
-               "batch")
+WORK_FIELDS = ("model", "precision", "runtime", "prompt_tokens", "gen_tokens", "prompt_text",
+               "seed", "batch")
 SMT_STATES = (None, "on", "off")
 SMT_MODES = SMT_MODE.choices
 # Environment knobs people set for CPU inference. They are set when a config names them and always
@@ -36,9 +36,10 @@ NUMA_MEMORY = SESSION["numa_memory"].choices
 HUGE_PAGES = SESSION["huge_pages"].choices
 
 KEY_VERSION = 1
-# field -> its name in the key-version-1 hash (release 0.1 called `warmup` "warmups")
+# field -> its name in the key-version-1 hash (release 0.1 called `warmup` "warmups", and
+# `runtime` "engine": the hash keeps the old names, so no run folder's keys change)
 _KEY_FIELDS_V1 = {
-    "model": "model", "threads": "threads", "placement": "placement", "engine": "engine",
+    "model": "model", "threads": "threads", "placement": "placement", "runtime": "engine",
     "precision": "precision", "prompt_tokens": "prompt_tokens", "gen_tokens": "gen_tokens",
     "warmup": "warmups", "reps": "reps", "smt": "smt", "smt_mode": "smt_mode", "env": "env",
     "session": "session", "pin_threads": "pin_threads", "oversubscribe": "oversubscribe",
@@ -46,7 +47,8 @@ _KEY_FIELDS_V1 = {
 }
 # fields that describe a config for people and studies but never change the measurement
 _NOT_KEYED = ("label", "role")
-_RENAMED = {"warmups": "warmup"}  # old name -> field (configs stored by release 0.1)
+# old name -> field (configs stored by earlier releases: run.json "configs")
+_RENAMED = {"warmups": "warmup", "engine": "runtime"}
 
 
 def _default(name: str) -> Any:
@@ -65,7 +67,7 @@ class TrialConfig:
     model: str = _default("model")  # preset name or path to a model dir / .onnx file
     threads: int | None = 1  # intra-op threads; None = ORT's own default ("ort-default" mode)
     placement: str = "auto"  # strategy or CPU list "0-3,8"; auto: see plan_strategy
-    engine: str = _default("engine")
+    runtime: str = _default("runtime")  # ort | genai | llamacpp (engines.RUNTIMES)
     precision: str = _default("precision")
     prompt_tokens: int = _default("prompt_tokens")
     gen_tokens: int = _default("gen_tokens")
@@ -133,6 +135,8 @@ class TrialConfig:
                 parts.append(",".join(f"{k}={v}" for k, v in sorted(knobs.items())))
         parts.append(f"p{self.prompt_tokens}g{self.gen_tokens}"
                      + (f"b{self.batch}" if self.batch != 1 else ""))
+        if self.runtime != _default("runtime"):
+            parts.append(self.runtime)
         return " ".join(parts)
 
     @staticmethod
@@ -141,6 +145,14 @@ class TrialConfig:
         default left out keeps the config's key: it measures the same thing)."""
         return {k: values[k] for k in SESSION_OPTIONS
                 if k in values and values[k] != SESSION[k].default}
+
+    @property
+    def plan_threads(self) -> int | None:
+        """The threads the plan must hold CPUs for: ``threads``, or the prompt's own count when
+        it is larger (llama.cpp's n_threads_batch, ``session["prompt_threads"]``)."""
+        if self.threads is None:
+            return None
+        return max(self.threads, int(self.session.get("prompt_threads") or 0))
 
     def plan_strategy(self) -> str:
         """The placement strategy handed to make_plan ("auto" resolved)."""

@@ -90,7 +90,7 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
     plan_cpus = list(prep.plan.cpus)
     eff = hello.get("affinity")
     return {
-        "config_key": prep.key, "label": cfg.display, "model": cfg.model, "engine": cfg.engine,
+        "config_key": prep.key, "label": cfg.display, "model": cfg.model, "runtime": cfg.runtime,
         "threads": cfg.threads if cfg.threads is not None else -1,
         "ort_default": cfg.threads is None, "placement": cfg.placement,
         "strategy": cfg.plan_strategy(), "cpus": format_cpulist(plan_cpus),
@@ -107,6 +107,7 @@ def base_columns(prep: Any, process: int, events: dict[str, Any], verdict: dict[
         "oversubscribed": verdict["oversubscribed"], "cpus_used": verdict["cpus_used"],
         "placement_reasons": "; ".join(verdict["reasons"]),
         "onnxruntime_version": loaded.get("onnxruntime_version"),
+        "runtime_version": loaded.get("runtime_version"),
         "affinity": format_cpulist(eff) if eff is not None else "",
         **numa_columns(cfg, events.get("numa")),
         **memory_columns(cfg, events.get("memory")),

@@ -36,6 +36,9 @@ from coresweep.provenance import now_iso
 
 SCHEMA_VERSION = 2  # 1: release 0.1 (no version recorded); 2: versioned run.json and parts
 _PART_KEY = b"coresweep_schema_version"
+# columns an earlier release named differently: old -> new, renamed as parts are read (the
+# `runtime` parameter was called `engine`)
+RENAMED_COLUMNS = {"engine": "runtime"}
 _MEASUREMENT_KEY = b"coresweep_measurement_version"  # of the timed loop (measurement.rows)
 
 TABLES = ("trials", "tokens", "samples", "thread_samples", "threads", "failures")
@@ -218,7 +221,7 @@ class Store:
         if table != "trials" and table != "failures" and parts:
             done = {self.unit_name(k, p) for k, p in self.completed_units()}
             parts = [f for f in parts if f.stem in done]  # drop leftovers of incomplete units
-        frames = [pd.read_parquet(f) for f in parts]
+        frames = [pd.read_parquet(f).rename(columns=RENAMED_COLUMNS) for f in parts]
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame()

@@ -82,12 +82,12 @@ class PreparedTrial:
 
 
 def model_weight_bytes(model_dir: str | Path) -> int:
-    """Bytes of the model's weight files (.onnx and external data) in its directory."""
+    """Bytes of the model's weight files (.onnx and external data, or .gguf) in its directory."""
     p = Path(model_dir)
     files = [p] if p.is_file() else [f for f in p.iterdir() if f.is_file()]
     total = 0
     for f in files:
-        if f.suffix in (".onnx", ".data", ".bin") or f.name.endswith(".onnx.data"):
+        if f.suffix in (".onnx", ".data", ".bin", ".gguf") or f.name.endswith(".onnx.data"):
             total += f.stat().st_size
     return total
 
@@ -109,8 +109,9 @@ def check_memory(model_dir: str | Path, available: int | None = None) -> int:
 
 def validate_config(cfg: TrialConfig) -> None:
     """Checks that need no machine: names, counts, types. Raises CoresweepError subclasses."""
-    if cfg.engine not in ENGINES:
-        raise CoresweepError(f"unknown engine {cfg.engine!r}; valid engines: {', '.join(ENGINES)}")
+    if cfg.runtime not in ENGINES:
+        raise CoresweepError(f"unknown runtime {cfg.runtime!r}; valid runtimes: "
+                             f"{', '.join(ENGINES)}")
     if cfg.threads is not None and (
         isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1
     ):
@@ -145,7 +146,7 @@ def validate_config(cfg: TrialConfig) -> None:
                              f"{', '.join(HUGE_PAGES)}")
     from coresweep.engines.base import check_batch
 
-    check_batch(cfg.engine, cfg.batch)  # batch >= 1, and an engine that can decode a batch
+    check_batch(cfg.runtime, cfg.batch)  # batch >= 1, and a runtime that can decode a batch
     if cfg.threads is None and cfg.pin_threads:
         raise PlacementError("pin_threads needs an explicit thread count (threads=None is ORT-default)")
 
@@ -160,23 +161,26 @@ def plan_for(cfg: TrialConfig, topo: Any) -> Any:
         # (a CPU list as given, otherwise every usable CPU the strategy allows).
         n = 1 if strategy[:1].isdigit() else max(1, len(topo.allowed))
         return make_plan(topo, n, strategy, oversubscribe=True)
-    return make_plan(topo, cfg.threads, strategy, oversubscribe=cfg.oversubscribe)
+    return make_plan(topo, cfg.plan_threads, strategy, oversubscribe=cfg.oversubscribe)
 
 
 def _check_session(cfg: TrialConfig, plan: Any) -> None:
-    from coresweep.engines import SessionConfig  # light: the engine imports onnxruntime lazily
+    """The session options, and whether the config's runtime honours them (ModelError)."""
+    from coresweep.engines import SessionConfig, check_session  # light: no runtime imported
 
     aff = None
     if cfg.pin_threads and cfg.threads and cfg.threads > 1:
         aff = plan.ort_affinity_string() or None
-    SessionConfig.of(cfg.threads, affinities=aff, **cfg.session)  # raises ModelError
+    check_session(cfg.runtime, SessionConfig.of(cfg.threads, affinities=aff, **cfg.session))
 
 
 def _model(cfg: TrialConfig, build: bool, check_mem: bool) -> tuple[str, int, Any]:
+    from coresweep.engines import model_format
     from coresweep.models import inspect_model, resolve_model
 
     try:
-        mdir = resolve_model(cfg.model, cfg.precision, build=build)
+        mdir = resolve_model(cfg.model, cfg.precision, build=build,
+                             fmt=model_format(cfg.runtime))
     except FileNotFoundError as exc:
         raise ModelError(f"model {cfg.model!r} not found: {exc}") from exc
     size = check_memory(mdir) if check_mem else model_weight_bytes(mdir)
@@ -215,9 +219,10 @@ def prepare(configs: Iterable[TrialConfig], *, topo: Any = None, check_mem: bool
     for cfg in configs:
         plan = plan_for(cfg, topo)
         _check_session(cfg, plan)
-        if (cfg.model, cfg.precision) not in models:
-            models[(cfg.model, cfg.precision)] = _model(cfg, build, check_mem)
-        mdir, size, info = models[(cfg.model, cfg.precision)]
+        which = (cfg.model, cfg.precision, cfg.runtime)
+        if which not in models:
+            models[which] = _model(cfg, build, check_mem)
+        mdir, size, info = models[which]
         _check_prompt(cfg, mdir, info)
         out.append(PreparedTrial(cfg, cfg.key(), plan, mdir, size,
                                  smt_mod.skip_reason(cfg, topo, smt_root),

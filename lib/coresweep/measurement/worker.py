@@ -3,7 +3,8 @@
 Order matters and is the point of this module:
 1. read the payload (config, plan CPUs, model dir) — nothing heavy imported yet;
 2. set the CPU affinity (os.sched_setaffinity) and the environment knobs of the config;
-3. only then import onnxruntime (through coresweep.engines), load the model (timed);
+3. only then import the runtime (onnxruntime or llama_cpp, through coresweep.engines), load the
+   model (timed);
 4. warm-up generations (discarded), then the timed repetitions.
 
 Protocol: one JSON object per line, each with an "event" key, on a dedicated file descriptor that
@@ -24,8 +25,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# the runtime libraries an engine imports: none may be loaded before the worker sets its mask
+_RUNTIME_MODULES = ("onnxruntime", "onnxruntime_genai", "llama_cpp")
+
+
+def _runtime_loaded() -> bool:
+    return any(m in sys.modules for m in _RUNTIME_MODULES)
+
+
 # Captured at import time, before anything else in this module can import the runtime.
-_ORT_PRELOADED = "onnxruntime" in sys.modules
+_RUNTIME_PRELOADED = _runtime_loaded()
 
 
 def _read_payload(argv: list[str]) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def pin_and_set_env(payload: dict[str, Any], cfg: Any, proto: _Proto) -> None:
     """Step 1: the CPU mask and the environment knobs, before anything imports the runtime."""
     from coresweep.measurement.config import ENV_KNOBS
 
-    ort_before_affinity = _ORT_PRELOADED or "onnxruntime" in sys.modules
+    runtime_before_affinity = _RUNTIME_PRELOADED or _runtime_loaded()
     os.sched_setaffinity(0, [int(c) for c in payload["cpus"]])
     if cfg.numa_memory != "default":  # before any allocation of the runtime or the model
         from coresweep.machine.numa_policy import set_memory_policy
@@ -78,21 +87,21 @@ def pin_and_set_env(payload: dict[str, Any], cfg: Any, proto: _Proto) -> None:
     knobs = {k: os.environ.get(k) for k in sorted(set(ENV_KNOBS) | set(cfg.env))}
     proto.emit("hello", pid=os.getpid(), key=payload.get("key"), process=payload.get("process"),
                affinity=sorted(os.sched_getaffinity(0)), env_knobs=knobs,
-               onnxruntime_imported_before_affinity=ort_before_affinity)
+               onnxruntime_imported_before_affinity=runtime_before_affinity)
 
 
 def load_engine(payload: dict[str, Any], cfg: Any, proto: _Proto) -> Any:
     """Step 2: now the runtime; the session creation is timed on its own."""
-    import onnxruntime
-
     from coresweep.engines import SessionConfig, make_engine
     from coresweep.measurement.procfs import read_threads
 
     sess = SessionConfig.of(cfg.threads, affinities=payload.get("affinities"), **cfg.session)
-    engine = make_engine(cfg.engine, payload["model_dir"], sess)
+    engine = make_engine(cfg.runtime, payload["model_dir"], sess)
     load_s = float(engine.load())
-    proto.emit("loaded", load_s=load_s, onnxruntime_version=onnxruntime.__version__,
-               session=sess.to_dict(), threads=read_threads("self"), rss_bytes=_vm_hwm_bytes())
+    ort = sys.modules.get("onnxruntime")  # loaded by the onnxruntime engines only
+    proto.emit("loaded", load_s=load_s, onnxruntime_version=getattr(ort, "__version__", None),
+               runtime_version=engine.version(), session=sess.to_dict(),
+               threads=read_threads("self"), rss_bytes=_vm_hwm_bytes())
     return engine
 
 

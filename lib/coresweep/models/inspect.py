@@ -43,6 +43,7 @@ class ModelInfo:
     present_names: list[tuple[str, str]] = field(default_factory=list)
     logits_dtype: str = "float32"
     eos_token_ids: list[int] = field(default_factory=list)
+    format: str = "onnx"                      # "gguf": onnx_path is the .gguf file
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -84,6 +85,13 @@ def find_onnx(path: str | os.PathLike) -> Path:
                      f"file path, e.g. {str(cands[0])!r}")
 
 
+def _is_gguf(p: Path) -> bool:
+    """A .gguf file, or a folder with a .gguf and no ONNX model."""
+    if p.is_file():
+        return p.suffix == ".gguf"
+    return p.is_dir() and any(p.glob("*.gguf")) and not _onnx_candidates(p)
+
+
 def _dims(value_info) -> list:
     t = value_info.type.tensor_type
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
@@ -106,7 +114,12 @@ def _load_json(p: Path) -> dict | None:
 
 
 def inspect_model(path: str | os.PathLike) -> ModelInfo:
-    """Read a decoder model's IO contract, KV layout, quantisation ops and bytes per token."""
+    """Read a decoder model's IO contract, KV layout, quantisation ops and bytes per token (a
+    GGUF's from its header and tensor table: models.gguf.read_info)."""
+    from coresweep.models import gguf
+
+    if _is_gguf(Path(path).expanduser()):
+        return ModelInfo(**gguf.read_info(path))
     onnx_path = find_onnx(path)
     mdir = onnx_path.parent
     top = Path(path).expanduser().resolve()  # the folder given (config files may sit there)

@@ -34,6 +34,7 @@ from coresweep.models.inspect import inspect_model
 from coresweep.provenance import BUILD_PACKAGES, collect_versions
 
 FORMAT_VERSION = 1
+GGUF_FORMAT = 2  # 2: the manifest holds the GGUF's facts (gguf_info), read back without parsing
 SEED = 1234
 PRECISIONS = ("int4", "int8", "fp32")
 ENV_CACHE = "CORESWEEP_CACHE"
@@ -518,7 +519,9 @@ def build_model(preset: str, precision: str = "int4", *, overrides: dict | None 
     Skips all work when a model dir with the same manifest key already exists (unless `force`).
     """
     if precision not in PRECISIONS:
-        raise ModelError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+        raise ModelError(f"unknown precision {precision!r} for an ONNX model; valid precisions: "
+                         f"{', '.join(PRECISIONS)} (the GGUF of runtime llamacpp also takes "
+                         "q4_k_m)")
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise ModelError(f"accuracy_level={accuracy_level!r}; valid levels: 0, 1, 2, 3, 4")
     cfg = _fix_special_ids(preset_config(preset, overrides))
@@ -526,22 +529,27 @@ def build_model(preset: str, precision: str = "int4", *, overrides: dict | None 
                     prune_lm_head=prune_lm_head)
     cache = model_cache_dir(cache_dir)
     final = cache / _model_dirname(preset, precision, key)
-    if not force:
-        m = _read_manifest(final)
-        if m is not None and m.get("key") == key:
-            return final
-    cache.mkdir(parents=True, exist_ok=True)
+    return _cached(final, key, force, lambda: _build_locked(
+        preset, precision, cfg, key, cache, final, overrides, accuracy_level, prune_lm_head,
+        progress))
+
+
+def _cached(final: Path, key: dict, force: bool, build: Any) -> Path:
+    """``final`` when its manifest has ``key`` (unless ``force``), else ``build()`` under the
+    model's lock file (one builder per model at a time: parallel test sessions share the
+    cache)."""
     import fcntl
 
-    # one builder per model at a time (parallel test sessions share the cache)
-    with open(cache / f".{final.name}.lock", "w") as lock:
+    def built() -> bool:
+        m = _read_manifest(final)
+        return not force and m is not None and m.get("key") == key
+
+    if built():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force:
-            m = _read_manifest(final)
-            if m is not None and m.get("key") == key:
-                return final
-        return _build_locked(preset, precision, cfg, key, cache, final, overrides,
-                             accuracy_level, prune_lm_head, progress)
+        return final if built() else build()
 
 
 def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy_level,
@@ -585,6 +593,104 @@ def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def build_gguf(preset: str, precision: str = "int4", *, overrides: dict | None = None,
+               cache_dir=None, progress: bool = True, force: bool = False) -> Path:
+    """The preset's GGUF for runtime llamacpp, built into the cache (atomically) from the same
+    random checkpoint the ONNX build reads: llama.cpp's convert_hf_to_gguf.py to F32, then
+    llama_model_quantize to the precision's type (models.gguf.GGUF_TYPES: int4 → Q4_0, int8 →
+    Q8_0, fp32 → F32, q4_k_m → Q4_K_M). Skipped when the same key is built."""
+    from coresweep.models import gguf
+
+    gtype = gguf.gguf_type(precision)
+    cfg = _fix_special_ids(preset_config(preset, overrides))
+    key = gguf_key(preset, precision, cfg)
+    cache = model_cache_dir(cache_dir)
+    final = cache / f"{preset}-gguf-{gtype.lower()}-{_key_hash(key)}"
+    return _cached(final, key, force, lambda: _build_gguf_locked(
+        preset, precision, cfg, key, cache, final, overrides, progress))
+
+
+def gguf_key(preset: str, precision: str, cfg: dict, seed: int = SEED) -> dict:
+    """Everything that determines a GGUF's content (its manifest's 'key'): the checkpoint's
+    (preset config, seed, tokenizer corpus) and the llama.cpp tools' version."""
+    from coresweep.models import gguf
+
+    v = collect_versions(BUILD_PACKAGES)
+    return {"format_version": FORMAT_VERSION, "format": "gguf", "gguf_format": GGUF_FORMAT,
+            "preset": preset,
+            "precision": precision, "gguf_type": gguf.gguf_type(precision), "config": cfg,
+            "seed": seed, "corpus_sha256": _corpus_sha(), "llama_cpp_python": gguf.require_llamacpp(),
+            "transformers": v["transformers"], "tokenizers": v["tokenizers"]}
+
+
+def _build_gguf_locked(preset, precision, cfg, key, cache, final, overrides, progress) -> Path:
+    """Checkpoint and tokenizer (as for ONNX), convert, quantise, manifest; then swap in."""
+    from tqdm.auto import tqdm
+
+    from coresweep.models import gguf
+
+    t0 = time.perf_counter()
+    for stale in cache.glob(f".{final.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=cache))
+    bar = tqdm(total=4, desc=f"build {final.name}", disable=not progress, unit="step")
+    try:
+        hf_dir, out_dir, log = tmp / "hf", tmp / "model", tmp / "build.log"
+        out_dir.mkdir()
+        write_checkpoint(cfg, hf_dir)
+        tok_info = build_tokenizer(cfg["vocab_size"], hf_dir)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy2(hf_dir / name, out_dir / name)
+        bar.update(2)
+        gtype = key["gguf_type"]
+        f32 = (out_dir if gtype == "F32" else tmp) / ("model.gguf" if gtype == "F32"
+                                                      else "f32.gguf")
+        gguf.convert(hf_dir, f32, log)
+        shutil.rmtree(hf_dir, ignore_errors=True)
+        bar.update()
+        if gtype != "F32":
+            gguf.quantize(f32, out_dir / gguf.MODEL_FILE, gtype, log)
+            f32.unlink()
+        shutil.move(str(log), out_dir / "build.log")
+        manifest = _gguf_manifest(out_dir, key=key, name=final.name, preset=preset,
+                                  overrides=overrides, cfg=cfg, tok_info=tok_info, t0=t0)
+        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        bar.update()
+        _swap_in(out_dir, final, cache)
+    finally:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _gguf_manifest(out_dir: Path, *, key: dict, name: str, preset: str, overrides: dict | None,
+                   cfg: dict, tok_info: dict, t0: float) -> dict:
+    """manifest.json of a fresh GGUF: the ONNX manifest's fields, read from the GGUF's tensors."""
+    from coresweep.models import gguf
+
+    facts = gguf.read_facts(out_dir / gguf.MODEL_FILE)
+    files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    return {
+        "key": key, "name": name, "preset": preset, "overrides": dict(overrides or {}),
+        "config": cfg, "precision": key["precision"], "format": "gguf",
+        "gguf_type": key["gguf_type"], "seed": SEED,
+        "versions": {**collect_versions(BUILD_PACKAGES), gguf.DIST: key["llama_cpp_python"]},
+        "parameter_count": parameter_count(cfg),
+        "bytes_per_token": facts["bytes_per_token"], "weight_bytes": facts["weight_bytes"],
+        "kv_bytes_per_position": facts["kv_bytes_per_position"],
+        "bytes_per_token_note": (
+            "what a decode step reads: every tensor of the GGUF but the token embedding, of "
+            "which one row (all of it when the output projection is tied to it); the KV cache "
+            "(f16) adds kv_bytes_per_position for each position already in the context"),
+        "tensor_types": facts["quant_ops"], "tokenizer": tok_info, "files": files,
+        "gguf_info": facts,  # what inspect_model reads back without parsing the file again
+        "gguf_bytes": files.get(gguf.MODEL_FILE, 0),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "builder_command": (out_dir / "build.log").read_text().splitlines()[0],
+    }
 
 
 def _builder_options(precision: str, accuracy_level: int, prune_lm_head: bool) -> list[str]:
@@ -660,45 +766,85 @@ def list_models(cache_dir=None) -> list[dict]:
             continue
         out.append({"name": d.name, "dir": str(d), "preset": m.get("preset"),
                     "precision": m.get("precision"), "parameter_count": m.get("parameter_count"),
-                    "onnx_bytes": m.get("onnx_bytes"), "bytes_per_token": m.get("bytes_per_token"),
+                    "format": m.get("format", "onnx"), "onnx_bytes": m.get("onnx_bytes"),
+                    "model_bytes": m.get("onnx_bytes") or m.get("gguf_bytes"),
+                    "bytes_per_token": m.get("bytes_per_token"),
                     "built_at": m.get("built_at")})
     return out
 
 
-def resolve_model(spec: str | os.PathLike, precision: str = "int4", *, build: bool = True,
-                  cache_dir=None, overrides: dict | None = None, progress: bool = True) -> Path:
-    """A preset name (built on demand when `build`) or a path to a model dir / .onnx file.
+FORMATS = ("onnx", "gguf")  # what a runtime reads (engines.model_format)
 
-    Returns a directory, or the .onnx file path when `spec` names a file.
+
+def resolve_model(spec: str | os.PathLike, precision: str = "int4", *, build: bool = True,
+                  cache_dir=None, overrides: dict | None = None, progress: bool = True,
+                  fmt: str = "onnx") -> Path:
+    """A preset name (built on demand when `build`, as ONNX or, ``fmt="gguf"``, as the GGUF of
+    runtime llamacpp) or a path to a model dir / .onnx or .gguf file.
+
+    Returns a directory, or the file path when `spec` names a file.
     """
     text = str(spec)
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown model format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if text in PRESETS:
         if build:
-            return build_model(text, precision, overrides=overrides, cache_dir=cache_dir,
-                               progress=progress)
-        cfg = _fix_special_ids(preset_config(text, overrides))
-        key = build_key(text, precision, cfg, accuracy_level=4, prune_lm_head=False)
-        d = model_cache_dir(cache_dir) / _model_dirname(text, precision, key)
-        if _read_manifest(d) is None:
-            raise ModelError(f"preset {text!r} ({precision}) is not built in {d.parent}; run "
-                             f"`coresweep model build {text} --precision {precision}`")
-        return d
+            make = build_gguf if fmt == "gguf" else build_model
+            return make(text, precision, overrides=overrides, cache_dir=cache_dir,
+                        progress=progress)
+        return _built(text, precision, overrides, cache_dir, fmt)
     path = Path(text).expanduser()
     if path.exists():
+        _check_format(path, fmt)
         return path.resolve()
     raise ModelError(f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing "
-                     "directory or .onnx file")
+                     "directory or .onnx / .gguf file")
 
 
-def bytes_per_token(spec: str | os.PathLike | None, precision: str = "int4") -> float | None:
-    """Bytes read per decoded token (the roofline's numerator) of a preset or model path, without
-    building anything; None when the model is not there or does not say."""
+def _built(preset: str, precision: str, overrides: dict | None, cache_dir, fmt: str) -> Path:
+    """The cached build of a preset, without building (ModelError saying how to build it)."""
+    cfg = _fix_special_ids(preset_config(preset, overrides))
+    if fmt == "gguf":
+        key = gguf_key(preset, precision, cfg)
+        from coresweep.models.gguf import gguf_type
+
+        name = f"{preset}-gguf-{gguf_type(precision).lower()}-{_key_hash(key)}"
+    else:
+        key = build_key(preset, precision, cfg, accuracy_level=4, prune_lm_head=False)
+        name = _model_dirname(preset, precision, key)
+    d = model_cache_dir(cache_dir) / name
+    if _read_manifest(d) is None:
+        flag = " --format gguf" if fmt == "gguf" else ""
+        raise ModelError(f"preset {preset!r} ({precision}{', GGUF' if flag else ''}) is not "
+                         f"built in {d.parent}; run `coresweep model build {preset} --precision "
+                         f"{precision}{flag}`")
+    return d
+
+
+def _check_format(path: Path, fmt: str) -> None:
+    """A model path of the other format than its runtime reads: ModelError saying which."""
+    from coresweep.models.gguf import find_gguf
+
+    is_gguf = find_gguf(path) is not None and not any(path.glob("*.onnx") if path.is_dir()
+                                                       else [])
+    if is_gguf and fmt == "onnx":
+        raise ModelError(f"{str(path)!r} is a GGUF model: only runtime llamacpp runs it")
+    if not is_gguf and fmt == "gguf":
+        raise ModelError(f"{str(path)!r} holds no .gguf file: runtime llamacpp runs GGUF models "
+                         "(a preset is converted for it; a downloaded .gguf works too)")
+
+
+def bytes_per_token(spec: str | os.PathLike | None, precision: str = "int4",
+                    fmt: str = "onnx") -> float | None:
+    """Bytes read per decoded token (the roofline's numerator) of a preset or model path in the
+    given format, without building anything; None when the model is not there or does not
+    say."""
     from coresweep.errors import CoresweepError
 
     if not spec:
         return None
     try:
-        info = inspect_model(resolve_model(spec, precision, build=False))
+        info = inspect_model(resolve_model(spec, precision, build=False, fmt=fmt))
     except (CoresweepError, OSError):
         return None
     return float(info.bytes_per_token) if info.bytes_per_token else None

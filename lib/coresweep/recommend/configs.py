@@ -1,7 +1,8 @@
 """Ready-to-paste configurations for a recommended point: a shell line (environment + taskset or
 numactl), Python (`onnxruntime.SessionOptions`), onnxruntime-genai's `genai_config.json`
-`session_options`, and — for a serving plan — gunicorn.conf.py. Each says exactly what the
-measured point did: the same CPUs, the same intra-op thread count, the same session options."""
+`session_options`, and — for a serving plan — gunicorn.conf.py; for a llama.cpp point, its own
+command line and llama-cpp-python. Each says exactly what the measured point did: the same CPUs,
+the same thread count, the same session options."""
 
 from __future__ import annotations
 
@@ -77,7 +78,24 @@ def genai_session_options(d: Deployment) -> str:
     return json.dumps({"model": {"decoder": {"session_options": opts}}}, indent=2)
 
 
+def llamacpp_python(d: Deployment, model_path: str = "model.gguf") -> str:
+    """llama-cpp-python with the measured threads, the process pinned first (llama.cpp's OpenMP
+    threads inherit the mask; no cpu_mask of its own, which would override it per thread)."""
+    return "\n".join([
+        "import os",
+        f"os.sched_setaffinity(0, {sorted(d.cpus)!r})  # before llama_cpp is imported",
+        "from llama_cpp import Llama",
+        "",
+        f"llm = Llama({model_path!r}, n_threads={d.threads}, n_threads_batch={d.threads})",
+    ])
+
+
 def all_formats(d: Deployment, *, model_path: str = "model.onnx",
-                command: str = "python serve.py") -> dict[str, str]:
+                command: str = "python serve.py", runtime: str = "ort") -> dict[str, str]:
+    """Every format of the point for its runtime (ort and genai: onnxruntime's; llamacpp:
+    llama.cpp's server command line and llama-cpp-python)."""
+    if runtime == "llamacpp":
+        cmd = f"llama-server -m model.gguf -t {d.threads} -tb {d.threads}"
+        return {"shell": shell(d, cmd), "python": llamacpp_python(d)}
     return {"shell": shell(d, command), "python": python(d, model_path),
             "genai_config.json": genai_session_options(d)}

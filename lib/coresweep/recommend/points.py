@@ -31,19 +31,26 @@ class RunPoints:
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def decisions(self) -> dict[str, Any]:
-        """The one decision per goal (analysis.decision.decide) over every point."""
+        """The one decision per goal (analysis.decision.decide) over every point of the run's
+        first runtime (what summary.md, the index, 06 and compare answer with); each runtime's
+        own: :meth:`runtime_decisions`."""
         from coresweep.analysis.decision import GOALS, decide
 
-        points = self.all()
-        return {metric: decide(points, metric) for metric in GOALS}
+        first = next(iter(self.runtime_decisions().values()), None)
+        return first or {metric: decide(self.all(), metric) for metric in GOALS}
+
+    def runtime_decisions(self) -> dict[str, dict[str, Any]]:
+        """runtime -> goal -> the decision over that runtime's points (01's and 02's) alone."""
+        from coresweep.analysis.runtimes import decisions
+
+        return decisions(self.all())
 
 
 def run_points(run: Any, values: dict[str, Any] | None = None) -> RunPoints:
     """A run's decision points: 01's main curves and 02's strategies and controls, selected by
     key (see :func:`main_thread_configs`), 01's with the roofline."""
-    from coresweep.analysis.roofline import with_roofline
+    from coresweep.analysis.roofline import runtime_roofline
     from coresweep.measurement.bandwidth_table import load as load_bandwidth
-    from coresweep.models import bytes_per_token
     from coresweep.report.paths import read_json, run_file
     from coresweep.studies.results import select
 
@@ -51,8 +58,8 @@ def run_points(run: Any, values: dict[str, Any] | None = None) -> RunPoints:
     stored = stored_configs(run)
     threads = select(run, main_thread_configs(stored, values)).summary
     if len(threads):
-        bpt = bytes_per_token(values.get("model"), values.get("precision", "int4"))
-        threads = with_roofline(threads, bpt, load_bandwidth(run.path))
+        threads = runtime_roofline(threads, values.get("model"),
+                                   values.get("precision", "int4"), load_bandwidth(run.path))
     placed = [c for c in stored if c.role.get("strategy") or c.role.get("control")]
     affinity = select(run, placed).summary if placed else pd.DataFrame()
     return RunPoints(threads, affinity, values)
@@ -100,6 +107,7 @@ def run_values(run_meta: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any
     """The parameters a run's studies used, "auto" resolved on the machine that ran them:
     batch.json's resolved values (coresweep run), else run.json's, over the defaults."""
     from coresweep import studies
+    from coresweep.parameters import current_names
 
     values = batch.get("resolved") or batch.get("params") or run_meta.get("params") or {}
-    return {**studies.defaults(), **values}
+    return {**studies.defaults(), **current_names(values)}

@@ -48,12 +48,17 @@ from coresweep.report.summary import finish_run
 
 
 def _build_model(resolved: studies.Resolved, log: Any) -> None:
+    """Every format the run's runtimes read (ONNX; the GGUF for llamacpp) of a preset."""
+    from coresweep.engines import model_format
     from coresweep.models import PRESETS, resolve_model
+    from coresweep.studies.common import runtimes
 
-    if resolved["model"] in PRESETS:
+    if resolved["model"] not in PRESETS:
+        return
+    for fmt in dict.fromkeys(model_format(r) for r in runtimes(resolved.values)):
         t0 = time.monotonic()
-        log(f"model: {resolved['model']} ({resolved['precision']}) — building if missing")
-        path = resolve_model(resolved["model"], resolved["precision"], build=True)
+        log(f"model: {resolved['model']} ({resolved['precision']}, {fmt}) — building if missing")
+        path = resolve_model(resolved["model"], resolved["precision"], build=True, fmt=fmt)
         log(f"model: {path} ({time.monotonic() - t0:.0f} s)")
 
 
@@ -81,7 +86,7 @@ def _configs_checked(checked: dict[str, Any], chosen: Sequence[Any], topo: Any,
     resolved = studies.validate(checked, topo=topo, names=[s.id for s in chosen], model=False)
     configs = {s.id: s.configs(resolved) for s in chosen}
     if any(configs.values()):
-        check_model(resolved["model"], resolved["precision"])
+        check_model(resolved["model"], resolved["precision"], runtime=resolved["runtime"])
     if any(configs.values()) and build:
         _build_model(resolved, log)
         for sid, cfgs in configs.items():

@@ -127,8 +127,9 @@ def _trial_estimate(study: Any, resolved: Any, cal: Any) -> StudyEstimate:
     for c in configs:
         plan = plan_for(c, topo)
         threads = c.threads if c.threads is not None else physical
-        one = cal.unit_s(threads, len(set(plan.cpus)), reps=v["reps"], warmup=v["warmup"],
-                         gen_tokens=c.gen_tokens, prompt_tokens=c.prompt_tokens, batch=c.batch)
+        one = cal.of(c.runtime).unit_s(threads, len(set(plan.cpus)), reps=v["reps"],
+                                       warmup=v["warmup"], gen_tokens=c.gen_tokens,
+                                       prompt_tokens=c.prompt_tokens, batch=c.batch)
         for p in range(v["processes"]):
             units[f"{c.key()}__p{p}"] = one
     fixed = NOTEBOOK_S + (REFINE_SHARE * sum(units.values()) if study.refines else 0.0)

@@ -45,14 +45,21 @@ class CalPoint:
 
 @dataclass
 class Calibration:
-    """Calibrated costs of one model on one machine, by thread count."""
+    """Calibrated costs of one model on one machine, by thread count, on ``runtime``; the run's
+    other runtimes (``runtime`` a list) in ``others``, each its own calibration."""
 
     model: str
     precision: str
     prompt_tokens: int
     points: dict[int, CalPoint] = field(default_factory=dict)
-    wall_s: float = 0.0  # what calibrating cost
+    wall_s: float = 0.0  # what calibrating cost (every runtime's)
     batched: CalPoint | None = None  # one batch > 1 at the largest thread count, if any
+    runtime: str = "ort"
+    others: dict[str, Calibration] = field(default_factory=dict)
+
+    def of(self, runtime: str) -> Calibration:
+        """The calibration of ``runtime`` (this one when it was not calibrated apart)."""
+        return self.others.get(runtime, self)
 
     def batch_growth(self) -> tuple[float, float]:
         """How a step and a prefill grow per added sequence, as fractions of batch 1's, from
@@ -106,17 +113,22 @@ class Calibration:
         return p.overhead_s + p.load_s + (warmup + reps) * gen
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "precision": self.precision,
-                "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
-                "points": [asdict(p) for p in self.points.values()],
-                **({"batched": asdict(self.batched)} if self.batched else {})}
+        out = {"model": self.model, "precision": self.precision, "runtime": self.runtime,
+               "prompt_tokens": self.prompt_tokens, "wall_s": self.wall_s,
+               "points": [asdict(p) for p in self.points.values()]}
+        if self.batched:
+            out["batched"] = asdict(self.batched)
+        if self.others:
+            out["others"] = {name: c.to_dict() for name, c in self.others.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         points = {int(p["threads"]): CalPoint(**p) for p in d.get("points", [])}
         batched = CalPoint(**d["batched"]) if d.get("batched") else None
+        others = {name: cls.from_dict(o) for name, o in (d.get("others") or {}).items()}
         return cls(d["model"], d.get("precision", "int4"), int(d["prompt_tokens"]), points,
-                   float(d.get("wall_s", 0.0)), batched)
+                   float(d.get("wall_s", 0.0)), batched, d.get("runtime", "ort"), others)
 
     @classmethod
     def read(cls, path: str | Path) -> Calibration:
@@ -142,19 +154,38 @@ def thread_counts(needed: Sequence[int], cpus: int) -> list[int]:
 
 def calibrate(values: dict[str, Any], topo: Any, counts: Sequence[int], *, batch: int = 1,
               log: Callable[[str], None] = print) -> Calibration:
-    """One short trial per thread count on the run's model and prompt (placement cores-first);
-    when the run decodes batches (``batch`` > 1), one more of min(batch, CAL_MAX_BATCH)
-    sequences at the largest count."""
+    """One short trial per thread count on the run's model and prompt (placement cores-first),
+    on each of its runtimes (the first's is the calibration, the others' in ``others``); when the
+    run decodes batches (``batch`` > 1), one more of min(batch, CAL_MAX_BATCH) sequences at the
+    largest count on the first runtime."""
+    from coresweep.studies.common import runtimes
+
+    t0 = time.monotonic()
+    first, *rest = [_calibrate_runtime(values, topo, counts, r, log) for r in runtimes(values)]
+    if batch > 1 and counts:
+        base = {**_cal_base(values), "runtime": first.runtime}
+        first.batched = _cal_point(base, max(counts), min(batch, CAL_MAX_BATCH), topo,
+                                   values.get("timeout_s", 600.0), log)
+    first.others = {c.runtime: c for c in rest}
+    first.wall_s = time.monotonic() - t0
+    return first
+
+
+def _cal_base(values: dict[str, Any]) -> dict[str, Any]:
     from coresweep.studies.common import workload
 
-    base = {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1, "batch": 1}
-    cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]))
+    return {**workload(values), "gen_tokens": CAL_TOKENS, "warmup": 1, "reps": 1, "batch": 1}
+
+
+def _calibrate_runtime(values: dict[str, Any], topo: Any, counts: Sequence[int], runtime: str,
+                       log: Callable[[str], None]) -> Calibration:
+    base = {**_cal_base(values), "runtime": runtime}
+    cal = Calibration(values["model"], values["precision"], int(base["prompt_tokens"]),
+                      runtime=runtime)
     t0 = time.monotonic()
     timeout = values.get("timeout_s", 600.0)
     for t in counts:
         cal.points[t] = _cal_point(base, t, 1, topo, timeout, log)
-    if batch > 1 and counts:
-        cal.batched = _cal_point(base, max(counts), min(batch, CAL_MAX_BATCH), topo, timeout, log)
     cal.wall_s = time.monotonic() - t0
     return cal
 
@@ -165,7 +196,7 @@ def _cal_point(base: dict[str, Any], threads: int, batch: int, topo: Any, timeou
     from coresweep.measurement.config import TrialConfig
     from coresweep.measurement.trial import prepare, run_trial
 
-    what = f"{threads} thread(s)" + (f", batch {batch}" if batch > 1 else "")
+    what = f"{base['runtime']}, {threads} thread(s)" + (f", batch {batch}" if batch > 1 else "")
     cfg = TrialConfig(**{**base, "batch": batch}, threads=threads, placement="cores-first",
                       label=f"calibrate {what}")
     (prep,) = prepare([cfg], topo=topo)

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from coresweep.analysis.verdicts import decisions_sentence, same_work_sentence
+from coresweep.analysis.runtimes import decisions_markdown
+from coresweep.analysis.verdicts import same_work_sentence
+from coresweep.parameters import current_names
 from coresweep.report.paths import read_json, run_file, write_json
 from coresweep.tables import markdown, run_table
 
@@ -18,14 +20,17 @@ COLUMNS = ["config", "threads", "placement", "cpus", "ttft_ms", "ttft_ci_ms", "p
 
 def with_roofline(run_dir: Path, run: Any) -> Any:
     """The run's summary with achieved GB/s and % of the bandwidth measured at each placement."""
-    from coresweep.analysis.roofline import with_roofline as add
-    from coresweep.models import bytes_per_token
-
-    params = run.meta.get("params") or {}
-    bpt = bytes_per_token(params.get("model"), params.get("precision", "int4"))
+    from coresweep.analysis.roofline import runtime_roofline
     from coresweep.measurement.bandwidth_table import load
 
-    return add(run.summary, bpt, load(run_dir))
+    params = run.meta.get("params") or {}
+    return runtime_roofline(run.summary, params.get("model"), params.get("precision", "int4"),
+                            load(run_dir))
+
+
+def _names(value: Any) -> str:
+    """A parameter that may be a list (an axis), as text."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def load_run(run_dir: str | Path) -> Any:
@@ -39,14 +44,14 @@ def load_run(run_dir: str | Path) -> Any:
 
 def _header(run_dir: Path, meta: Mapping[str, Any], run: Any) -> list[str]:
     rmeta = run.meta if run is not None else {}
-    params = meta.get("params") or rmeta.get("params") or {}
+    params = current_names(meta.get("params") or rmeta.get("params") or {})
     fp = rmeta.get("fingerprint") or {}
     versions = rmeta.get("versions") or {}
     cpu = meta.get("cpu") or (fp.get("topology") or {}).get("model_name")
     machine = meta.get("machine") or rmeta.get("machine") or run_dir.name
     return [f"## coresweep · {machine}", "",
-            f"CPU: {cpu} · model: {params.get('model')} {params.get('precision', '')} · engine: "
-            f"{params.get('engine')} · prompt {params.get('prompt_tokens')} / gen "
+            f"CPU: {cpu} · model: {params.get('model')} {params.get('precision', '')} · runtime: "
+            f"{_names(params.get('runtime'))} · prompt {params.get('prompt_tokens')} / gen "
             f"{params.get('gen_tokens')} tokens · onnxruntime {versions.get('onnxruntime')} · "
             f"{meta.get('created', '')}", ""]
 
@@ -79,7 +84,8 @@ def write_summary(run_dir: str | Path, meta: Mapping[str, Any] | None = None) ->
     lines = _header(run_dir, meta or {}, run)
     if len(df):
         lines += [markdown(df[COLUMNS]), "", "Recommended on this machine (the one decision, "
-                  "as the recommendation report):", "", decisions_sentence(decisions), "",
+                  "as the recommendation report):", "",
+                  decisions_markdown(points.runtime_decisions()), "",
                   same_work_sentence(run.trials)]
     else:
         lines.append("No successful trial in this run.")

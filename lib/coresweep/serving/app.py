@@ -58,7 +58,7 @@ class Model:
 
         self.cfg = cfg
         self.info = inspect_model(cfg.model_dir)
-        self.engine = make_engine(cfg.engine, cfg.model_dir, SessionConfig(threads=cfg.threads))
+        self.engine = make_engine(cfg.runtime, cfg.model_dir, SessionConfig(threads=cfg.threads))
         self.load_s = self.engine.load()
         self.tokenizer = _tokenizer(self.info)
         self.name = cfg.model_name or os.path.basename(str(cfg.model_dir).rstrip("/"))

@@ -1,4 +1,4 @@
-"""What one server runs: model, engine, W workers × T threads, each worker's CPUs, and how
+"""What one server runs: model, runtime, W workers × T threads, each worker's CPUs, and how
 requests reach the workers (the dispatch). Written as JSON for the supervisor, the gunicorn
 master and its workers (``CORESWEEP_SERVE_CONFIG`` holds the file's path or the JSON itself)."""
 
@@ -34,7 +34,7 @@ class ServeConfig:
     workers: int
     threads: int | None  # intra-op threads per worker; None = ORT's default count
     slices: list[list[int]] | None  # CPUs per worker slot; None = unpinned
-    engine: str = "ort"
+    runtime: str = "ort"  # engines.RUNTIMES (llamacpp: model_dir holds the GGUF)
     host: str = "127.0.0.1"
     port: int = 8000
     dispatch: str = "haproxy"
@@ -61,7 +61,10 @@ class ServeConfig:
         """From a JSON file, or JSON text (a written gunicorn.conf.py sets the text itself)."""
         raw = str(source or os.environ[ENV])
         text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        if "engine" in fields:  # written before `engine` was renamed `runtime`
+            fields["runtime"] = fields.pop("engine")
+        return cls(**fields)
 
     def cpus_of(self, slot: int) -> list[int] | None:
         return None if self.slices is None else list(self.slices[slot])
@@ -119,7 +122,7 @@ class ServeConfig:
             raise CoresweepError("batch > 1 needs the asyncio workers: dispatch prefork's sync "
                                  "workers serve one request at a time; valid dispatches with a "
                                  "batch: haproxy, shared-socket")
-        check_batch(self.engine, self.batch, serving=True)
+        check_batch(self.runtime, self.batch, serving=True)
 
 
 def is_loopback(host: str) -> bool:

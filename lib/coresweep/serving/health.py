@@ -111,5 +111,5 @@ def describe(cfg: ServeConfig) -> dict[str, Any]:
     return {"status": "ok" if ready else "starting", "dispatch": cfg.dispatch,
             "workers": workers, "placement_ok": ready and all(w["placement_ok"] for w in workers),
             "queue": None if front["queued"] is None else front["queued"] + inside,
-            "served": sum(w["served"] for w in workers), "engine": cfg.engine,
+            "served": sum(w["served"] for w in workers), "runtime": cfg.runtime,
             "threads_per_worker": cfg.threads}

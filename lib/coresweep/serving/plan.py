@@ -75,11 +75,12 @@ def auto_threads(topo: Any, workers: int) -> int:
 
 
 def serve_config(model: str, precision: str = "int4", *, workers: int = 1,
-                 threads: int | str | None = "auto", pinned: bool = True, engine: str = "ort",
+                 threads: int | str | None = "auto", pinned: bool = True, runtime: str = "ort",
                  topo: Any = None, **kw: Any) -> ServeConfig:
     """The ServeConfig of a plan on this machine: slices made and every value checked before
     the model is resolved (a preset is built if missing) and before any server starts. ``kw``:
     the other ServeConfig fields (host, port, dispatch, max_queue, ...)."""
+    from coresweep.engines import model_format
     from coresweep.machine.topology import read_topology
     from coresweep.models import resolve_model
 
@@ -90,7 +91,7 @@ def serve_config(model: str, precision: str = "int4", *, workers: int = 1,
         threads = auto_threads(topo, workers) if pinned else max(1, len(topo.allowed) // workers)
     slices = ServePlan(workers, threads, pinned).slices(topo)
     cfg = ServeConfig(model_dir="", workers=workers, threads=threads, slices=slices,
-                      engine=engine, model_name=str(model), **kw)
+                      runtime=runtime, model_name=str(model), **kw)
     cfg.check()
-    cfg.model_dir = str(resolve_model(model, precision, build=True))
+    cfg.model_dir = str(resolve_model(model, precision, build=True, fmt=model_format(runtime)))
     return cfg

@@ -232,7 +232,7 @@ def _peak_req_s(store: ServeStore, plan: ServePlan) -> float | None:
     return float(s["req_s"].max()) if len(s) else None
 
 
-def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, engine: str,
+def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, runtime: str,
              topo: Any, state_dir: Path, progress: Any = None) -> None:
     """Every level of one plan not stored yet, on one server."""
     from coresweep.serving.server import ServerProcess
@@ -242,7 +242,7 @@ def run_plan(plan: ServePlan, load: Load, store: ServeStore, *, model_dir: str, 
             unit_name(plan, m, lv) in store.done() for m, lv in wanted):
         return  # resumed: nothing left for this plan
     port, *worker_ports = free_ports(plan.workers + 1)
-    cfg = plan.config(model_dir, topo, engine=engine, port=port, worker_ports=worker_ports,
+    cfg = plan.config(model_dir, topo, runtime=runtime, port=port, worker_ports=worker_ports,
                       max_queue=load.max_queue, request_timeout_s=load.level_timeout_s,
                       state_dir=str(state_dir / plan.key()), model_name=Path(model_dir).name)
     try:
@@ -270,7 +270,7 @@ def _level_once(srv: Any, plan: ServePlan, load: Load, mode: str, level: float,
 
 
 def serve_sweep(plans: Sequence[ServePlan], load: Load, run_dir: str | Path, *, model_dir: str,
-                engine: str = "ort", topo: Any = None, progress: bool = True) -> ServeStore:
+                runtime: str = "ort", topo: Any = None, progress: bool = True) -> ServeStore:
     """Run every plan's levels into ``run_dir`` (resumable); returns its ServeStore."""
     from tqdm import tqdm
 
@@ -285,7 +285,7 @@ def serve_sweep(plans: Sequence[ServePlan], load: Load, run_dir: str | Path, *, 
     with ServeStore(run_dir) as store:
         try:
             for plan in plans:
-                run_plan(plan, load, store, model_dir=model_dir, engine=engine, topo=topo,
+                run_plan(plan, load, store, model_dir=model_dir, runtime=runtime, topo=topo,
                          state_dir=Path(run_dir) / "serve", progress=bar)
         finally:
             bar.close()

@@ -98,7 +98,8 @@ def validate(values: Mapping[str, Any], *, topo: Any = None, names: Sequence[str
     if model and any(s.runs_trials for s in select(names)):
         from coresweep.studies.common import check_model
 
-        notes.append(check_model(merged["model"], merged["precision"]))
+        notes.append(check_model(merged["model"], merged["precision"],
+                                 runtime=merged["runtime"]))
     return Resolved(values=merged, topology=topo, notes=notes)
 
 

@@ -43,21 +43,35 @@ def same_placements(values: Mapping[str, Any], topo: Any) -> dict[tuple[str, int
     return out
 
 
-def _config(base: dict[str, Any], strategy: str, threads: int, topo: Any) -> Any:
+def has_default_threads(runtime: str) -> bool:
+    """Whether ``runtime`` has onnxruntime's own thread mode (threads=None), which the controls
+    ort-default and omp-only measure (llama.cpp has none: it always takes a count)."""
+    from coresweep.engines import SessionConfig, check_session
+    from coresweep.errors import CoresweepError
+
+    try:
+        check_session(runtime, SessionConfig(None))
+    except CoresweepError:
+        return False
+    return True
+
+
+def _config(base: dict[str, Any], strategy: str, threads: int, topo: Any,
+            suffix: str = "") -> Any:
     from coresweep.measurement.config import TrialConfig
 
     if strategy == "ort-default":
-        return TrialConfig(**base, threads=None, placement="none", label="ort-default",
+        return TrialConfig(**base, threads=None, placement="none", label="ort-default" + suffix,
                            role={"control": "ort-default"})
     if strategy == "omp-only":
         v = omp_control_value(threads, topo)
         return TrialConfig(**base, threads=None, placement="none",
                            env={"OMP_NUM_THREADS": str(v)},
-                           label=f"omp-only OMP_NUM_THREADS={v}",
+                           label=f"omp-only OMP_NUM_THREADS={v}" + suffix,
                            role={"control": "omp-only", "omp_num_threads": v})
     # validated with oversubscribe allowed: the same here
     return TrialConfig(**base, threads=threads, placement=strategy, oversubscribe=True,
-                       label=f"{strategy} {threads}t", role={"strategy": strategy})
+                       label=f"{strategy} {threads}t" + suffix, role={"strategy": strategy})
 
 
 class AffinityStudy(Study):
@@ -95,11 +109,18 @@ class AffinityStudy(Study):
                 )
 
     def make_configs(self, values: Mapping[str, Any], topo: Any) -> list:
-        base = common.workload(values)
+        """Every strategy at every thread count for every runtime (the controls, onnxruntime's
+        own thread modes, for the runtimes that have them)."""
         same = same_placements(values, topo)
-        return [_config(base, s, t, topo)
-                for t in values["affinity_threads"] for s in values["strategies"]
-                if (s, t) not in same]  # the same CPUs in the same order as an earlier strategy
+        out = []
+        for r in common.runtimes(values):
+            base = {**common.workload(values), "runtime": r}
+            suffix = common.runtime_suffix(r, values)
+            out += [_config(base, s, t, topo, suffix)
+                    for t in values["affinity_threads"] for s in values["strategies"]
+                    if (s, t) not in same  # the same CPUs in the same order as an earlier one
+                    and (s not in common.CONTROLS or has_default_threads(r))]
+        return out
 
     def capability_row(self, topo: Any) -> tuple[str, str]:
         n, phys = common.logical_count(topo), common.physical_count(topo)

@@ -105,7 +105,8 @@ class Study:
             settings(values)  # adaptive_target is a fraction: refused here, before any trial
         notes = []
         if self.runs_trials and model:
-            notes.append(common.check_model(values["model"], values["precision"]))
+            notes.append(common.check_model(values["model"], values["precision"],
+                                            runtime=values["runtime"]))
         return Resolved(values=values, topology=topo, notes=notes)
 
     def configs(self, resolved: Resolved) -> list:
@@ -159,10 +160,19 @@ class Study:
         return results
 
     def decisions(self, results: Any) -> dict[str, Any]:
-        """The decision (analysis.decision) per goal over this study's points alone."""
+        """The decision (analysis.decision) per goal over this study's points of its first
+        runtime (each runtime is decided over its own points: :meth:`runtime_decisions`)."""
         from coresweep.analysis.decision import GOALS, decide
+        from coresweep.analysis.runtimes import decisions
 
-        return {m: decide(results.summary, m) for m in GOALS}
+        first = next(iter(decisions(results.summary).values()), None)
+        return first or {m: decide(results.summary, m) for m in GOALS}
+
+    def runtime_decisions(self, results: Any) -> dict[str, dict[str, Any]]:
+        """runtime -> goal -> the decision over that runtime's points alone."""
+        from coresweep.analysis.runtimes import decisions
+
+        return decisions(results.summary)
 
     def refinements_markdown(self, resolved: Resolved) -> str:
         """The refinement rounds this study's notebook ran (run.json), one line each."""

@@ -40,6 +40,18 @@ def prompt_lengths(values: Mapping[str, Any]) -> list[int]:
     return list(v) if isinstance(v, list) else [v]
 
 
+def runtimes(values: Mapping[str, Any]) -> list[str]:
+    """The runtimes of ``runtime`` (one value or a list), in order: 01 and 02 measure each side
+    by side; the other studies use the first."""
+    v = values["runtime"]
+    return list(dict.fromkeys(v)) if isinstance(v, list) else [v]
+
+
+def runtime_suffix(runtime: str, values: Mapping[str, Any]) -> str:
+    """" · llamacpp" in a point's label when the study measures several runtimes, else ""."""
+    return f" · {runtime}" if len(runtimes(values)) > 1 else ""
+
+
 def physical_count(topo: Any) -> int:
     allowed = set(topo.allowed)
     return sum(1 for c in topo.cores if allowed.intersection(c.cpus)) or logical_count(topo)
@@ -70,26 +82,53 @@ def resolve_run_dir(values: dict[str, Any], topo: Any) -> dict[str, Any]:
     return out
 
 
-def check_model(value: str, precision: str = "int4", *, build: bool = False) -> str:
-    """The model parameter names a preset or an existing ONNX model; returns a description.
-    Presets are built on demand (and cached), so one not built yet is valid."""
+def check_model(value: str, precision: str = "int4", *, build: bool = False,
+                runtime: str | list[str] = "ort") -> str:
+    """The model parameter names a preset or an existing model each runtime can read (ONNX for
+    ort and genai, GGUF for llamacpp); returns a description. Presets are built on demand (and
+    cached), so one not built yet is valid."""
     from coresweep import models
+    from coresweep.engines import model_format
 
+    formats = list(dict.fromkeys(model_format(r) for r in runtimes({"runtime": runtime})))
     if value in models.PRESETS:
-        if build:
-            models.resolve_model(value, precision, build=True)
-        return f"preset {value} ({precision})"
+        for fmt in formats:
+            _check_preset(value, precision, fmt, build)
+        return f"preset {value} ({precision}: {' and '.join(formats)})"
     path = Path(value).expanduser()
     if not path.exists():
         raise ParamsError(
             f"parameter 'model': {value!r} is neither a preset nor an existing path; valid "
-            f"presets: {', '.join(models.PRESETS)}, or a path to an ONNX model folder or .onnx file"
-        )
+            f"presets: {', '.join(models.PRESETS)}, or a path to an ONNX model folder or .onnx "
+            "file, or a .gguf file (runtime llamacpp)")
     try:
+        for fmt in formats:
+            models.resolve_model(path, precision, build=False, fmt=fmt)
         info = models.inspect_model(path)
     except CoresweepError as exc:
         raise ParamsError(f"parameter 'model': {value!r} is not a usable model: {exc}") from None
     return f"{info.onnx_path}"
+
+
+def _check_preset(preset: str, precision: str, fmt: str, build: bool) -> None:
+    """The precision exists in the format (and llama-cpp-python is installed for a GGUF)."""
+    from coresweep import models
+    from coresweep.models import gguf
+
+    try:
+        if fmt == "gguf":
+            gguf.gguf_type(precision)
+            gguf.require_llamacpp()
+        elif precision not in models.PRECISIONS:
+            raise ParamsError(f"parameter 'precision': {precision!r} has no ONNX build; valid "
+                              f"for runtimes ort and genai: {', '.join(models.PRECISIONS)} "
+                              f"({precision} is llama.cpp's: runtime llamacpp)")
+        if build:
+            models.resolve_model(preset, precision, build=True, fmt=fmt)
+    except ParamsError:
+        raise
+    except CoresweepError as exc:
+        raise ParamsError(f"parameter 'runtime': {exc}") from None
 
 
 def uses_synthetic_prompt(values: Mapping[str, Any]) -> bool:
@@ -106,6 +145,7 @@ def workload(values: Mapping[str, Any]) -> dict[str, Any]:
 
     out = {k: values[k] for k in WORKLOAD if k != "prompt_text" and k in values}
     out["prompt_tokens"] = first(values["prompt_tokens"])  # a study that sweeps it sets its own
+    out["runtime"] = first(values["runtime"])  # 01 and 02 set each of theirs
     if not uses_synthetic_prompt(values):
         out["prompt_text"] = values["prompt_text"]
     return out

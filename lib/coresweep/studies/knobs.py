@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coresweep.errors import CoresweepError, ParamsError
-from coresweep.parameters import SESSION, Param, axis, table
+from coresweep.parameters import SESSION, Param, axis, first, table
 from coresweep.studies import common
 from coresweep.studies.base import Resolved, Study
 from coresweep.studies.threads import STUDY as THREADS
@@ -42,7 +42,8 @@ def best_measured_threads(run_dir: str, values: Mapping[str, Any]) -> int | None
         return None
     pick = run_points(run).decisions()["decode_tok_s"].pick
     w = common.workload(values)
-    if pick is None or any(pick.get(k) != w[k] for k in ("model", "prompt_tokens", "gen_tokens")):
+    if pick is None or any(pick.get(k, w[k]) != w[k]
+                           for k in ("model", "runtime", "prompt_tokens", "gen_tokens")):
         return None
     return int(pick["threads"])
 
@@ -73,6 +74,15 @@ class KnobsStudy(Study):
         return {**values, "knob_threads": measured or min(common.physical_count(topo), cap)}
 
     def check(self, values: Mapping[str, Any], topo: Any) -> None:
+        from coresweep.engines import OrtOptions, SessionConfig, check_session
+
+        runtime = first(values["runtime"])
+        try:  # the knobs are onnxruntime's session options: llama.cpp has none of them
+            check_session(runtime, SessionConfig(2, OrtOptions(inter_op_threads=2)))
+        except CoresweepError as exc:
+            raise ParamsError(f"parameter 'runtime': 06_knobs compares onnxruntime's session "
+                              f"options, and the first runtime ({runtime}) has none: {exc}; "
+                              "put ort first") from None
         common.check_strategy("knob_threads", values["placement"], topo, [values["knob_threads"]],
                               oversubscribe=False)
         for k in KNOBS:

@@ -23,6 +23,18 @@ class Recommendation:
     bytes_per_token: float | None
     params: dict[str, Any]
     refinements: list[dict[str, Any]]  # run.json "refinements": extra processes and why
+    runtime_picks: dict[str, dict[str, Any]] = None  # runtime -> goal -> Decision (each apart)
+    all_threads: Any = None  # 01's points of every runtime (the roofline of each)
+
+    @property
+    def runtimes(self) -> list[str]:
+        """The runtimes measured (01's and 02's), the first first; [""] for a run without
+        the column."""
+        return list(self.runtime_picks or {}) or [""]
+
+    def picks_of(self, runtime: str | None) -> dict[str, Any]:
+        """goal -> Decision of ``runtime`` (None: the first runtime's, ``picks``)."""
+        return self.picks if runtime in (None, "") else self.runtime_picks[runtime]
 
 
 def _study_params(run_dir: Path) -> dict[str, Any]:
@@ -93,14 +105,15 @@ class RecommendStudy(Study):
         smt = _selected(run, studies.get("smt"), full)
         served = _serving_results(run_dir, full)
         links = {s.name: f"{s.id}.html" for s in studies.all_studies()}
-        picks = points.decisions()
-        ev = Evidence(threads=points.threads, affinity=points.affinity, smt=smt,
+        picks, first = points.decisions(), _first_runtime(points)
+        ev = Evidence(threads=first(points.threads), affinity=first(points.affinity), smt=smt,
                       serving=served.summary if served is not None else pd.DataFrame(),
                       topo=topo, links=links, decode=picks["decode_tok_s"])
         bpt = bytes_per_token(full.values.get("model"), full.values.get("precision", "int4"))
         refinements = (run.meta.get("refinements") or []) if run is not None else []
         return Recommendation(ev, picks, _serving_pick(served, resolved), check_claims(ev),
-                              bpt, full.values, refinements)
+                              bpt, full.values, refinements, points.runtime_decisions(),
+                              points.threads)
 
     def picks_table(self, rec: Recommendation) -> pd.DataFrame:
         """One row per goal: how sure the run is, the recommended point, the best measured, the
@@ -108,18 +121,20 @@ class RecommendStudy(Study):
         from coresweep.analysis.decision import GOALS
 
         rows = []
-        for metric, goal in GOALS.items():
-            d = rec.picks.get(metric)
-            if d is None or d.pick is None:
-                rows.append({"goal": goal, "status": "none",
-                             "recommended": "no eligible point"})
-                continue
-            tied = ", ".join(str(c.get("label")) for c in d.candidates if c is not d.pick)
-            rows.append({"goal": goal, "status": d.status, "recommended": d.pick.get("label"),
-                         "threads": str(d.threads), "CPUs": d.pick.get("cpus"),
-                         "value [95 % CI]": d.value_text(), "best measured":
-                         f"{d.best.get('label')}: {d.value_text(d.best)}",
-                         "tied with the best": tied or "–"})
+        several = len(rec.runtimes) > 1
+        for runtime in rec.runtimes:
+            for metric, goal in GOALS.items():
+                d = rec.picks_of(runtime).get(metric)
+                head = {"goal": goal, **({"runtime": runtime} if several else {})}
+                if d is None or d.pick is None:
+                    rows.append({**head, "status": "none", "recommended": "no eligible point"})
+                    continue
+                tied = ", ".join(str(c.get("label")) for c in d.candidates if c is not d.pick)
+                rows.append({**head, "status": d.status, "recommended": d.pick.get("label"),
+                             "threads": str(d.threads), "CPUs": d.pick.get("cpus"),
+                             "value [95 % CI]": d.value_text(), "best measured":
+                             f"{d.best.get('label')}: {d.value_text(d.best)}",
+                             "tied with the best": tied or "–"})
         s = rec.serving
         if s:
             rows.append({"goal": f"most tok/s with p99 TTFT ≤ {s['budget_ms']:g} ms",
@@ -134,21 +149,29 @@ class RecommendStudy(Study):
         """Each goal's decision in a sentence, the controls beside it, and the extra processes
         the run spent to separate contenders."""
         from coresweep.analysis.decision import GOALS
+        from coresweep.analysis.runtimes import comparison_sentence
 
         lines = []
-        for metric, goal in GOALS.items():
-            d = rec.picks[metric]
-            lines.append(f"- **{goal}**: {d.sentence()}")
-            lines += [f"  - {c}" for c in d.controls]
+        for runtime in rec.runtimes:
+            if len(rec.runtimes) > 1:
+                lines.append(f"**Runtime {runtime}** (decided over its own points):\n")
+            for metric, goal in GOALS.items():
+                d = rec.picks_of(runtime)[metric]
+                lines.append(f"- **{goal}**: {d.sentence()}")
+                lines += [f"  - {c}" for c in d.controls]
+            lines.append("")
+        if len(rec.runtimes) > 1:
+            lines += [comparison_sentence(rec.runtime_picks), ""]
         lines += [f"- {r['sentence']}" for r in rec.refinements]
         return "\n".join(lines)
 
-    def deployment(self, rec: Recommendation, metric: str) -> Any:
-        """The Deployment of a recommended point (its CPUs, threads; memory on its node)."""
+    def deployment(self, rec: Recommendation, metric: str, runtime: str | None = None) -> Any:
+        """The Deployment of a recommended point (its CPUs, threads; memory on its node) of
+        ``runtime`` (None: the first)."""
         from coresweep.machine.cpulist import parse_cpulist
         from coresweep.recommend.configs import Deployment
 
-        d = rec.picks.get(metric)
+        d = rec.picks_of(runtime).get(metric)
         if d is None or d.pick is None:
             return None
         cpus = tuple(parse_cpulist(d.pick["cpus"]))
@@ -158,15 +181,21 @@ class RecommendStudy(Study):
         return Deployment(threads=d.threads, cpus=cpus, numa_node=node)
 
     def configs_markdown(self, rec: Recommendation, metric: str) -> str:
-        """The point's configuration in every format, as markdown code blocks."""
+        """Each runtime's point in every format of that runtime, as markdown code blocks."""
         from coresweep.recommend.configs import all_formats
 
-        d = self.deployment(rec, metric)
-        if d is None:
-            return "No configuration: no eligible point was measured."
         lang = {"shell": "bash", "python": "python", "genai_config.json": "json"}
-        return "\n\n".join(f"**{name}**\n\n```{lang[name]}\n{text}\n```"
-                            for name, text in all_formats(d).items())
+        out = []
+        for runtime in rec.runtimes:
+            d = self.deployment(rec, metric, runtime)
+            head = f"*Runtime {runtime}*\n\n" if len(rec.runtimes) > 1 else ""
+            if d is None:
+                out.append(head + "No configuration: no eligible point was measured.")
+                continue
+            out.append(head + "\n\n".join(
+                f"**{name}**\n\n```{lang[name]}\n{text}\n```"
+                for name, text in all_formats(d, runtime=runtime or "ort").items()))
+        return "\n\n".join(out)
 
     def serving_config(self, rec: Recommendation) -> str:
         """The recommended serving plan's deployment, exactly as `coresweep serve` runs it and
@@ -199,7 +228,38 @@ class RecommendStudy(Study):
                        f"{s['plan']} at {s['concurrency']} users behind {s['dispatch']}, "
                        f"{s['tok_s']:.1f} tok/s [{s['tok_s_ci_lo']:.1f}–{s['tok_s_ci_hi']:.1f}]")
         note = prefill_decode_note(rec.picks.get("ttft_s"), rec.picks.get("decode_tok_s"))
-        return out + ([f"- {note}"] if note else [])
+        return out + ([f"- {note}"] if note else []) + _other_runtimes_lines(rec)
+
+
+def _first_runtime(points: Any) -> Any:
+    """A function keeping a table's rows of the run's first runtime (the claims are checked on
+    one runtime's points: the study's claims are about one)."""
+    from coresweep.analysis.runtimes import runtimes_of
+
+    names = runtimes_of(points.all())
+
+    def keep(rows: pd.DataFrame) -> pd.DataFrame:
+        if len(names) < 2 or rows is None or not len(rows) or "runtime" not in rows:
+            return rows
+        return rows[rows["runtime"].astype(str) == names[0]].reset_index(drop=True)
+    return keep
+
+
+def _other_runtimes_lines(rec: Recommendation) -> list[str]:
+    """summary.md: the other runtimes' decided points and the comparison, when several ran."""
+    from coresweep.analysis.decision import GOALS
+    from coresweep.analysis.runtimes import compare_picks
+
+    if len(rec.runtimes) < 2:
+        return []
+    out = [f"- {goal} on {rt} ({d.status}): {d.sentence()}" for rt in rec.runtimes[1:]
+           for metric, goal in GOALS.items() for d in [rec.picks_of(rt)[metric]]]
+    for metric, goal in GOALS.items():
+        c = compare_picks(rec.runtime_picks, metric)
+        if c is not None:
+            out.append(f"- {goal}: {c['best']} is {100 * (c['ratio'] - 1):.0f} % better than "
+                       f"{c['other']} here ({c['relation']})")
+    return out
 
 
 def write_recommendation(rec: Recommendation, run_dir: str | Path) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from coresweep.analysis.decision import GOALS, decide
+from coresweep.analysis.runtimes import by_runtime, decisions
 
 STEP = 2  # processes added per contender and round: a pair keeps the interleaving fair
 UNIT_OVERHEAD_S = 2.0  # process start, imports, placement checks: outside the worker's timings
@@ -42,13 +42,20 @@ class Round:
                 f"{goals}; {self.wall_s:.0f} s)")
 
 
+def goal_decisions(summary: Any) -> dict[str, Any]:
+    """goal -> Decision, each runtime's apart: "decode_tok_s" with one runtime,
+    "decode_tok_s · llamacpp" with several (each runtime is decided over its own points)."""
+    by_rt = decisions(summary)
+    return {(m if len(by_rt) < 2 else f"{m} · {rt}"): d
+            for rt, ds in by_rt.items() for m, d in ds.items()}
+
+
 def unsettled(summary: Any) -> dict[str, Any]:
-    """goal -> Decision for every goal whose decision needs refining: its contenders differ in
-    what a deployment sets — the thread count or the CPUs. Contenders on the same threads and
-    CPUs differ only in whether the process is pinned (02's claim 4, not the answer): more
-    processes there would buy no better recommendation."""
-    decisions = {m: decide(summary, m) for m in GOALS}
-    return {m: d for m, d in decisions.items() if d.needs_refinement
+    """goal -> Decision for every goal whose decision needs refining (each runtime's apart): its
+    contenders differ in what a deployment sets — the thread count or the CPUs. Contenders on the
+    same threads and CPUs differ only in whether the process is pinned (02's claim 4, not the
+    answer): more processes there would buy no better recommendation."""
+    return {m: d for m, d in goal_decisions(summary).items() if d.needs_refinement
             and len({(int(c["threads"]), str(c.get("cpus"))) for c in d.candidates}) > 1}
 
 
@@ -89,19 +96,23 @@ def refine(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
 
 
 def widest_gap(summary: Any) -> tuple[int, int, float] | None:
-    """The two neighbouring explicit thread counts (within the plan's CPUs, at least one count
-    apart) whose decode or TTFT medians differ the most (relative), with that difference."""
-    # more threads than the plan's CPUs is oversubscribed by design, whatever the run measured
-    s = summary[(summary["threads"].astype(int) > 0)
-                & (summary["threads"].astype(int) <= summary["n_cpus"].astype(int))]
-    s = s.sort_values("threads")
+    """The two neighbouring explicit thread counts of one runtime (within the plan's CPUs, at
+    least one count apart) whose decode or TTFT medians differ the most (relative), with that
+    difference."""
+    from coresweep.analysis.decision import GOALS
+
     best = None
-    for (_, a), (_, b) in zip(s.iloc[:-1].iterrows(), s.iloc[1:].iterrows(), strict=True):
-        if int(b["threads"]) - int(a["threads"]) < 2:
-            continue
-        diff = max(abs(b[f"{m}_median"] / a[f"{m}_median"] - 1) for m in GOALS)
-        if best is None or diff > best[2]:
-            best = (int(a["threads"]), int(b["threads"]), float(diff))
+    for rows in by_runtime(summary).values():
+        # more threads than the plan's CPUs is oversubscribed by design, whatever was measured
+        s = rows[(rows["threads"].astype(int) > 0)
+                 & (rows["threads"].astype(int) <= rows["n_cpus"].astype(int))]
+        s = s.sort_values("threads")
+        for (_, a), (_, b) in zip(s.iloc[:-1].iterrows(), s.iloc[1:].iterrows(), strict=True):
+            if int(b["threads"]) - int(a["threads"]) < 2:
+                continue
+            diff = max(abs(b[f"{m}_median"] / a[f"{m}_median"] - 1) for m in GOALS)
+            if best is None or diff > best[2]:
+                best = (int(a["threads"]), int(b["threads"]), float(diff))
     return best
 
 
@@ -118,13 +129,14 @@ def fill_ladder(study: Any, resolved: Any, configs: Sequence[Any], results: Any,
             break
         a, b, diff = gap
         keys = list(results.summary.loc[results.summary["threads"].isin([a, b]), "config_key"])
-        cost = v["processes"] * unit_seconds(results.summary, keys, v["reps"], v["warmup"])
+        n_rt = max(1, len(by_runtime(results.summary)))
+        cost = n_rt * v["processes"] * unit_seconds(results.summary, keys, v["reps"], v["warmup"])
         if time.monotonic() - started + cost > budget:
             break
         resolved.values["threads"] = sorted({*v["threads"], (a + b) // 2})
         configs = study.configs(resolved)
-        point = next(c for c in configs if c.threads == (a + b) // 2)
-        results = _measure_more(study, resolved, configs, [point], v["processes"],
+        points = [c for c in study.main_configs(resolved) if c.threads == (a + b) // 2]
+        results = _measure_more(study, resolved, configs, points, v["processes"],
                                 f"added to the ladder: {a} and {b} threads differ by "
                                 f"{100 * diff:.0f} %")
     return results
@@ -162,7 +174,8 @@ def _one_round(study: Any, resolved: Any, configs: Sequence[Any], contenders: li
     why = ("refined: the " + " and ".join(todo) + " decision was not settled ("
            + ", ".join(d.status for d in todo.values()) + ")")
     results, wall = _sweep_more(study, resolved, configs, contenders, target, why)
-    after = {m: decide(results.summary, m).status for m in todo}
+    now = goal_decisions(results.summary)
+    after = {m: now[m].status if m in now else "?" for m in todo}
     record = Round(study.id, rnd, [c.display for c in contenders], [c.key() for c in contenders],
                    list(todo), {m: d.status for m, d in todo.items()}, target,
                    (target - have) * len(contenders), wall, after)

@@ -64,6 +64,19 @@ def make_plans(values: Mapping[str, Any], topo: Any) -> list:
     return plans + [controls[c] for c in CONTROLS if c in values["serve_controls"]]
 
 
+def _check_runtime(plan: Any, runtime: str) -> None:
+    """ParamsError when the serving runtime (the first of ``runtime``) cannot run ``plan``'s
+    workers (llama.cpp has no ORT-default thread count, which the study's control uses)."""
+    from coresweep.engines import SessionConfig, check_session
+
+    try:
+        check_session(runtime, SessionConfig(plan.threads))
+    except CoresweepError as exc:
+        raise ParamsError(f"parameter 'serve_controls': plan {plan.label} cannot run on runtime "
+                          f"{runtime!r}: {exc}; leave the 'study' control out (serve_controls: "
+                          "[shared-socket, unpinned] or []) to serve with it") from None
+
+
 @dataclass
 class ServingResults:
     """The serving tables of a run, and their per-level summary."""
@@ -87,7 +100,7 @@ class ServingStudy(Study):
     question = ("With several users at once, how should the cores be split between worker "
                 "processes and threads, and what latency does each split give?")
     capability = "serving plans (W workers x T threads, or one worker batching B users)"
-    shared = ("model", "precision", "engine", "prompt_tokens", "gen_tokens", "prompt_text",
+    shared = ("model", "precision", "runtime", "prompt_tokens", "gen_tokens", "prompt_text",
               "warmup", "timeout_s", "sample_interval_s")
     params = table(
         Param("serve_workers", "int_list", "auto", "worker counts W of the W x T plans (T is "
@@ -140,7 +153,7 @@ class ServingStudy(Study):
 
         if any(b > 1 for b in values["serve_batch"]):
             try:
-                check_batch(values["engine"], max(values["serve_batch"]), serving=True)
+                check_batch(values["runtime"], max(values["serve_batch"]), serving=True)
             except CoresweepError as exc:
                 raise ParamsError(f"parameter 'serve_batch': {exc}") from None
         for c in values["serve_controls"]:
@@ -153,6 +166,7 @@ class ServingStudy(Study):
             except CoresweepError as exc:
                 raise ParamsError(f"parameter 'serve_workers': plan {plan.label} does not fit "
                                   f"this machine: {exc}") from None
+            _check_runtime(plan, first(values["runtime"]))
 
     def capability_row(self, topo: Any) -> tuple[str, str]:
         cores = common.physical_count(topo)
@@ -179,14 +193,24 @@ class ServingStudy(Study):
 
     def measure(self, resolved: Resolved, plans: list, **kw: Any) -> ServingResults:
         """Serve every plan under load into the run folder (resumable); the results."""
-        from coresweep.models import resolve_model
         from coresweep.serving.sweep import serve_sweep
 
         v = resolved.values
-        model_dir = str(resolve_model(v["model"], v["precision"], build=True))
+        model_dir = self.model_dir(resolved, build=True)
         store = serve_sweep(plans, self.load(resolved, model_dir), v["run_dir"],
-                            model_dir=model_dir, engine=v["engine"], topo=resolved.topology, **kw)
+                            model_dir=model_dir, runtime=first(v["runtime"]),
+                            topo=resolved.topology, **kw)
         return self.results(store, plans)
+
+    def model_dir(self, resolved: Resolved, *, build: bool) -> str:
+        """The model the workers load: the serving runtime's format (the first of
+        ``runtime``; llamacpp serves the GGUF)."""
+        from coresweep.engines import model_format
+        from coresweep.models import resolve_model
+
+        v = resolved.values
+        return str(resolve_model(v["model"], v["precision"], build=build,
+                                 fmt=model_format(first(v["runtime"]))))
 
     def load(self, resolved: Resolved, model_dir: str) -> Any:
         from coresweep.engines import make_prompt
@@ -265,12 +289,12 @@ class ServingStudy(Study):
         """File name → text of the deployment of ``plan`` (gunicorn.conf.py, haproxy.cfg when
         it dispatches with HAProxy, run.sh), exactly as `coresweep serve` runs it; the only path
         of this machine in it is the model's."""
-        from coresweep.models import resolve_model
         from coresweep.serving.deploy import deployment_files
 
         v = resolved.values
-        model_dir = str(resolve_model(v["model"], v["precision"], build=False))
-        return deployment_files(plan.config(model_dir, resolved.topology, engine=v["engine"],
+        model_dir = self.model_dir(resolved, build=False)
+        return deployment_files(plan.config(model_dir, resolved.topology,
+                                            runtime=first(v["runtime"]),
                                             model_name=str(v["model"])))
 
     def recommendation(self, res: ServingResults, resolved: Resolved) -> str:

@@ -88,17 +88,19 @@ class ThreadsStudy(Study):
                               "prompt_text to sweep synthetic prompts of these lengths")
 
     def make_configs(self, values: Mapping[str, Any], topo: Any) -> list:
-        """Every thread count at every prompt length, the first length first (the main curves)."""
+        """Every thread count at every prompt length for every runtime, the first length first
+        (the main curves), each runtime's curve beside the others."""
         from coresweep.measurement.config import TrialConfig
 
         lengths = common.prompt_lengths(values)
-        return [TrialConfig(**{**common.workload(values), "prompt_tokens": p}, threads=t,
-                            placement=values["placement"],
+        return [TrialConfig(**{**common.workload(values), "prompt_tokens": p, "runtime": r},
+                            threads=t, placement=values["placement"],
                             oversubscribe=values["oversubscribe"],
                             role={"threads": t, "prompt_tokens": p},
                             label=f"{t} thread{'s' * (t != 1)}"
-                            + (f" · prompt {p}" if len(lengths) > 1 else ""))
-                for p in lengths for t in values["threads"]]
+                            + (f" · prompt {p}" if len(lengths) > 1 else "")
+                            + common.runtime_suffix(r, values))
+                for p in lengths for r in common.runtimes(values) for t in values["threads"]]
 
     def main_configs(self, resolved: Resolved) -> list:
         """The curves' configs: the first prompt length (the others feed the context figures)."""
@@ -106,13 +108,14 @@ class ThreadsStudy(Study):
         return [c for c in self.configs(resolved) if c.role["prompt_tokens"] == first]
 
     def keep(self, configs: list) -> dict[str, str]:
-        """The smallest thread count at each prompt length: the speedup figure's baseline and the
-        context figure's."""
+        """The smallest thread count at each prompt length of each runtime: the speedup figure's
+        baseline and the context figure's."""
         out = {}
-        for p in sorted({c.prompt_tokens for c in configs}):
-            base = min((c for c in configs if c.prompt_tokens == p), key=lambda c: c.threads or 0)
-            out[base.key()] = (f"the speedup baseline ({base.threads} thread(s), prompt {p}): "
-                               "never dropped")
+        for p, r in sorted({(c.prompt_tokens, c.runtime) for c in configs}):
+            base = min((c for c in configs if c.prompt_tokens == p and c.runtime == r),
+                       key=lambda c: c.threads or 0)
+            out[base.key()] = (f"the speedup baseline ({base.threads} thread(s), prompt {p}, "
+                               f"{r}): never dropped")
         return out
 
     def capability_row(self, topo: Any) -> tuple[str, str]:
@@ -122,9 +125,8 @@ class ThreadsStudy(Study):
     def finish(self, resolved: Resolved, results: Any) -> Any:
         """The main curves (the first prompt length; every length in ``contexts``), then the
         read bandwidth at each of their placements (the roofline)."""
-        from coresweep.analysis.roofline import with_roofline
+        from coresweep.analysis.roofline import runtime_roofline
         from coresweep.measurement.bandwidth_table import measure_placements
-        from coresweep.models import bytes_per_token
         from coresweep.studies.results import select
 
         keys = set(results.labels)
@@ -135,8 +137,7 @@ class ThreadsStudy(Study):
         v = resolved.values
         res.bandwidth = measure_placements(v["run_dir"], main, resolved.topology,
                                            method=v["bandwidth"])
-        bpt = bytes_per_token(v["model"], v["precision"])
-        res.summary = with_roofline(res.summary, bpt, res.bandwidth)
+        res.summary = runtime_roofline(res.summary, v["model"], v["precision"], res.bandwidth)
         return res
 
     def fill(self, resolved: Resolved, configs: list, results: Any, started: float) -> Any:
