@@ -288,7 +288,7 @@ SESSION = table(
           "model loads: default (first touch), local (the allocating CPU's node) or interleave "
           "(pages spread over every node with memory, like numactl --interleave all)", choices=("default", "local", "interleave")),
     Param("huge_pages", "str", "default", "transparent huge pages for the worker's memory: "
-          "default (the system's THP setting as it is), malloc (glibc.malloc.hugetlb=1 in "
+          "default (the system's THP setting as it is), malloc (glibc.malloc.hugetlb set to 1 in "
           "GLIBC_TUNABLES when the worker starts: glibc advises THP on what it maps) or madvise "
           "(after the model loads, MADV_HUGEPAGE + MADV_COLLAPSE on every large anonymous "
           "mapping); read back as AnonHugePages", choices=("default", "malloc", "madvise")),

@@ -186,7 +186,7 @@ def test_batch_is_refused_where_it_cannot_run(tiny_fp32, prompt):
         concat.generate_batch(prompt, 4, 2)
     with pytest.raises(ModelError, match="expected an integer >= 1"):
         check_batch("ort", 0)
-    with pytest.raises(ModelError, match="engine 'genai' cannot serve batches of requests "
-                       r"\(batch=2\); use batch=1, or an engine that can: ort"):
+    with pytest.raises(ModelError, match="runtime 'genai' cannot serve batches of requests "
+                       r"\(batch=2\); use batch=1, or a runtime that can: ort"):
         check_batch("genai", 2, serving=True)
     check_batch("llama", 4)  # an engine this coresweep does not know: left to its own check

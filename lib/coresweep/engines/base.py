@@ -169,7 +169,7 @@ def check_batch(runtime: str, batch: int, *, serving: bool = False) -> None:
     if not able(runtime):
         can = [n for n in RUNTIMES if able(n)]
         what = "serve batches of requests" if serving else "decode a batch in one session"
-        raise ModelError(f"runtime {runtime!r} cannot {what} (batch={batch}); use batch=1, or an "
+        raise ModelError(f"runtime {runtime!r} cannot {what} (batch={batch}); use batch=1, or a "
                          f"runtime that can: {', '.join(can) or 'none'}")
 
 

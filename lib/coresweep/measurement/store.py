@@ -63,7 +63,12 @@ def _atomic_write_parquet(path: Path, df: Any, measurement_version: int | None =
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from coresweep.measurement.rows import NULLABLE_TYPES
+
     table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, f in enumerate(table.schema):
+        if pa.types.is_null(f.type) and f.name in NULLABLE_TYPES:
+            table = table.set_column(i, f.name, table.column(i).cast(NULLABLE_TYPES[f.name]))
     meta = {**(table.schema.metadata or {}), _PART_KEY: str(SCHEMA_VERSION).encode()}
     if measurement_version is not None:
         meta[_MEASUREMENT_KEY] = str(measurement_version).encode()

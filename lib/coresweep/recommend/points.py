@@ -75,11 +75,13 @@ def stored_configs(run: Any) -> list[Any]:
 def main_thread_configs(stored: list[Any], values: dict[str, Any]) -> list[Any]:
     """01's main curves: re-made from the values the run resolved when they hold its thread
     list (keys never change; plus the counts its budget added), else the stored configs whose
-    role names a thread count, at the first prompt length recorded (a folder written by
+    role names a thread count and a prompt length, at the first prompt length recorded (a folder written by
     notebooks one at a time)."""
     from coresweep import studies
 
-    swept = [c for c in stored if "threads" in c.role]
+    # 01's role names a thread count and a prompt length (03's and 07's name threads with smt or
+    # batch: their points are not 01's curve)
+    swept = [c for c in stored if {"threads", "prompt_tokens"} <= set(c.role)]
     if isinstance(values.get("threads"), list):
         made = studies.get("threads").main_configs(Resolved(values, None))
         keys = {c.key() for c in made}

@@ -68,7 +68,7 @@ class BatchingStudy(Study):
             raise ParamsError(f"parameter 'batch_sizes': {values['batch_sizes']} has no 1: "
                               "batch 1 is the baseline every gain is measured against")
         try:
-            check_batch(values["runtime"], max(values["batch_sizes"]))
+            check_batch(common.runtimes(values)[0], max(values["batch_sizes"]))
         except CoresweepError as exc:
             raise ParamsError(f"parameter 'batch_sizes': {exc}") from None
 

@@ -35,6 +35,16 @@ def auto_concurrency(cores: int) -> list[int]:
     return out
 
 
+def _serves_batches(runtime: str) -> bool:
+    from coresweep.engines.base import check_batch
+
+    try:
+        check_batch(runtime, 2, serving=True)
+    except CoresweepError:
+        return False
+    return True
+
+
 def auto_batch(concurrency: list[int]) -> list[int]:
     """The batched plans "auto" makes: one, batching as many users as the largest closed-loop
     level has (at least 2, at most 8: past that a batch's TTFT grows long on a CPU)."""
@@ -143,8 +153,9 @@ class ServingStudy(Study):
             out["serve_workers"] = divisors(cores)
         if out["concurrency"] == "auto":
             out["concurrency"] = auto_concurrency(cores)
-        if out["serve_batch"] == "auto":
-            out["serve_batch"] = auto_batch(out["concurrency"])
+        if out["serve_batch"] == "auto":  # none on a runtime that cannot serve batches
+            batching = _serves_batches(common.runtimes(out)[0])
+            out["serve_batch"] = auto_batch(out["concurrency"]) if batching else []
         out["control_workers"] = min(out["control_workers"], common.logical_count(topo))
         return out
 
@@ -153,7 +164,8 @@ class ServingStudy(Study):
 
         if any(b > 1 for b in values["serve_batch"]):
             try:
-                check_batch(values["runtime"], max(values["serve_batch"]), serving=True)
+                check_batch(common.runtimes(values)[0], max(values["serve_batch"]),
+                            serving=True)
             except CoresweepError as exc:
                 raise ParamsError(f"parameter 'serve_batch': {exc}") from None
         for c in values["serve_controls"]:
