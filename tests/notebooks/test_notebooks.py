@@ -108,6 +108,9 @@ def test_run_folder_has_the_expected_tables(run):
         assert (d / f).is_file(), f
     for t in ("trials", "tokens", "samples", "threads"):
         assert any((d / "data" / t).glob("*.parquet")), t
+    for table in (d / "data").iterdir():  # every table's parts read as one dataset
+        if any(table.glob("*.parquet")):
+            assert len(pd.read_parquet(table).columns), table.name
     trials = pd.read_parquet(d / "data" / "trials")
     v = _quick_values(d)
     planned = {c.key(): c.display for s in studies.all_studies() for c in s.configs(v)}

@@ -172,7 +172,7 @@ def test_batched_deployment_sends_a_worker_up_to_its_batch(tmp_path):
     ({"batch": 0}, "batch (--batch) must be a whole number >= 1"),
     ({"batching": "dynamic"}, "valid choices: continuous, static"),
     ({"batch": 2, "dispatch": "prefork"}, "valid dispatches with a batch: haproxy"),
-    ({"batch": 2, "engine": "genai"}, "engine 'genai' cannot serve batches of requests"),
+    ({"batch": 2, "runtime": "genai"}, "runtime 'genai' cannot serve batches of requests"),
     ({"batch_window_s": -1.0}, "--batch-window) must be 0 or more"),
 ])
 def test_bad_batch_values_are_refused_before_any_start(kw, message):
@@ -189,7 +189,7 @@ def test_bad_batch_values_are_refused_before_any_start(kw, message):
     (["--batch", "0"], "batch (--batch) must be a whole number >= 1"),
     (["--batch", "x"], "argument --batch: 'x' is not a whole number"),
     (["--batching", "dynamic"], "invalid choice: 'dynamic'"),
-    (["--batch", "4", "--engine", "genai"], "engine 'genai' cannot serve batches"),
+    (["--batch", "4", "--runtime", "genai"], "runtime 'genai' cannot serve batches"),
 ])
 def test_serve_refuses_bad_batch_flags_in_one_line(flags, message, capsys):
     from coresweep.cli import main

@@ -61,11 +61,13 @@ def _verdict(prep: Any, events: dict[str, Any], seen: dict | None) -> dict[str, 
         affinity_first=hello.get("onnxruntime_imported_before_affinity") is False)
 
 
-# Columns that may be None in every row of a part (a mode not asked, a file not readable): each
-# part stores them with this type, so a folder of parts reads as one dataset (pyarrow takes the
-# first part's schema and cannot cast a typed column to "null").
+# Columns of any table that may be None in every row of a part (a mode not asked, a file not
+# readable, another runtime, ort-default's thread count): each part stores them with this type, so
+# a folder of parts reads as one dataset (pyarrow takes the first part's schema and cannot cast a
+# typed column to "null").
 NULLABLE_TYPES = {"numa_policy_ok": "bool", "huge_pages_ok": "bool", "anon_bytes": "int64",
-                  "anon_huge_bytes": "int64"}
+                  "anon_huge_bytes": "int64", "onnxruntime_version": "large_string",
+                  "threads": "int64"}
 
 
 def numa_columns(cfg: Any, numa: dict[str, Any] | None) -> dict[str, Any]:
