@@ -111,11 +111,16 @@ def test_eta_scales_the_items_left_by_the_measured_pace():
     eta = Eta(est)
     eta.start("01")
     assert eta.remaining_s(set()) == pytest.approx(180.0, abs=0.5)  # the plan as it stands
-    eta.last_mark = time.monotonic() - 72.0  # a and b (60 s estimated) took 72 s: pace 1.2
-    eta.current_t0 = eta.last_mark - 10.0  # and the notebook's start used its fixed 10 s
+    # the study began 81 s ago; a, its first item, got its 30 s estimate (the rest of its share
+    # was the notebook's start) and ended 36 s ago
+    eta.current_t0 = eta.last_mark = time.monotonic() - 81.0
+    eta.remaining_s({"a"})
+    assert eta.item_s["a"] == pytest.approx(30.0) and eta.pace() is None  # not paced by a start
+    eta.last_mark = time.monotonic() - 36.0  # b (30 s estimated) took 36 s: pace 1.2
     left = eta.remaining_s({"a", "b"})
     assert eta.pace() == pytest.approx(1.2, rel=0.01)
-    assert left == pytest.approx(1.2 * 40 + 1.2 * 50 + 20, rel=0.01)  # fixed parts not scaled
+    # 01's fixed 10 s used up by its start (81 - 30 - 36 = 15 s); fixed parts are not scaled
+    assert left == pytest.approx(1.2 * 40 + 1.2 * 50 + 20, rel=0.01)
     assert Eta(est, planned=False).remaining_s(set()) is None  # unplanned: no pace yet
     eta.finish("01")
     assert eta.report()[1].startswith("  01")

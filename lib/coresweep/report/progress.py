@@ -37,6 +37,7 @@ class Eta:
     current: str | None = None
     current_t0: float = 0.0
     item_s: dict[str, float] = field(default_factory=dict)  # item -> its actual seconds
+    paced: set[str] = field(default_factory=set)  # items timed from a previous item's end
     last_mark: float = 0.0  # when the current study's previous item finished (or it began)
 
     @property
@@ -55,22 +56,29 @@ class Eta:
 
     def observe(self, done_items: set[str]) -> None:
         """Give the items of the current study that finished since the last look their share of
-        the time since the previous one finished."""
+        the time since the previous one finished. The study's first items also hold its start
+        (kernel, setup cells): they get at most their estimate, the rest counts as the fixed
+        part used, and they do not set the pace (counted twice, the start overestimated the
+        run by up to a fifth)."""
         e = self.estimates.get(self.current) if self.current else None
         new = [k for k in (e.units if e else {}) if k in done_items and k not in self.item_s]
         if new:
             now = time.monotonic()
+            first = self.last_mark == self.current_t0
             for k in new:
-                self.item_s[k] = (now - self.last_mark) / len(new)
+                share = (now - self.last_mark) / len(new)
+                self.item_s[k] = min(share, e.units[k]) if first else share
+                if not first:
+                    self.paced.add(k)
             self.last_mark = now
 
     def pace(self) -> float | None:
-        """Actual over estimated time of the items done; None until a tenth of all are."""
+        """Actual over estimated time of the paced items done; None until a tenth of all are."""
         est = {k: v for e in self.estimates.values() for k, v in e.units.items()}
-        done = sum(est[k] for k in self.item_s if k in est)
+        done = sum(est[k] for k in self.paced if k in est)
         if done <= 0 or done < SETTLE * sum(est.values()):
             return None
-        return sum(self.item_s[k] for k in self.item_s if k in est) / done
+        return sum(self.item_s[k] for k in self.paced if k in est) / done
 
     def remaining_s(self, done_items: set[str]) -> float | None:
         """Seconds left (None while an unplanned batch has no pace yet)."""
