@@ -15,3 +15,9 @@ class ModelError(CoresweepError):
 
 class ParamsError(CoresweepError):
     """A parameter file or override that is unknown, mistyped or invalid."""
+
+
+def check_choice(name: str, value: object, choices: tuple, error: type = CoresweepError) -> None:
+    """``error`` naming ``name``, the bad value and the valid choices unless ``value`` is one."""
+    if value not in choices:
+        raise error(f"{name}={value!r}; valid: {', '.join(map(str, choices))}")

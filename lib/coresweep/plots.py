@@ -461,9 +461,7 @@ def batching_throughput(summary: pd.DataFrame, *, cap: str | None = None) -> Any
     a2.set(xlabel="batch (sequences per step)", ylabel="each user's decode tokens/s",
            title="per user: decode (solid), TTFT (dashed)")
     a3.set_ylabel("TTFT of the batch (ms)")
-    for a in (a1, a2):
-        a.set_xticks(sorted(summary["batch"].unique()))
-        a.set_ylim(0, None)
+    _batch_axes((a1, a2), summary)
     a1.legend(fontsize=8)
     return _finish(fig, title, cap)
 
@@ -487,11 +485,17 @@ def batching_roofline(summary: pd.DataFrame, *, cap: str | None = None) -> Any:
            title="bytes per step ÷ step time")
     a2.set(xlabel="batch (sequences per step)", ylabel="CPU ms per token (all threads)",
            title="CPU time per generated token")
+    _batch_axes((a1, a2), summary)
     for a in (a1, a2):
-        a.set_xticks(sorted(summary["batch"].unique()))
-        a.set_ylim(0, None)
         a.legend(fontsize=8)
     return _finish(fig, title, cap)
+
+
+def _batch_axes(axes: Any, summary: pd.DataFrame) -> None:
+    """Ticks at the measured batch sizes, y from 0 (batching figures)."""
+    for a in axes:
+        a.set_xticks(sorted(summary["batch"].unique()))
+        a.set_ylim(0, None)
 
 
 # ------------------------------------------------------------------------------------------------

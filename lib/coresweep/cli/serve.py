@@ -60,20 +60,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=lambda s: threads_arg(s, auto=True), default="auto",
                    help="intra-op threads per worker, 'ort-default', or auto: the physical cores "
                    "of each worker's slice (default auto)")
-    p.add_argument("--placement", choices=PLACEMENTS, default="partition",
-                   help="partition: disjoint CPU slices; none: workers unpinned (default "
-                   "partition)")
-    p.add_argument("--dispatch", choices=DISPATCHES, default="haproxy",
-                   help="haproxy: load-aware (default); shared-socket: the study's setup, every "
-                   "worker accepts on one socket (not load-aware); prefork: gunicorn sync "
-                   "workers, only an idle one accepts (no queue limit)")
+    choices = (  # flag, choices, default, what the choices mean
+        ("--placement", PLACEMENTS, "partition",
+         "partition: disjoint CPU slices; none: workers unpinned"),
+        ("--dispatch", DISPATCHES, "haproxy",
+         "haproxy: load-aware; shared-socket: the study's setup, every worker accepts on one "
+         "socket (not load-aware); prefork: gunicorn sync workers, only an idle one accepts (no "
+         "queue limit)"),
+        ("--batching", POLICIES, "continuous",
+         "with --batch: continuous (a request joins the running batch at the next step, a "
+         "finished one frees its slot at once) or static (requests that arrive during a batch "
+         "wait until it ends)"))
+    for flag, valid, default, meaning in choices:
+        p.add_argument(flag, choices=valid, default=default, help=f"{meaning} (default {default})")
     p.add_argument("--batch", type=_int, default=1,
                    help="requests each worker decodes together (one forward pass per step for "
                    "all; HAProxy sends a worker up to this many); 1: one at a time (default 1)")
-    p.add_argument("--batching", choices=POLICIES, default="continuous",
-                   help="with --batch: continuous (a request joins the running batch at the next "
-                   "step, a finished one frees its slot at once) or static (requests that arrive "
-                   "during a batch wait until it ends) (default continuous)")
     p.add_argument("--batch-window", type=_float, default=0.02,
                    help="seconds an empty batch waits for more requests to join (default 0.02)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

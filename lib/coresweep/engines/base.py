@@ -228,6 +228,17 @@ class Engine:
                 raise ModelError(f"prompt token ids {bad[:5]} outside the vocabulary [0, {vocab})")
         return ids
 
+    def loaded(self) -> bool:
+        """Whether load() has run (each runtime holds its own handle)."""
+        raise NotImplementedError
+
+    def _ready(self, prompt_ids: Sequence[int], gen_tokens: int) -> list[int]:
+        """The checked prompt (see _check), the model loaded first if it is not yet."""
+        ids = self._check(prompt_ids, gen_tokens)
+        if not self.loaded():
+            self.load()
+        return ids
+
     def load(self) -> float:
         raise NotImplementedError
 

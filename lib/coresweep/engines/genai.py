@@ -60,6 +60,9 @@ class GenaiEngine(Engine):
                 f"the 'genai' engine cannot set {', '.join(unsupported)}: onnxruntime-genai's "
                 "session_options accept no ORT config entries (use engine 'ort' for these)")
 
+    def loaded(self) -> bool:
+        return self.model is not None
+
     def load(self) -> float:
         import onnxruntime  # noqa: F401  (genai dlopens the onnxruntime library of this package)
         import onnxruntime_genai as og
@@ -75,9 +78,7 @@ class GenaiEngine(Engine):
                  on_token: Callable[[int], None] | None = None) -> Generation:
         import onnxruntime_genai as og
 
-        ids = self._check(prompt_ids, gen_tokens)
-        if self.model is None:
-            self.load()
+        ids = self._ready(prompt_ids, gen_tokens)
         p = len(ids)
         params = og.GeneratorParams(self.model)
         # exactly N tokens: max_length = min_length = prompt + N (EOS is masked until then, as
@@ -107,7 +108,7 @@ class GenaiEngine(Engine):
         import numpy as np
         import onnxruntime_genai as og
 
-        if self.model is None:
+        if not self.loaded():
             self.load()
         p = len(ids)
         params = og.GeneratorParams(self.model)

@@ -66,6 +66,9 @@ class LlamaCppEngine(Engine):
 
         return f"{super().version()} (llama.cpp {llama_cpp.llama_version().decode()})"
 
+    def loaded(self) -> bool:
+        return self.model is not None
+
     def load(self) -> float:
         import logging
 
@@ -138,9 +141,7 @@ class LlamaCppEngine(Engine):
                  on_token: Callable[[int], None] | None = None) -> Generation:
         import llama_cpp
 
-        ids = self._check(prompt_ids, gen_tokens)
-        if self.model is None:
-            self.load()
+        ids = self._ready(prompt_ids, gen_tokens)
         p = len(ids)
         ctx = self._context(p + gen_tokens)
         arr, prompt = self._prompt_batches(ids, int(llama_cpp.llama_n_batch(ctx)))  # noqa: F841

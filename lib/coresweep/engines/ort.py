@@ -31,6 +31,9 @@ class OrtEngine(Engine):
         vocab = self.info.vocab_size or 0
         self._eos = [e for e in self.eos_token_ids if 0 <= e < vocab]
 
+    def loaded(self) -> bool:
+        return self.session is not None
+
     def load(self) -> float:
         import onnxruntime as ort
 
@@ -43,9 +46,7 @@ class OrtEngine(Engine):
 
     def generate(self, prompt_ids: Sequence[int], gen_tokens: int, *,
                  on_token: Callable[[int], None] | None = None) -> Generation:
-        ids = self._check(prompt_ids, gen_tokens)
-        if self.session is None:
-            self.load()
+        ids = self._ready(prompt_ids, gen_tokens)
         if self.kv_mode == "shared":
             return self._generate_shared(ids, gen_tokens, on_token)
         return self._generate_concat(ids, gen_tokens, on_token)
@@ -135,6 +136,15 @@ class OrtEngine(Engine):
         pos = np.zeros((batch, 1), dtype=np.int64)
         return prompt, mask, prompt_pos, step_ids, pos, (pos if has_pos else None)
 
+    def _bind_shared_kv(self, io, kv) -> None:
+        """Bind each layer's one KV buffer as both its past and its present (written in place)."""
+        for (pk, pv), (ok, ov), (k, v) in zip(self.info.past_names, self.info.present_names, kv,
+                                               strict=True):
+            io.bind_ortvalue_input(pk, k)
+            io.bind_ortvalue_input(pv, v)
+            io.bind_ortvalue_output(ok, k)
+            io.bind_ortvalue_output(ov, v)
+
     def _bind_empty_past(self, io):
         """Bind a zero-length past to every layer (the prompt's pass starts from nothing). Returns
         the OrtValue: it holds the numpy array the binding points at, so keep it until the end."""
@@ -158,12 +168,7 @@ class OrtEngine(Engine):
         kv, (pre_np, pre_ov, dec_np, dec_ov) = self._shared_buffers(p, p + n)
         prompt, mask, prompt_pos, step_ids, pos, step_pos = self._token_inputs(ids, p + n)
         io = sess.io_binding()
-        for (pk, pv), (ok, ov), (k, v) in zip(self.info.past_names, self.info.present_names, kv,
-                                               strict=True):
-            io.bind_ortvalue_input(pk, k)
-            io.bind_ortvalue_input(pv, v)
-            io.bind_ortvalue_output(ok, k)
-            io.bind_ortvalue_output(ov, v)
+        self._bind_shared_kv(io, kv)
         io.bind_ortvalue_output("logits", pre_ov)
         tokens: list[int] = []
         token_ns: list[int] = []
@@ -203,18 +208,13 @@ class OrtEngine(Engine):
             raise ModelError("batch > 1 needs a GroupQueryAttention graph with one shared KV "
                              "buffer (the onnxruntime-genai builder's); this model concatenates "
                              "its KV cache: use batch=1")
-        if self.session is None:
+        if not self.loaded():
             self.load()
         sess, p = self.session, len(ids)
         kv, (pre_np, pre_ov, dec_np, dec_ov) = self._shared_buffers(p, p + n, batch)
         prompt, mask, prompt_pos, step_ids, pos, step_pos = self._token_inputs(ids, p + n, batch)
         io = sess.io_binding()
-        for (pk, pv), (ok, ov), (k, v) in zip(self.info.past_names, self.info.present_names, kv,
-                                               strict=True):
-            io.bind_ortvalue_input(pk, k)
-            io.bind_ortvalue_input(pv, v)
-            io.bind_ortvalue_output(ok, k)
-            io.bind_ortvalue_output(ov, v)
+        self._bind_shared_kv(io, kv)
         io.bind_ortvalue_output("logits", pre_ov)
         out = np.zeros((n, batch), dtype=np.int64)  # step x sequence
         token_ns: list[int] = []
@@ -242,7 +242,7 @@ class OrtEngine(Engine):
         """A server's decoder of up to ``slots`` sequences (engines.ort_batch.OrtBatchDecoder)."""
         from coresweep.engines.ort_batch import OrtBatchDecoder
 
-        if self.session is None:
+        if not self.loaded():
             self.load()
         return OrtBatchDecoder(self, slots)
 

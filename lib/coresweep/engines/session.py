@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from coresweep.errors import ModelError
+from coresweep.errors import ModelError, check_choice
 from coresweep.parameters import SESSION
 
 __all__ = ["EXECUTION_MODES", "GRAPH_OPTIMIZATIONS", "ORT_GRAPH_LEVELS", "OrtOptions",
@@ -40,12 +40,8 @@ class OrtOptions:
             self.affinities = None  # "" (1 thread / unpinned plan) means: leave the option unset
         if not isinstance(self.inter_op_threads, int) or self.inter_op_threads < 0:
             raise ModelError(f"inter_op_threads={self.inter_op_threads!r}: expected an integer >= 0")
-        if self.execution_mode not in EXECUTION_MODES:
-            raise ModelError(f"execution_mode={self.execution_mode!r}; valid: "
-                             f"{', '.join(EXECUTION_MODES)}")
-        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
-            raise ModelError(f"graph_optimization={self.graph_optimization!r}; valid: "
-                             f"{', '.join(GRAPH_OPTIMIZATIONS)}")
+        check_choice("execution_mode", self.execution_mode, EXECUTION_MODES, ModelError)
+        check_choice("graph_optimization", self.graph_optimization, GRAPH_OPTIMIZATIONS, ModelError)
         if not isinstance(self.dynamic_block_base, int) or self.dynamic_block_base < 0:
             raise ModelError(f"dynamic_block_base={self.dynamic_block_base!r}: expected an integer >= 0")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.engines import ENGINES
-from coresweep.errors import CoresweepError, ModelError, PlacementError
+from coresweep.errors import CoresweepError, ModelError, PlacementError, check_choice
 from coresweep.measurement.config import (
     HUGE_PAGES,
     NUMA_MEMORY,
@@ -138,12 +138,8 @@ def validate_config(cfg: TrialConfig) -> None:
         )
     if not isinstance(cfg.env, dict) or not all(isinstance(k, str) for k in cfg.env):
         raise CoresweepError(f"env must be a dict of name -> value, got {cfg.env!r}")
-    if cfg.numa_memory not in NUMA_MEMORY:
-        raise CoresweepError(f"unknown numa_memory {cfg.numa_memory!r}; valid: "
-                             f"{', '.join(NUMA_MEMORY)}")
-    if cfg.huge_pages not in HUGE_PAGES:
-        raise CoresweepError(f"unknown huge_pages {cfg.huge_pages!r}; valid: "
-                             f"{', '.join(HUGE_PAGES)}")
+    check_choice("numa_memory", cfg.numa_memory, NUMA_MEMORY)
+    check_choice("huge_pages", cfg.huge_pages, HUGE_PAGES)
     from coresweep.engines.base import check_batch
 
     check_batch(cfg.runtime, cfg.batch)  # batch >= 1, and a runtime that can decode a batch

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ModelError
+from coresweep.models.child import run_logged
 
 # precision -> llama.cpp file type (llama_ftype name after LLAMA_FTYPE_; F32 is the converter's own)
 GGUF_TYPES = {"int4": "Q4_0", "int8": "Q8_0", "fp32": "F32", "q4_k_m": "Q4_K_M"}
@@ -131,16 +132,8 @@ def gguf_module(tree: Path | None = None) -> Any:
 
 def run_child(args: list[str], log_path: Path, what: str) -> None:
     """``python -m coresweep.models.gguf ARGS`` with its output in ``log_path``."""
-    cmd = [sys.executable, "-m", "coresweep.models.gguf", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log_path, "a") as log:
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
-        raise ModelError(f"{what} failed (exit {proc.returncode}); log {log_path}:\n"
-                         + "\n".join(tail))
+    run_logged([sys.executable, "-m", "coresweep.models.gguf", *args], log_path, what,
+               append=True)
 
 
 def convert(hf_dir: Path, out_file: Path, log_path: Path) -> None:

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coresweep.errors import ModelError
+from coresweep.models.child import run_logged
 from coresweep.models.inspect import inspect_model
 from coresweep.provenance import BUILD_PACKAGES, collect_versions
 
@@ -497,18 +497,7 @@ def _run_builder(hf_dir: Path, out_dir: Path, cache: Path, precision: str, extra
            "-o", str(out_dir), "-p", precision, "-e", "cpu", "-c", str(cache)]
     if extra:
         cmd += ["--extra_options", *extra]
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    with open(log_path, "w") as log:
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
-        raise ModelError(
-            f"the onnxruntime-genai model builder failed (exit {proc.returncode}); "
-            f"log {log_path}:\n" + "\n".join(tail))
+    run_logged(cmd, log_path, "the onnxruntime-genai model builder")
 
 
 def build_model(preset: str, precision: str = "int4", *, overrides: dict | None = None,
@@ -586,9 +575,7 @@ def _build_locked(preset, precision, cfg, key, cache, final, overrides, accuracy
         manifest = _manifest(out_dir, key=key, name=final.name, preset=preset,
                              overrides=overrides, cfg=cfg, precision=precision,
                              prune_lm_head=prune_lm_head, tok_info=tok_info, t0=t0)
-        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        bar.update()
-        _swap_in(out_dir, final, cache)
+        _publish(out_dir, manifest, final, cache, bar)
     finally:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -656,9 +643,7 @@ def _build_gguf_locked(preset, precision, cfg, key, cache, final, overrides, pro
         shutil.move(str(log), out_dir / "build.log")
         manifest = _gguf_manifest(out_dir, key=key, name=final.name, preset=preset,
                                   overrides=overrides, cfg=cfg, tok_info=tok_info, t0=t0)
-        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        bar.update()
-        _swap_in(out_dir, final, cache)
+        _publish(out_dir, manifest, final, cache, bar)
     finally:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -738,6 +723,13 @@ def _manifest(out_dir: Path, *, key: dict, name: str, preset: str, overrides: di
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "builder_command": (out_dir / "build.log").read_text().splitlines()[0],
     }
+
+
+def _publish(out_dir: Path, manifest: dict, final: Path, cache: Path, bar) -> None:
+    """Write the finished build's manifest and move it into the cache as ``final``."""
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    bar.update()
+    _swap_in(out_dir, final, cache)
 
 
 def _swap_in(out_dir: Path, final: Path, cache: Path) -> None:
