@@ -47,12 +47,11 @@ def test_both_runtimes_side_by_side(both):
     by_rt = points.runtime_decisions()
     assert set(by_rt) == {"ort", "llamacpp"}
     assert all(d["decode_tok_s"].pick is not None for d in by_rt.values())
-    # placement read back: the mask set first and no busy thread off the plan (how many threads
-    # were busy is not asserted: on the tiny model a llama.cpp thread made at load works ~4 ms
-    # per generation, as much as a token takes; on the 1.5B preset it is idle in decode)
+    # placement read back: the mask set first, no busy thread off the plan or beyond the CPUs
+    # (numpy's OpenBLAS pool, spinning beside llama.cpp's team, is kept to one thread)
     trials = run.trials[run.trials["runtime"] == "llamacpp"]
     assert trials["affinity_first"].all()
-    assert not trials["placement_reasons"].str.contains("outside the plan").any()
+    assert trials["placement_ok"].all(), trials["placement_reasons"].tolist()
     controls = run.trials[run.trials["label"].str.startswith("ort-default")]
     assert set(controls["runtime"]) == {"ort"}  # onnxruntime's own mode, not llama.cpp's
     html = (both / "01_threads.html").read_text()

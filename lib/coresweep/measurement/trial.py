@@ -62,6 +62,9 @@ class PreparedTrial:
         from coresweep.machine.hugepages import spawn_env
 
         base = {**(os.environ if env is None else env), **self.config.env}
+        # numpy's OpenBLAS starts a pool at import whose threads spin ~0.1 s after any BLAS call:
+        # none of the measured work, yet busy on the plan's CPUs (seen beside llama.cpp's team)
+        base.setdefault("OPENBLAS_NUM_THREADS", "1")
         return spawn_env(self.config.huge_pages, base)
 
     def worker_payload(self, process: int) -> dict[str, Any]:
