@@ -14,7 +14,7 @@ from coresweep import studies
 from coresweep.errors import ParamsError
 from coresweep.machine.topology import read_topology
 from coresweep.report.budget import BatchPlan, StudyEstimate, parse_budget, plan_batch
-from coresweep.report.calibrate import Calibration, thread_counts
+from coresweep.report.calibrate import CalPoint, Calibration, thread_counts
 from coresweep.report.progress import Eta, serving_item_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,3 +189,16 @@ def test_the_plan_estimates_batching_and_trims_it_last():
     assert says.index("07 left out") < says.index("04: no batched plan") < says.index(
         "04 left out")
 
+
+
+def test_calibration_counts_every_load_as_warm():
+    """The first calibration trial reads the model from a cold page cache; the studies' workers
+    load it warm: each point keeps its own process time less the cold part."""
+    cal = Calibration("m", "int4", 64, {1: CalPoint(1, 8.1, 4.5, 0.84, 23.1),
+                                        2: CalPoint(2, 5.5, 3.2, 0.43, 34.9)},
+                      batched=CalPoint(2, 7.1, 1.3, 1.79, 22.7, batch=4))
+    overhead = {t: p.overhead_s for t, p in cal.points.items()}
+    cal.warm_loads()
+    assert {p.load_s for p in cal.points.values()} == {1.3} and cal.batched.load_s == 1.3
+    assert cal.points[1].wall_s == pytest.approx(8.1 - 3.2)
+    assert {t: p.overhead_s for t, p in cal.points.items()} == pytest.approx(overhead)

@@ -19,6 +19,7 @@ from typing import Any
 from coresweep.errors import ParamsError
 
 NOTEBOOK_S = 10.0  # papermill kernel start, the notebook's own work and its HTML
+NOTEBOOK_NO_TRIALS_S = 5.0  # one that only reads the run folder (measured: 2-7 s on 2 vCPUs)
 # one placement's read bandwidth: a likwid-bench run takes ~2.5 s per GiB (start, first touch of
 # the buffer, 20 passes; 2-vCPU EPYC), the portable ORT method ~5 s for its runs
 BANDWIDTH_S_PER_GIB_RUN, BANDWIDTH_ORT_S = 3.0, 5.0
@@ -223,7 +224,7 @@ def estimate(resolved: Any, chosen: Sequence[Any], cal: Any) -> list[StudyEstima
         else:
             what = "no trials (reads the run folder)" if not s.runs_trials else \
                 "no trials on this machine"
-            out.append(StudyEstimate(s.id, what, {}, NOTEBOOK_S))
+            out.append(StudyEstimate(s.id, what, {}, NOTEBOOK_NO_TRIALS_S))
     return out
 
 
