@@ -192,8 +192,8 @@ def test_the_plan_estimates_batching_and_trims_it_last():
 
 
 def test_calibration_counts_every_load_as_warm():
-    """The first calibration trial reads the model from a cold page cache; the studies' workers
-    load it warm: each point keeps its own process time less the cold part."""
+    """A load does not depend on the thread count, and one calibration trial's load sometimes
+    takes several times the others': each point keeps its own process time less the excess."""
     cal = Calibration("m", "int4", 64, {1: CalPoint(1, 8.1, 4.5, 0.84, 23.1),
                                         2: CalPoint(2, 5.5, 3.2, 0.43, 34.9)},
                       batched=CalPoint(2, 7.1, 1.3, 1.79, 22.7, batch=4))

@@ -84,8 +84,8 @@ class Calibration:
 
     def warm_loads(self) -> None:
         """Every point's load as its fastest one's, its process shorter by the difference: the
-        first calibration trial reads the model from a cold page cache (seen: 4.5 s against
-        1.3 s), every study's worker from a warm one."""
+        model's load time does not depend on the thread count, and one calibration trial's load
+        now and then takes several times the others' (seen: 3.7 and 4.5 s against 1.3-1.6 s)."""
         points = [*self.points.values(), *([self.batched] if self.batched else [])]
         if not points:
             return
