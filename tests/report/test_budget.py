@@ -14,7 +14,7 @@ from coresweep import studies
 from coresweep.errors import ParamsError
 from coresweep.machine.topology import read_topology
 from coresweep.report.budget import BatchPlan, StudyEstimate, parse_budget, plan_batch
-from coresweep.report.calibrate import CalPoint, Calibration, thread_counts
+from coresweep.report.calibrate import Calibration, CalPoint, thread_counts
 from coresweep.report.progress import Eta, serving_item_names
 
 REPO = Path(__file__).resolve().parents[2]
