@@ -51,7 +51,7 @@ bandwidth = 'both'  # str; one of both, ort, likwid, off: read bandwidth at each
 run_dir = ''  # str: run folder for data/ and run.json; empty means reports/<machine>-notebook (the batch runner sets it)
 
 # %%
-# Checks every parameter (type, choices, placement on this machine, an engine that can batch,
+# Checks every parameter (type, choices, placement on this machine, a runtime that can batch,
 # model) before any trial runs; a bad value stops here naming it and the valid choices.
 P = study.validate(globals())  # the parameters cell's values
 display(Markdown(tables.markdown(tables.parameters(P.to_dict()))))

@@ -288,3 +288,29 @@ def test_report_tables_show_no_index_and_no_hashes(run, name):
     for html in shown:
         assert "<th></th>" not in html, f"{name}: a table with its index column"
         assert not [k for k in keys if k in html], f"{name}: a configuration key in a table"
+
+
+def test_batching_notebook_recorded_each_batch_and_its_step_roofline(run):
+    """What 07_batching recorded: every batch size's rows, the aggregate as batch x each
+    sequence's speed, batch 1's tokens in every sequence, and a step's bytes from the model's
+    bytes per token (not its file size) plus each sequence's KV cache."""
+    from coresweep.measurement.run import Run
+    from coresweep.models import inspect_model, resolve_model
+    from coresweep.studies.results import select
+
+    d: Path = run["run_dir"]
+    v = _quick_values(d)
+    study = studies.get("batching")
+    configs = study.configs(v)
+    trials = pd.read_parquet(d / "data" / "trials")
+    t = trials[trials["config_key"].isin({c.key() for c in configs})]
+    assert set(t["batch"]) == set(v["batch_sizes"]) and t["sequences_agree"].all()
+    assert (t["agg_decode_tok_s"] == t["batch"] * t["decode_tok_s"]).all()
+    assert t["checksum"].nunique() == 1  # the same prompt: batch 1's tokens in every batch
+    results = study.finish(v, select(Run.load(d), configs))
+    s = results.summary
+    info = inspect_model(resolve_model(v["model"], v["precision"], build=False))
+    context = s["prompt_tokens"] + s["gen_tokens"] / 2
+    expected = (info.bytes_per_token + s["batch"] * info.kv_bytes_per_position * context) / 1e9
+    assert s["step_gb"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert (s["pct_of_ceiling"] > 0).all() and s["pct_of_ceiling"].notna().all()

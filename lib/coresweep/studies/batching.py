@@ -93,15 +93,14 @@ class BatchingStudy(Study):
         at each placement: 01's measurement in the same run folder, else measured here)."""
         from coresweep.analysis.batching import with_step_roofline
         from coresweep.measurement.bandwidth_table import measure_placements
-        from coresweep.models import bytes_per_token, inspect_model, resolve_model
+        from coresweep.models import inspect_model, resolve_model
 
         v = resolved.values
         base = [c for c in self.configs(resolved) if c.batch == 1]  # one per placement
         results.bandwidth = measure_placements(v["run_dir"], base, resolved.topology,
                                                method=v["bandwidth"])
         info = inspect_model(resolve_model(v["model"], v["precision"], build=False))
-        results.summary = with_step_roofline(results.summary,
-                                             bytes_per_token(v["model"], v["precision"]),
+        results.summary = with_step_roofline(results.summary, info.bytes_per_token or None,
                                              info.kv_bytes_per_position, results.bandwidth)
         return results
 
